@@ -23,13 +23,13 @@ LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 AGENT_OBJS := $(B)/obj/agent/ktls.o
 TESTLIB_OBJS := $(B)/obj/tests/lib/pair.o $(B)/obj/tests/lib/record.o
 UNIT_TESTS := $(B)/tests/unit/ktls_test
-VM_TESTS :=
+VM_TESTS := $(B)/tests/vm/ktls_test
 DEMO :=
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
-.PHONY: all deps unit vm-fetch format format-check clean
-all: $(AGENT_OBJS) $(UNIT_TESTS) $(VM_TESTS) $(DEMO)
+.PHONY: all deps check unit vm-check vm-shell vm-fetch format format-check clean
+all: $(AGENT_OBJS) $(UNIT_TESTS) $(VM_TESTS) $(DEMO) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -48,11 +48,30 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# What the guest sees under /danced.
+$(VMROOT)/.stamp: $(VM_TESTS) tests/run-tests
+	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
+	cp tests/run-tests $(VMROOT)/tests/
+	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
+	@touch $@
+
 deps:
 	.ci/deps
 
 unit: $(UNIT_TESTS)
 	tests/run-tests --prefix host $(UNIT_TESTS)
+
+# These work on a fresh machine: deps first (a no-op when all is there), then the build.
+check:
+	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
+	tests/check $(KERNELS)
+
+vm-check:
+	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
+	tests/check --vm-only $(KERNELS)
+
+vm-shell: all
+	tests/vm/run --kernel $(KERNEL) --shell $(VMROOT)
 
 vm-fetch:
 	tests/vm/fetch
