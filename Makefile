@@ -24,11 +24,11 @@ AGENT_OBJS := $(B)/obj/agent/ktls.o
 TESTLIB_OBJS := $(B)/obj/tests/lib/pair.o $(B)/obj/tests/lib/record.o
 UNIT_TESTS := $(B)/tests/unit/ktls_test
 VM_TESTS := $(B)/tests/vm/ktls_test
-DEMO :=
+DEMO := $(B)/tests/demo/ktls_demo
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
-.PHONY: all deps check unit vm-check vm-shell vm-fetch format format-check clean
+.PHONY: all deps check unit vm-check demo vm-shell vm-fetch format format-check clean
 all: $(AGENT_OBJS) $(UNIT_TESTS) $(VM_TESTS) $(DEMO) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
@@ -49,10 +49,13 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) tests/run-tests
+$(VMROOT)/.stamp: $(VM_TESTS) $(DEMO) tests/run-tests tests/demo/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
+	cp $(DEMO) $(VMROOT)/bin/
+	cp tests/demo/guest $(VMROOT)/bin/demo
+	command -v openssl > $(VMROOT)/.host-bins
 	@touch $@
 
 deps:
@@ -69,6 +72,10 @@ check:
 vm-check:
 	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
 	tests/check --vm-only $(KERNELS)
+
+demo:
+	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
+	tests/demo/run $(KERNEL)
 
 vm-shell: all
 	tests/vm/run --kernel $(KERNEL) --shell $(VMROOT)
