@@ -21,13 +21,6 @@
 
 #include "ktls.h"
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
-
 static int ktls_real_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
 	return setsockopt(fd, level, name, val, len);

@@ -18,6 +18,14 @@
 #include <linux/tls.h>
 #include <openssl/ssl.h>
 
+/* Older libc headers lack these; the values are uapi. */
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
 /* SHA-384 is the largest hash of any suite kTLS can carry. */
 #define KTLS_SECRET_MAX 48
 

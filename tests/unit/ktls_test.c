@@ -18,13 +18,6 @@
 #include "../lib/record.h"
 #include "../../agent/ktls.h"
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
-
 /* setsockopt recorder: the kernel edge, replaced. */
 struct call {
 	int level, name;

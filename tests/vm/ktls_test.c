@@ -23,13 +23,6 @@
 #include "../lib/pair.h"
 #include "../../agent/ktls.h"
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
-
 #define BULK (16u << 20)
 
 struct peer {
