@@ -1,0 +1,1595 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * config.c - danced.conf, parsed and checked.
+ *
+ * Receives a path; hands on a complete struct config with every default resolved (user
+ * and group names are numbers, "workers = auto" is a count, every service has its
+ * timeout), or one "FILE:LINE: what is wrong" sentence. libinih splits lines into keys
+ * and values; one table of keywords per section says how each value is parsed, checked
+ * and printed back. Nothing here opens certificates or sockets: later stages do.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <openssl/ssl.h>
+#include <ini.h>
+
+#include "config.h"
+
+/*
+ * The longest line libinih reads whole; it splits longer ones into pieces that each
+ * parse as a line of their own. Every key = value line, including the ones
+ * config_print() writes, must fit.
+ */
+#define CFG_LINE_MAX (INI_MAX_LINE - 3)
+#define CFG_WORKERS_MAX 1024
+#define CFG_DURATION_MAX (10 * 60 * 1000)
+#define CFG_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define CFG_KEYS_MAX 24 /* keys in the larger section table */
+
+struct cfg_load;
+struct cfg_key;
+
+/* A value parser writes into @obj (struct config or struct svc_config); 0 or -errno. */
+typedef int cfg_parse_fn(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val);
+/* A value printer writes whole "key = value" lines, or a comment when there is none. */
+typedef void cfg_print_fn(FILE *f, const struct cfg_key *k, const void *obj);
+
+struct cfg_word {
+	const char *word;
+	int value;
+};
+
+#define CFG_SERVER (1u << ROLE_SERVER)
+#define CFG_CLIENT (1u << ROLE_CLIENT)
+
+struct cfg_key {
+	const char *name;
+	cfg_parse_fn *parse;
+	cfg_print_fn *print;
+	size_t off; /* of the field in obj, for the generic types */
+	unsigned long long min, max; /* numbers and durations */
+	const struct cfg_word *words; /* word values, first is what config_print() writes */
+	unsigned int roles; /* service keys: the roles they apply to */
+	bool repeat; /* a list: every line appends */
+	const char *instead; /* the key the other role uses */
+	const char *unset; /* printed in a comment when there is no value */
+};
+
+struct cfg_table {
+	const struct cfg_key *keys;
+	size_t n;
+};
+
+/* Where a section was opened, and where each of its keys was set (0: never). */
+struct cfg_section {
+	int line;
+	int key_line[CFG_KEYS_MAX];
+};
+
+struct cfg_load {
+	const char *path;
+	FILE *f;
+	struct config *cfg;
+	char *err;
+	size_t errlen;
+	int ret; /* the first error; later ones are not reported */
+	int line; /* the physical line libinih is looking at */
+	const struct cfg_table *table; /* of the current section; NULL before the first */
+	struct cfg_section *sec;
+	void *obj;
+	struct cfg_section danced;
+	struct cfg_section svc[CFG_MAX_SERVICES];
+};
+
+static __attribute__((format(printf, 3, 4))) int cfg_error(struct cfg_load *ld, int line,
+							   const char *fmt, ...)
+{
+	va_list ap;
+	int n = 0;
+
+	if (ld->ret)
+		return ld->ret;
+	ld->ret = -EINVAL;
+	if (!ld->err || !ld->errlen)
+		return ld->ret;
+	if (line > 0)
+		n = snprintf(ld->err, ld->errlen, "%s:%d: ", ld->path, line);
+	else
+		n = snprintf(ld->err, ld->errlen, "%s: ", ld->path);
+	if (n < 0 || (size_t)n >= ld->errlen)
+		return ld->ret;
+	va_start(ap, fmt);
+	vsnprintf(ld->err + n, ld->errlen - n, fmt, ap);
+	va_end(ap);
+	return ld->ret;
+}
+
+static int cfg_errno(struct cfg_load *ld, int err, const char *what)
+{
+	cfg_error(ld, 0, "%s", what);
+	ld->ret = err;
+	return err;
+}
+
+static int cfg_nomem(struct cfg_load *ld)
+{
+	return cfg_errno(ld, -ENOMEM, "out of memory");
+}
+
+static __attribute__((format(printf, 3, 4))) void cfg_warn(struct cfg_load *ld, int line,
+							   const char *fmt, ...)
+{
+	struct config *cfg = ld->cfg;
+	char *w;
+	va_list ap;
+	int n;
+
+	if (cfg->n_warnings == CFG_MAX_WARNINGS)
+		return;
+	w = cfg->warnings[cfg->n_warnings++];
+	n = snprintf(w, CFG_WARNING_MAX, "%s:%d: ", ld->path, line);
+	if (n < 0 || n >= CFG_WARNING_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(w + n, CFG_WARNING_MAX - n, fmt, ap);
+	va_end(ap);
+}
+
+/* The C locale's notions, whatever the process's locale is. */
+static bool cfg_space(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static bool cfg_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static char cfg_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+static bool cfg_all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!cfg_digit(*s))
+			return false;
+	return true;
+}
+
+/* Levenshtein distance, ignoring case; only for short words. */
+static unsigned int cfg_distance(const char *a, const char *b)
+{
+	unsigned int row[33], i, j, diag, up;
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la > 32 || lb > 32)
+		return 99;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		diag = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			up = row[j];
+			row[j] = diag + (cfg_lower(a[i - 1]) != cfg_lower(b[j - 1]));
+			if (up + 1 < row[j])
+				row[j] = up + 1;
+			if (row[j - 1] + 1 < row[j])
+				row[j] = row[j - 1] + 1;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* An obvious typo: at most two edits, and fewer than half the word. */
+static bool cfg_typo_of(const char *typed, const char *known)
+{
+	unsigned int d = cfg_distance(typed, known);
+
+	return d <= 2 && 2 * d < strlen(known);
+}
+
+/* Splits a list value at spaces, tabs and commas; calls @item for each element. */
+static int cfg_split(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val,
+		     int (*item)(struct cfg_load *, const struct cfg_key *, void *, const char *))
+{
+	char buf[CFG_LINE_MAX + 1];
+	size_t len;
+	int ret;
+
+	while (*val) {
+		while (*val == ',' || cfg_space(*val))
+			val++;
+		len = strcspn(val, ", \t");
+		if (!len)
+			break;
+		if (len >= sizeof(buf))
+			return cfg_error(ld, ld->line, "%s: element too long", k->name);
+		memcpy(buf, val, len);
+		buf[len] = '\0';
+		ret = item(ld, k, obj, buf);
+		if (ret)
+			return ret;
+		val += len;
+	}
+	return 0;
+}
+
+/* Value types. */
+
+static int cfg_set_string(struct cfg_load *ld, char **field, const char *val)
+{
+	char *s = strdup(val);
+
+	if (!s)
+		return cfg_nomem(ld);
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+static int cfg_parse_string(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			    const char *val)
+{
+	return cfg_set_string(ld, (char **)((char *)obj + k->off), val);
+}
+
+static int cfg_parse_path(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	if (val[0] != '/')
+		return cfg_error(ld, ld->line, "%s: '%s' is not an absolute path", k->name, val);
+	return cfg_parse_string(ld, k, obj, val);
+}
+
+static int cfg_parse_sock(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	size_t len = strlen(val);
+
+	if (val[0] == '/' && len > CFG_SUN_PATH_MAX)
+		return cfg_error(ld, ld->line,
+				 "%s: path is %zu bytes; a unix socket path holds at most %zu",
+				 k->name, len, CFG_SUN_PATH_MAX);
+	return cfg_parse_path(ld, k, obj, val);
+}
+
+static void cfg_print_string(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const char *s = *(char *const *)((const char *)obj + k->off);
+
+	if (s)
+		fprintf(f, "%s = %s\n", k->name, s);
+	else
+		fprintf(f, "# %s is not set: %s\n", k->name, k->unset);
+}
+
+/* Decimal digits only: no sign, no spaces, no hex. */
+static int cfg_number(struct cfg_load *ld, const struct cfg_key *k, const char *val,
+		      unsigned long long *out)
+{
+	unsigned long long v;
+
+	if (val[0] == '-' && cfg_all_digits(val + 1))
+		return cfg_error(ld, ld->line, "%s: %s is negative (allowed: %llu..%llu)", k->name,
+				 val, k->min, k->max);
+	if (!cfg_all_digits(val))
+		return cfg_error(ld, ld->line, "%s: '%s' is not a number (allowed: %llu..%llu)",
+				 k->name, val, k->min, k->max);
+	errno = 0;
+	v = strtoull(val, NULL, 10);
+	if (errno == ERANGE || v < k->min || v > k->max)
+		return cfg_error(ld, ld->line, "%s: %s is out of range (allowed: %llu..%llu)",
+				 k->name, val, k->min, k->max);
+	*out = v;
+	return 0;
+}
+
+static int cfg_parse_uint(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	unsigned long long v = 0;
+	int ret = cfg_number(ld, k, val, &v);
+
+	if (!ret)
+		*(unsigned int *)((char *)obj + k->off) = v;
+	return ret;
+}
+
+static void cfg_print_uint(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	fprintf(f, "%s = %u\n", k->name, *(const unsigned int *)((const char *)obj + k->off));
+}
+
+static int cfg_parse_mode(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	unsigned long v = 0;
+	const char *p;
+
+	for (p = val; *p >= '0' && *p <= '7' && v <= 0777; p++)
+		v = v * 8 + (*p - '0');
+	if (*p || v > 0777)
+		return cfg_error(ld, ld->line, "%s: '%s' is not an octal mode from 0000 to 0777",
+				 k->name, val);
+	*(unsigned int *)((char *)obj + k->off) = v;
+	return 0;
+}
+
+static void cfg_print_mode(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	fprintf(f, "%s = %04o\n", k->name, *(const unsigned int *)((const char *)obj + k->off));
+}
+
+static unsigned int cfg_online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 1;
+	return n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : n;
+}
+
+static int cfg_parse_workers(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			     const char *val)
+{
+	if (!strcmp(val, "auto")) {
+		*(unsigned int *)((char *)obj + k->off) = cfg_online_cpus();
+		return 0;
+	}
+	return cfg_parse_uint(ld, k, obj, val);
+}
+
+/* 500ms, 10s, 2m, or a bare number of seconds. */
+static int cfg_parse_duration(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			      const char *val)
+{
+	unsigned long long v = 0, unit;
+	const char *p = val;
+
+	for (; cfg_digit(*p) && v <= 1000000000ull; p++)
+		v = v * 10 + (*p - '0');
+	while (cfg_digit(*p)) /* too big already; keep the syntax check honest */
+		p++, v = ~0ull;
+	if (p == val)
+		goto bad;
+	if (!*p || !strcmp(p, "s"))
+		unit = 1000;
+	else if (!strcmp(p, "ms"))
+		unit = 1;
+	else if (!strcmp(p, "m"))
+		unit = 60000;
+	else
+		goto bad;
+	if (v == ~0ull || v * unit < k->min || v * unit > k->max)
+		return cfg_error(ld, ld->line, "%s: '%s' is out of range (allowed: 1ms..10m)",
+				 k->name, val);
+	*(unsigned int *)((char *)obj + k->off) = v * unit;
+	return 0;
+bad:
+	return cfg_error(ld, ld->line, "%s: '%s' is not a duration (use 500ms, 10s or 2m)", k->name,
+			 val);
+}
+
+static void cfg_format_duration(char *buf, size_t len, unsigned int ms)
+{
+	if (ms && !(ms % 60000))
+		snprintf(buf, len, "%um", ms / 60000);
+	else if (ms && !(ms % 1000))
+		snprintf(buf, len, "%us", ms / 1000);
+	else
+		snprintf(buf, len, "%ums", ms);
+}
+
+static void cfg_print_duration(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	char buf[32];
+
+	cfg_format_duration(buf, sizeof(buf), *(const unsigned int *)((const char *)obj + k->off));
+	fprintf(f, "%s = %s\n", k->name, buf);
+}
+
+static int cfg_parse_word(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	char list[128];
+	size_t i, n = 0;
+
+	for (i = 0; k->words[i].word; i++) {
+		if (!strcmp(val, k->words[i].word)) {
+			*(int *)((char *)obj + k->off) = k->words[i].value;
+			return 0;
+		}
+	}
+	list[0] = '\0';
+	for (i = 0; k->words[i].word && n < sizeof(list); i++)
+		n += snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", k->words[i].word);
+	return cfg_error(ld, ld->line, "%s: '%s' is not one of: %s", k->name, val, list);
+}
+
+static const char *cfg_word_of(const struct cfg_word *words, int value)
+{
+	for (; words->word; words++)
+		if (words->value == value)
+			return words->word;
+	return "?";
+}
+
+static void cfg_print_word(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	fprintf(f, "%s = %s\n", k->name,
+		cfg_word_of(k->words, *(const int *)((const char *)obj + k->off)));
+}
+
+static const struct cfg_word cfg_bools[] = {
+	{ "yes", 1 }, { "no", 0 }, { "true", 1 }, { "false", 0 }, { "on", 1 },
+	{ "off", 0 }, { "1", 1 },  { "0", 0 },	  { NULL, 0 },
+};
+
+static int cfg_parse_bool(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	int v;
+	struct cfg_key wk = *k;
+	int ret;
+
+	wk.words = cfg_bools;
+	wk.off = 0;
+	ret = cfg_parse_word(ld, &wk, &v, val);
+	if (!ret)
+		*(bool *)((char *)obj + k->off) = v;
+	return ret;
+}
+
+static void cfg_print_bool(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	fprintf(f, "%s = %s\n", k->name,
+		*(const bool *)((const char *)obj + k->off) ? "yes" : "no");
+}
+
+/* Lists are written as few lines as fit, repeating the key. */
+struct cfg_list_out {
+	FILE *f;
+	const char *key;
+	size_t col;
+};
+
+static void cfg_list_item(struct cfg_list_out *lo, const char *item)
+{
+	size_t len = strlen(item);
+
+	if (lo->col && lo->col + 1 + len > CFG_LINE_MAX) {
+		fputc('\n', lo->f);
+		lo->col = 0;
+	}
+	if (!lo->col)
+		lo->col = fprintf(lo->f, "%s =", lo->key);
+	lo->col += fprintf(lo->f, " %s", item);
+}
+
+static void cfg_list_end(struct cfg_list_out *lo, const struct cfg_key *k)
+{
+	if (lo->col)
+		fputc('\n', lo->f);
+	else
+		fprintf(lo->f, "# %s is not set: %s\n", k->name, k->unset);
+}
+
+/* allow_uid, allow_gid: names resolved now, numbers taken as they are. */
+static int cfg_id(struct cfg_load *ld, const struct cfg_key *k, const char *item, bool group,
+		  uint32_t *id)
+{
+	unsigned long long v;
+	struct passwd *pw;
+	struct group *gr;
+
+	if (cfg_all_digits(item)) {
+		errno = 0;
+		v = strtoull(item, NULL, 10);
+		if (errno == ERANGE || v >= UINT32_MAX)
+			return cfg_error(ld, ld->line, "%s: %s is out of range", k->name, item);
+		*id = v;
+		return 0;
+	}
+	errno = 0;
+	if (group) {
+		gr = getgrnam(item);
+		if (gr) {
+			*id = gr->gr_gid;
+			return 0;
+		}
+	} else {
+		pw = getpwnam(item);
+		if (pw) {
+			*id = pw->pw_uid;
+			return 0;
+		}
+	}
+	if (errno == ENOMEM)
+		return cfg_nomem(ld);
+	return cfg_error(ld, ld->line, "%s: no %s '%s' on this system", k->name,
+			 group ? "group" : "user", item);
+}
+
+static int cfg_ids_append(struct cfg_load *ld, const struct cfg_key *k, const char *item,
+			  bool group, uint32_t *ids, size_t *n)
+{
+	uint32_t id = 0;
+	size_t i;
+	int ret;
+
+	ret = cfg_id(ld, k, item, group, &id);
+	if (ret)
+		return ret;
+	for (i = 0; i < *n; i++)
+		if (ids[i] == id)
+			return 0;
+	if (*n == CFG_MAX_IDS)
+		return cfg_error(ld, ld->line, "%s: more than %d entries", k->name, CFG_MAX_IDS);
+	ids[(*n)++] = id;
+	return 0;
+}
+
+_Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
+	       "uid_t and gid_t are 32 bits on Linux");
+
+static int cfg_uid_item(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *item)
+{
+	struct config *cfg = obj;
+
+	return cfg_ids_append(ld, k, item, false, (uint32_t *)cfg->allow_uid, &cfg->n_allow_uid);
+}
+
+static int cfg_gid_item(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *item)
+{
+	struct config *cfg = obj;
+
+	return cfg_ids_append(ld, k, item, true, (uint32_t *)cfg->allow_gid, &cfg->n_allow_gid);
+}
+
+static int cfg_parse_uids(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	return cfg_split(ld, k, obj, val, cfg_uid_item);
+}
+
+static int cfg_parse_gids(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	return cfg_split(ld, k, obj, val, cfg_gid_item);
+}
+
+static void cfg_print_ids(FILE *f, const struct cfg_key *k, const uint32_t *ids, size_t n)
+{
+	struct cfg_list_out lo = { f, k->name, 0 };
+	char buf[16];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "%u", ids[i]);
+		cfg_list_item(&lo, buf);
+	}
+	cfg_list_end(&lo, k);
+}
+
+static void cfg_print_uids(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct config *cfg = obj;
+
+	cfg_print_ids(f, k, (const uint32_t *)cfg->allow_uid, cfg->n_allow_uid);
+}
+
+static void cfg_print_gids(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct config *cfg = obj;
+
+	cfg_print_ids(f, k, (const uint32_t *)cfg->allow_gid, cfg->n_allow_gid);
+}
+
+/* user: a name or a uid in the password database, which also gives its group. */
+static int cfg_parse_user(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	struct config *cfg = obj;
+	unsigned long long v;
+	struct passwd *pw;
+
+	errno = 0;
+	if (cfg_all_digits(val)) {
+		v = strtoull(val, NULL, 10);
+		pw = errno || v >= UINT32_MAX ? NULL : getpwuid(v);
+	} else {
+		pw = getpwnam(val);
+	}
+	if (!pw && errno == ENOMEM)
+		return cfg_nomem(ld);
+	if (!pw)
+		return cfg_error(ld, ld->line, "%s: no user '%s' on this system", k->name, val);
+	cfg->user_uid = pw->pw_uid;
+	cfg->user_gid = pw->pw_gid;
+	return cfg_set_string(ld, &cfg->user, pw->pw_name);
+}
+
+/* server_names: "www.example.com" or "*.example.com"; stored in lower case. */
+static int cfg_name_item(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *item)
+{
+	struct svc_config *svc = obj;
+	size_t len = strlen(item), label = 0, i;
+	const char *p = item;
+	char *name;
+
+	if (!strncmp(p, "*.", 2))
+		p += 2;
+	if (len > DANCE_HOST_MAX - 3)
+		return cfg_error(ld, ld->line, "%s: '%s' is longer than a DNS name can be", k->name,
+				 item);
+	for (; *p; p++) {
+		if (*p == '.' && label) {
+			label = 0;
+			continue;
+		}
+		if (!(cfg_digit(*p) || (cfg_lower(*p) >= 'a' && cfg_lower(*p) <= 'z') ||
+		      *p == '-' || *p == '_') ||
+		    ++label > 63)
+			break;
+	}
+	if (*p || !label)
+		return cfg_error(
+			ld, ld->line,
+			"%s: '%s' is not a host name (use www.example.com, or *.example.com"
+			" for any one label)",
+			k->name, item);
+	name = strdup(item);
+	if (!name)
+		return cfg_nomem(ld);
+	for (i = 0; i < len; i++)
+		name[i] = cfg_lower(name[i]);
+	for (i = 0; i < svc->n_server_names; i++) {
+		if (!strcmp(svc->server_names[i], name)) {
+			free(name);
+			return 0;
+		}
+	}
+	if (svc->n_server_names == CFG_MAX_NAMES) {
+		free(name);
+		return cfg_error(ld, ld->line, "%s: more than %d names", k->name, CFG_MAX_NAMES);
+	}
+	svc->server_names[svc->n_server_names++] = name;
+	return 0;
+}
+
+static int cfg_parse_names(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	return cfg_split(ld, k, obj, val, cfg_name_item);
+}
+
+static void cfg_print_names(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct svc_config *svc = obj;
+	struct cfg_list_out lo = { f, k->name, 0 };
+	size_t i;
+
+	for (i = 0; i < svc->n_server_names; i++)
+		cfg_list_item(&lo, svc->server_names[i]);
+	cfg_list_end(&lo, k);
+}
+
+/* alpn: "h2,http/1.1", kept as a normalized comma list. */
+static int cfg_parse_alpn(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	struct svc_config *svc = obj;
+	char out[DANCE_ALPN_MAX];
+	size_t n = 0, len;
+	const char *p = val;
+
+	for (;;) {
+		while (cfg_space(*p))
+			p++;
+		len = strcspn(p, ",");
+		while (len && cfg_space(p[len - 1]))
+			len--;
+		if (!len)
+			return cfg_error(ld, ld->line, "%s: empty protocol id in '%s'", k->name,
+					 val);
+		if (len > 255)
+			return cfg_error(ld, ld->line, "%s: a protocol id is at most 255 bytes",
+					 k->name);
+		if (strcspn(p, " \t") < len)
+			return cfg_error(ld, ld->line,
+					 "%s: '%s': separate protocol ids with commas", k->name,
+					 val);
+		if (n + !!n + len >= sizeof(out))
+			return cfg_error(ld, ld->line, "%s: the list is longer than %d bytes",
+					 k->name, DANCE_ALPN_MAX - 1);
+		if (n)
+			out[n++] = ',';
+		memcpy(out + n, p, len);
+		n += len;
+		p += strcspn(p, ",");
+		if (!*p)
+			break;
+		p++;
+	}
+	out[n] = '\0';
+	memcpy(svc->alpn, out, n + 1);
+	return 0;
+}
+
+static void cfg_print_alpn(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct svc_config *svc = obj;
+
+	if (svc->alpn[0])
+		fprintf(f, "%s = %s\n", k->name, svc->alpn);
+	else
+		fprintf(f, "# %s is not set: %s\n", k->name, k->unset);
+}
+
+/* listen: 192.0.2.1:443 or [2001:db8::1]:443. */
+static int cfg_listen_item(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			   const char *item)
+{
+	struct svc_config *svc = obj;
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *port;
+	unsigned long v;
+	size_t hlen;
+
+	if (item[0] == '[') {
+		port = strstr(item, "]:");
+		hlen = port ? (size_t)(port - item - 1) : 0;
+		if (port)
+			port += 2;
+	} else {
+		port = strrchr(item, ':');
+		hlen = port ? (size_t)(port - item) : 0;
+		if (port)
+			port++;
+	}
+	if (!port || !hlen || hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, item + (item[0] == '['), hlen);
+	host[hlen] = '\0';
+	if (item[0] == '[' && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else if (item[0] != '[' && inet_pton(AF_INET, host, &sin->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else
+		goto bad;
+	v = cfg_all_digits(port) && strlen(port) <= 5 ? strtoul(port, NULL, 10) : 0;
+	if (v < 1 || v > 65535)
+		return cfg_error(ld, ld->line, "%s: port of '%s' is not in 1..65535", k->name,
+				 item);
+	if (svc->n_listen == CFG_MAX_LISTEN)
+		return cfg_error(ld, ld->line, "%s: more than %d addresses", k->name,
+				 CFG_MAX_LISTEN);
+	if (ss.ss_family == AF_INET6)
+		sin6->sin6_port = htons(v);
+	else
+		sin->sin_port = htons(v);
+	svc->listen[svc->n_listen] = ss;
+	svc->listen_len[svc->n_listen++] = ss.ss_family == AF_INET6 ? sizeof(*sin6) : sizeof(*sin);
+	return 0;
+bad:
+	return cfg_error(ld, ld->line,
+			 "%s: '%s' is not an address (use 192.0.2.1:443 or [2001:db8::1]:443)",
+			 k->name, item);
+}
+
+static int cfg_parse_listen(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			    const char *val)
+{
+	return cfg_split(ld, k, obj, val, cfg_listen_item);
+}
+
+static void cfg_format_addr(char *buf, size_t len, const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+	char host[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
+	}
+}
+
+static void cfg_print_listen(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct svc_config *svc = obj;
+	struct cfg_list_out lo = { f, k->name, 0 };
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t i;
+
+	for (i = 0; i < svc->n_listen; i++) {
+		cfg_format_addr(buf, sizeof(buf), &svc->listen[i]);
+		cfg_list_item(&lo, buf);
+	}
+	cfg_list_end(&lo, k);
+}
+
+/* The keywords. */
+
+static const struct cfg_word cfg_log_levels[] = {
+	{ "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+	{ "info", LOG_INFO }, { "debug", LOG_DEBUG },	  { NULL, 0 },
+};
+
+static const struct cfg_word cfg_roles[] = {
+	{ "server", ROLE_SERVER },
+	{ "client", ROLE_CLIENT },
+	{ NULL, 0 },
+};
+
+static const struct cfg_word cfg_client_auth[] = {
+	{ "none", VERIFY_NONE },
+	{ "optional", VERIFY_OPTIONAL },
+	{ "required", VERIFY_REQUIRED },
+	{ NULL, 0 },
+};
+
+static const struct cfg_word cfg_verify[] = {
+	{ "required", VERIFY_REQUIRED },
+	{ "none", VERIFY_NONE },
+	{ NULL, 0 },
+};
+
+static const struct cfg_word cfg_tls_versions[] = {
+	{ "1.2", TLS1_2_VERSION },
+	{ "1.3", TLS1_3_VERSION },
+	{ NULL, 0 },
+};
+
+_Static_assert(sizeof(enum svc_role) == sizeof(int) && sizeof(enum verify_mode) == sizeof(int),
+	       "word values are stored as int");
+
+enum {
+	DK_SOCKET,
+	DK_SOCKET_MODE,
+	DK_WORKERS,
+	DK_MAX_HANDSHAKES,
+	DK_HANDSHAKE_TIMEOUT,
+	DK_ALLOW_UID,
+	DK_ALLOW_GID,
+	DK_USER,
+	DK_LOG_LEVEL,
+	DK_COUNT
+};
+
+#define DOFF(field) offsetof(struct config, field)
+static const struct cfg_key cfg_danced_keys[DK_COUNT] = {
+	[DK_SOCKET] = { "socket", cfg_parse_sock, cfg_print_string, DOFF(socket_path) },
+	[DK_SOCKET_MODE] = { "socket_mode", cfg_parse_mode, cfg_print_mode, DOFF(socket_mode) },
+	[DK_WORKERS] = { "workers", cfg_parse_workers, cfg_print_uint, DOFF(workers), 1,
+			 CFG_WORKERS_MAX },
+	[DK_MAX_HANDSHAKES] = { "max_handshakes", cfg_parse_uint, cfg_print_uint,
+				DOFF(max_handshakes), 1, 1000000 },
+	[DK_HANDSHAKE_TIMEOUT] = { "handshake_timeout", cfg_parse_duration, cfg_print_duration,
+				   DOFF(handshake_timeout_ms), 1, CFG_DURATION_MAX },
+	[DK_ALLOW_UID] = { "allow_uid", cfg_parse_uids, cfg_print_uids, .repeat = true,
+			   .unset = "no user may connect" },
+	[DK_ALLOW_GID] = { "allow_gid", cfg_parse_gids, cfg_print_gids, .repeat = true,
+			   .unset = "no group is allowed, only allow_uid" },
+	[DK_USER] = { "user", cfg_parse_user, cfg_print_string, DOFF(user),
+		      .unset = "danced keeps the user it was started as" },
+	[DK_LOG_LEVEL] = { "log_level", cfg_parse_word, cfg_print_word, DOFF(log_level),
+			   .words = cfg_log_levels },
+};
+
+enum {
+	SK_ROLE,
+	SK_CERTIFICATE,
+	SK_KEY,
+	SK_CA,
+	SK_CLIENT_AUTH,
+	SK_VERIFY,
+	SK_SERVER_NAMES,
+	SK_DEFAULT,
+	SK_ALPN,
+	SK_TLS_MIN,
+	SK_TLS_MAX,
+	SK_CIPHERSUITES,
+	SK_CIPHERS,
+	SK_HANDSHAKE_TIMEOUT,
+	SK_LISTEN,
+	SK_BACKEND_SOCKET,
+	SK_BACKLOG,
+	SK_COUNT
+};
+
+#define SOFF(field) offsetof(struct svc_config, field)
+#define BOTH (CFG_SERVER | CFG_CLIENT)
+static const struct cfg_key cfg_svc_keys[SK_COUNT] = {
+	[SK_ROLE] = { "role", cfg_parse_word, cfg_print_word, SOFF(role), .words = cfg_roles,
+		      .roles = BOTH },
+	[SK_CERTIFICATE] = { "certificate", cfg_parse_path, cfg_print_string, SOFF(certificate),
+			     .roles = BOTH, .unset = "no client certificate" },
+	[SK_KEY] = { "key", cfg_parse_path, cfg_print_string, SOFF(key), .roles = BOTH,
+		     .unset = "no client certificate" },
+	[SK_CA] = { "ca", cfg_parse_path, cfg_print_string, SOFF(ca), .roles = BOTH,
+		    .unset = "no peer certificate is verified" },
+	[SK_CLIENT_AUTH] = { "client_auth", cfg_parse_word, cfg_print_word, SOFF(verify),
+			     .words = cfg_client_auth, .roles = CFG_SERVER, .instead = "verify" },
+	[SK_VERIFY] = { "verify", cfg_parse_word, cfg_print_word, SOFF(verify), .words = cfg_verify,
+			.roles = CFG_CLIENT, .instead = "client_auth" },
+	[SK_SERVER_NAMES] = { "server_names", cfg_parse_names, cfg_print_names, .roles = CFG_SERVER,
+			      .repeat = true,
+			      .unset = "picked by service name, or as the default" },
+	[SK_DEFAULT] = { "default", cfg_parse_bool, cfg_print_bool, SOFF(is_default),
+			 .roles = CFG_SERVER },
+	[SK_ALPN] = { "alpn", cfg_parse_alpn, cfg_print_alpn, .roles = BOTH, .unset = "no ALPN" },
+	[SK_TLS_MIN] = { "tls_min", cfg_parse_word, cfg_print_word, SOFF(tls_min),
+			 .words = cfg_tls_versions, .roles = BOTH },
+	[SK_TLS_MAX] = { "tls_max", cfg_parse_word, cfg_print_word, SOFF(tls_max),
+			 .words = cfg_tls_versions, .roles = BOTH },
+	[SK_CIPHERSUITES] = { "ciphersuites", cfg_parse_string, cfg_print_string,
+			      SOFF(ciphersuites), .roles = BOTH,
+			      .unset = "every TLS 1.3 suite kTLS can carry" },
+	[SK_CIPHERS] = { "ciphers", cfg_parse_string, cfg_print_string, SOFF(ciphers),
+			 .roles = BOTH, .unset = "every TLS 1.2 cipher kTLS can carry" },
+	[SK_HANDSHAKE_TIMEOUT] = { "handshake_timeout", cfg_parse_duration, cfg_print_duration,
+				   SOFF(handshake_timeout_ms), 1, CFG_DURATION_MAX, .roles = BOTH },
+	[SK_LISTEN] = { "listen", cfg_parse_listen, cfg_print_listen, .roles = CFG_SERVER,
+			.repeat = true, .unset = "return mode, servers hand their sockets in" },
+	[SK_BACKEND_SOCKET] = { "backend_socket", cfg_parse_sock, cfg_print_string,
+				SOFF(backend_socket), .roles = CFG_SERVER, .unset = "return mode" },
+	[SK_BACKLOG] = { "backlog", cfg_parse_uint, cfg_print_uint, SOFF(backlog), 1, 65535,
+			 .roles = CFG_SERVER },
+};
+
+static const struct cfg_table cfg_danced = { cfg_danced_keys, DK_COUNT };
+static const struct cfg_table cfg_service = { cfg_svc_keys, SK_COUNT };
+
+_Static_assert(DK_COUNT <= CFG_KEYS_MAX && SK_COUNT <= CFG_KEYS_MAX,
+	       "cfg_section has a line for every key");
+
+static const struct cfg_key *cfg_find(const struct cfg_table *t, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (!strcmp(t->keys[i].name, name))
+			return &t->keys[i];
+	return NULL;
+}
+
+static const char *cfg_closest(const struct cfg_table *t, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (cfg_typo_of(name, t->keys[i].name))
+			return t->keys[i].name;
+	return NULL;
+}
+
+/* "[danced]" or "[service www]", for messages. */
+static const char *cfg_section_name(struct cfg_load *ld, char *buf, size_t len)
+{
+	if (ld->table == &cfg_danced)
+		return "[danced]";
+	snprintf(buf, len, "[service %s]", ((struct svc_config *)ld->obj)->name);
+	return buf;
+}
+
+static int cfg_unknown_key(struct cfg_load *ld, const char *name)
+{
+	const struct cfg_table *other = ld->table == &cfg_danced ? &cfg_service : &cfg_danced;
+	char sec[DANCE_NAME_MAX + 16];
+	const char *s = cfg_section_name(ld, sec, sizeof(sec));
+	const char *near;
+
+	if (!*name)
+		return cfg_error(ld, ld->line, "missing key name before '='");
+	if (cfg_find(other, name))
+		return cfg_error(ld, ld->line, "unknown key '%s' in %s: %s belongs in %s", name, s,
+				 name, other == &cfg_danced ? "[danced]" : "[service NAME]");
+	near = cfg_closest(ld->table, name);
+	if (near && !strcasecmp(near, name))
+		return cfg_error(ld, ld->line, "unknown key '%s' in %s (keys are lower case: '%s')",
+				 name, s, near);
+	if (near)
+		return cfg_error(ld, ld->line, "unknown key '%s' in %s (did you mean '%s'?)", name,
+				 s, near);
+	return cfg_error(ld, ld->line, "unknown key '%s' in %s", name, s);
+}
+
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct cfg_load *ld = user;
+	char sec[DANCE_NAME_MAX + 16];
+	const struct cfg_key *k;
+	size_t i;
+
+	(void)section; /* the line reader tracks sections: libinih does not report them */
+	if (ld->ret)
+		return 0;
+	if (!ld->table) {
+		cfg_error(ld, ld->line,
+			  "key '%s' outside any section: put it under [danced] or [service NAME]",
+			  name);
+		return 0;
+	}
+	k = cfg_find(ld->table, name);
+	if (!k) {
+		cfg_unknown_key(ld, name);
+		return 0;
+	}
+	if (!*value) {
+		cfg_error(ld, ld->line, "%s: empty value", name);
+		return 0;
+	}
+	/* Whatever loads must print back as a line that loads. */
+	if (strlen(name) + 3 + strlen(value) > CFG_LINE_MAX) {
+		cfg_error(ld, ld->line,
+			  "%s: value too long for one line ('%s = ' and %d bytes at most)", name,
+			  name, (int)(CFG_LINE_MAX - strlen(name) - 3));
+		return 0;
+	}
+	i = k - ld->table->keys;
+	if (ld->sec->key_line[i] && !k->repeat) {
+		cfg_error(ld, ld->line, "duplicate key '%s' in %s (first set at line %d)", name,
+			  cfg_section_name(ld, sec, sizeof(sec)), ld->sec->key_line[i]);
+		return 0;
+	}
+	if (!ld->sec->key_line[i])
+		ld->sec->key_line[i] = ld->line;
+	return !k->parse(ld, k, ld->obj, value);
+}
+
+/* Section headers. */
+
+static bool cfg_valid_service_name(const char *name)
+{
+	for (; *name; name++)
+		if (!(cfg_digit(*name) || (cfg_lower(*name) >= 'a' && cfg_lower(*name) <= 'z') ||
+		      *name == '.' || *name == '_' || *name == '-'))
+			return false;
+	return true;
+}
+
+static void cfg_svc_defaults(struct svc_config *svc)
+{
+	svc->role = ROLE_SERVER;
+	svc->verify = VERIFY_NONE; /* resolved by role in cfg_finish_service() */
+	svc->tls_min = TLS1_2_VERSION;
+	svc->tls_max = TLS1_3_VERSION;
+	svc->backlog = 1024;
+}
+
+/* @inner is what stands between the brackets, trimmed. */
+static int cfg_section_begin(struct cfg_load *ld, const char *inner)
+{
+	struct config *cfg = ld->cfg;
+	struct svc_config *svc;
+	const char *name;
+	size_t i, len, wlen = strcspn(inner, " \t");
+
+	if (!strcmp(inner, "danced")) {
+		if (ld->danced.line)
+			return cfg_error(ld, ld->line, "[danced] appears twice (first at line %d)",
+					 ld->danced.line);
+		ld->danced.line = ld->line;
+		ld->table = &cfg_danced;
+		ld->sec = &ld->danced;
+		ld->obj = cfg;
+		return 0;
+	}
+	if (wlen != strlen("service") || strncmp(inner, "service", wlen)) {
+		char word[17] = "";
+
+		if (wlen < sizeof(word))
+			memcpy(word, inner, wlen);
+		if (cfg_typo_of(inner, "danced"))
+			return cfg_error(ld, ld->line,
+					 "unknown section [%s] (did you mean [danced]?)", inner);
+		if (cfg_typo_of(word, "service"))
+			return cfg_error(ld, ld->line,
+					 "unknown section [%s] (did you mean [service %s]?)", inner,
+					 inner + wlen + strspn(inner + wlen, " \t"));
+		return cfg_error(
+			ld, ld->line,
+			"unknown section [%s]: the sections are [danced] and [service NAME]",
+			inner);
+	}
+	name = inner + wlen;
+	while (cfg_space(*name))
+		name++;
+	len = strlen(name);
+	if (!len)
+		return cfg_error(ld, ld->line, "[service] needs a name: [service NAME]");
+	if (!cfg_valid_service_name(name))
+		return cfg_error(
+			ld, ld->line,
+			"service name '%s' may only have letters, digits, '.', '_' and '-'", name);
+	if (len >= DANCE_NAME_MAX)
+		return cfg_error(ld, ld->line, "service name '%s' is %zu characters; at most %d",
+				 name, len, DANCE_NAME_MAX - 1);
+	for (i = 0; i < cfg->n_svcs; i++)
+		if (!strcmp(cfg->svcs[i].name, name))
+			return cfg_error(ld, ld->line, "duplicate [service %s] (first at line %d)",
+					 name, ld->svc[i].line);
+	if (cfg->n_svcs == CFG_MAX_SERVICES)
+		return cfg_error(ld, ld->line, "too many services: at most %d", CFG_MAX_SERVICES);
+	svc = &cfg->svcs[cfg->n_svcs];
+	memcpy(svc->name, name, len + 1);
+	cfg_svc_defaults(svc);
+	ld->sec = &ld->svc[cfg->n_svcs++];
+	ld->sec->line = ld->line;
+	ld->table = &cfg_service;
+	ld->obj = svc;
+	return 0;
+}
+
+/*
+ * libinih's line source. It sees every physical line before libinih does, so it is
+ * where what libinih cannot report is caught: a line too long (libinih would split it
+ * into two lines that may both parse), a NUL byte (libinih would end the line there),
+ * control characters, and section headers (libinih does not call the handler for them,
+ * so an empty or repeated section would pass unseen). It strips leading whitespace, so
+ * indented keys never become libinih's continuation lines. Returning NULL stops the
+ * parse at the first error.
+ */
+static char *cfg_read_line(char *str, int num, void *stream)
+{
+	struct cfg_load *ld = stream;
+	size_t max = CFG_LINE_MAX < num - 1 ? CFG_LINE_MAX : (size_t)(num - 1);
+	char buf[CFG_LINE_MAX + 2], *p = buf, *end;
+	size_t n = 0;
+	int c;
+
+	if (ld->ret)
+		return NULL;
+	while ((c = getc(ld->f)) != EOF && c != '\n') {
+		if (n == max + 1) {
+			cfg_error(ld, ld->line + 1, "line longer than %zu bytes", max);
+			return NULL;
+		}
+		buf[n++] = c;
+	}
+	if (c == EOF && ferror(ld->f)) {
+		cfg_errno(ld, -EIO, "read error");
+		return NULL;
+	}
+	if (c == EOF && !n)
+		return NULL;
+	ld->line++;
+	if (n && buf[n - 1] == '\r')
+		n--;
+	if (n > max) {
+		cfg_error(ld, ld->line, "line longer than %zu bytes", max);
+		return NULL;
+	}
+	buf[n] = '\0';
+	if (ld->line == 1 && n >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
+		p += 3; /* UTF-8 byte order mark */
+	for (end = p; end < buf + n; end++) {
+		if (!*end) {
+			cfg_error(ld, ld->line, "NUL byte in column %zu: not a text file?",
+				  (size_t)(end - buf) + 1);
+			return NULL;
+		}
+		if (((unsigned char)*end < 0x20 && *end != '\t') || *end == 0x7f) {
+			cfg_error(ld, ld->line, "control character 0x%02x in column %zu",
+				  (unsigned char)*end, (size_t)(end - buf) + 1);
+			return NULL;
+		}
+	}
+	while (cfg_space(*p))
+		p++;
+	if (*p == '[') {
+		char inner[CFG_LINE_MAX + 1];
+		const char *close = strchr(p, ']'), *rest, *q;
+		size_t len;
+
+		if (!close) {
+			cfg_error(ld, ld->line, "section header without ']'");
+			return NULL;
+		}
+		for (rest = close + 1; cfg_space(*rest); rest++)
+			;
+		if (*rest && *rest != ';' && *rest != '#') {
+			cfg_error(ld, ld->line, "text after the section header: '%s'", rest);
+			return NULL;
+		}
+		for (q = p + 1; cfg_space(*q); q++)
+			;
+		for (len = close - q; len && cfg_space(q[len - 1]); len--)
+			;
+		memcpy(inner, q, len);
+		inner[len] = '\0';
+		if (cfg_section_begin(ld, inner))
+			return NULL;
+	} else if (*p && *p != ';' && *p != '#') {
+		size_t eq = strcspn(p, "=");
+
+		/* libinih would also take ':' as the separator, and ' ;' as a comment. */
+		if (!p[eq] || strcspn(p, ":;") < eq) {
+			cfg_error(ld, ld->line, "expected 'key = value', a [section] or a comment");
+			return NULL;
+		}
+	}
+	if (strlen(p) >= (size_t)num) { /* cannot happen: max < num; never cut a line short */
+		cfg_error(ld, ld->line, "line longer than %d bytes", num - 1);
+		return NULL;
+	}
+	strcpy(str, p);
+	return str;
+}
+
+/* After the whole file: defaults that depend on other keys, and rules across keys. */
+
+static int cfg_finish_service(struct cfg_load *ld, size_t i)
+{
+	struct svc_config *svc = &ld->cfg->svcs[i];
+	const int *at = ld->svc[i].key_line;
+	int line = ld->svc[i].line;
+	bool server = svc->role == ROLE_SERVER;
+	const char *role = server ? "server" : "client";
+	size_t k;
+
+	for (k = 0; k < SK_COUNT; k++) {
+		if (!at[k] || cfg_svc_keys[k].roles & (1u << svc->role))
+			continue;
+		if (cfg_svc_keys[k].instead)
+			return cfg_error(ld, at[k], "[service %s]: %s is not for role = %s; use %s",
+					 svc->name, cfg_svc_keys[k].name, role,
+					 cfg_svc_keys[k].instead);
+		return cfg_error(ld, at[k], "[service %s]: %s is not for role = %s", svc->name,
+				 cfg_svc_keys[k].name, role);
+	}
+	if (!at[SK_CLIENT_AUTH] && !at[SK_VERIFY])
+		svc->verify = server ? VERIFY_NONE : VERIFY_REQUIRED;
+	if (!at[SK_HANDSHAKE_TIMEOUT])
+		svc->handshake_timeout_ms = ld->cfg->handshake_timeout_ms;
+
+	if (svc->key && !svc->certificate)
+		return cfg_error(ld, at[SK_KEY], "[service %s]: key without certificate",
+				 svc->name);
+	if (svc->certificate && !svc->key)
+		return cfg_error(ld, at[SK_CERTIFICATE],
+				 "[service %s]: certificate needs key (its private key)",
+				 svc->name);
+	if (server && !svc->certificate)
+		return cfg_error(ld, line, "[service %s]: role = server needs certificate and key",
+				 svc->name);
+	if (svc->verify != VERIFY_NONE && !svc->ca) {
+		if (server)
+			return cfg_error(ld, at[SK_CLIENT_AUTH],
+					 "[service %s]: client_auth = %s needs ca, the CA bundle"
+					 " that client certificates must lead to",
+					 svc->name, cfg_word_of(cfg_client_auth, svc->verify));
+		return cfg_error(ld, at[SK_VERIFY] ?: line,
+				 "[service %s]: verify = required%s needs ca, the CA bundle that"
+				 " the server's certificate must lead to (or verify = none)",
+				 svc->name, at[SK_VERIFY] ? "" : " (the default)");
+	}
+	if (svc->tls_min > svc->tls_max)
+		return cfg_error(ld,
+				 at[SK_TLS_MIN] > at[SK_TLS_MAX] ? at[SK_TLS_MIN] : at[SK_TLS_MAX],
+				 "[service %s]: tls_min = %s is above tls_max = %s", svc->name,
+				 cfg_word_of(cfg_tls_versions, svc->tls_min),
+				 cfg_word_of(cfg_tls_versions, svc->tls_max));
+	if (svc->n_listen && !svc->backend_socket)
+		return cfg_error(ld, at[SK_LISTEN],
+				 "[service %s]: listen needs backend_socket, the unix socket"
+				 " that backends connect to",
+				 svc->name);
+	if (svc->backend_socket && !svc->n_listen)
+		return cfg_error(ld, at[SK_BACKEND_SOCKET],
+				 "[service %s]: backend_socket needs listen: danced accepts"
+				 " connections for backends only on the addresses it listens on",
+				 svc->name);
+	if (!server && svc->verify == VERIFY_NONE)
+		cfg_warn(ld, at[SK_VERIFY],
+			 "[service %s]: verify = none: the server's certificate and name are"
+			 " not checked, so anyone on the path can impersonate it",
+			 svc->name);
+	return 0;
+}
+
+/* Could both bind? Same family and port, and the same address or a wildcard. */
+static bool cfg_addr_collides(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+	const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET6)
+		return a6->sin6_port == b6->sin6_port &&
+		       (!memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) ||
+			IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr) ||
+			IN6_IS_ADDR_UNSPECIFIED(&b6->sin6_addr));
+	return a4->sin_port == b4->sin_port &&
+	       (a4->sin_addr.s_addr == b4->sin_addr.s_addr || a4->sin_addr.s_addr == INADDR_ANY ||
+		b4->sin_addr.s_addr == INADDR_ANY);
+}
+
+static int cfg_finish_across(struct cfg_load *ld)
+{
+	struct config *cfg = ld->cfg;
+	struct svc_config *s, *t, *def = NULL, *only_server = NULL;
+	size_t i, j, a, b, servers = 0;
+	char x[INET6_ADDRSTRLEN + 8], y[INET6_ADDRSTRLEN + 8];
+
+	for (i = 0; i < cfg->n_svcs; i++) {
+		s = &cfg->svcs[i];
+		if (s->role == ROLE_SERVER) {
+			servers++;
+			only_server = s;
+		}
+		if (s->is_default && def)
+			return cfg_error(ld, ld->svc[i].key_line[SK_DEFAULT],
+					 "more than one default service: [service %s] and"
+					 " [service %s]",
+					 def->name, s->name);
+		if (s->is_default)
+			def = s;
+		if (s->backend_socket && !strcmp(s->backend_socket, cfg->socket_path))
+			return cfg_error(ld, ld->svc[i].key_line[SK_BACKEND_SOCKET],
+					 "[service %s]: backend_socket is danced's own socket",
+					 s->name);
+		for (j = 0; j <= i; j++) {
+			t = &cfg->svcs[j];
+			for (a = 0; a < s->n_listen; a++)
+				for (b = 0; b < (i == j ? a : t->n_listen); b++) {
+					if (!cfg_addr_collides(&s->listen[a], &t->listen[b]))
+						continue;
+					cfg_format_addr(x, sizeof(x), &s->listen[a]);
+					cfg_format_addr(y, sizeof(y), &t->listen[b]);
+					return cfg_error(ld, ld->svc[i].key_line[SK_LISTEN],
+							 "[service %s]: listen %s collides with %s"
+							 " of [service %s]",
+							 s->name, x, y, t->name);
+				}
+			if (j == i)
+				break;
+			if (s->backend_socket && t->backend_socket &&
+			    !strcmp(s->backend_socket, t->backend_socket))
+				return cfg_error(ld, ld->svc[i].key_line[SK_BACKEND_SOCKET],
+						 "[service %s]: backend_socket %s is also"
+						 " [service %s]'s",
+						 s->name, s->backend_socket, t->name);
+			for (a = 0; a < s->n_server_names; a++)
+				for (b = 0; b < t->n_server_names; b++)
+					if (!strcmp(s->server_names[a], t->server_names[b]))
+						return cfg_error(
+							ld, ld->svc[i].key_line[SK_SERVER_NAMES],
+							"[service %s]: server name %s is also in"
+							" [service %s]",
+							s->name, s->server_names[a], t->name);
+		}
+	}
+	if (!def && servers == 1 && !ld->svc[only_server - cfg->svcs].key_line[SK_DEFAULT])
+		only_server->is_default = true;
+	return 0;
+}
+
+static int cfg_finish(struct cfg_load *ld)
+{
+	struct config *cfg = ld->cfg;
+	size_t i;
+	int ret;
+
+	if (!cfg->n_svcs)
+		return cfg_error(ld, 0, "no [service] section: danced has nothing to serve");
+	if (!ld->danced.key_line[DK_WORKERS])
+		cfg->workers = cfg_online_cpus();
+	if (!ld->danced.key_line[DK_ALLOW_UID]) {
+		cfg->allow_uid[0] = 0;
+		cfg->n_allow_uid = 1;
+	}
+	for (i = 0; i < cfg->n_svcs; i++) {
+		ret = cfg_finish_service(ld, i);
+		if (ret)
+			return ret;
+	}
+	return cfg_finish_across(ld);
+}
+
+static struct config *cfg_alloc(const char *path)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+
+	if (!cfg)
+		return NULL;
+	cfg->path = strdup(path);
+	cfg->socket_path = strdup("/run/danced/danced.sock");
+	cfg->socket_mode = 0660;
+	cfg->max_handshakes = 4096;
+	cfg->handshake_timeout_ms = 10000;
+	cfg->log_level = LOG_INFO;
+	if (!cfg->path || !cfg->socket_path) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+/*
+ * Regular files only: a directory, a FIFO (whose open would wait for a writer without
+ * O_NONBLOCK) or /dev/zero (endless) is refused before anything is read.
+ */
+static int cfg_open(struct cfg_load *ld)
+{
+	struct stat st;
+	int fd, ret;
+
+	fd = open(ld->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		ret = -errno;
+		return cfg_errno(ld, ret, strerror(-ret));
+	}
+	if (fstat(fd, &st)) {
+		ret = cfg_errno(ld, -errno, strerror(errno));
+		goto out_close;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		ret = cfg_errno(ld, -EISDIR, "is a directory, not a configuration file");
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = cfg_errno(ld, -EINVAL, "not a regular file");
+		goto out_close;
+	}
+	/* Back to blocking reads; fdopen() then owns fd. */
+	if (fcntl(fd, F_SETFL, 0) || !(ld->f = fdopen(fd, "r"))) {
+		ret = cfg_errno(ld, -errno, strerror(errno));
+		goto out_close;
+	}
+	return 0;
+out_close:
+	close(fd);
+	return ret;
+}
+
+/**
+ * config_load - read, check and resolve a danced.conf
+ * @path: the file; kept in the result as cfg->path and used in messages
+ * @out: on success, the new configuration, for config_free(); NULL on error
+ * @err: on error, one line for the operator: "PATH:LINE: what is wrong" (": LINE" when
+ *       the problem has no single line); may be NULL
+ *
+ * Every default is resolved: workers is a count, user and group names are ids, and
+ * each service has its handshake timeout and verify mode. Certificate, key and CA
+ * files are not opened here. Things that load but look wrong are in cfg->warnings.
+ *
+ * Return: 0; -ENOENT, -EACCES, -ELOOP, ... when the file cannot be opened; -EISDIR for
+ * a directory; -EINVAL for another non-regular file or for content that is not a
+ * valid configuration; -EIO when reading fails; -ENOMEM.
+ */
+int config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	struct cfg_load *ld;
+	int ret;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	ld = calloc(1, sizeof(*ld));
+	if (!ld) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	ld->path = path;
+	ld->err = err;
+	ld->errlen = errlen;
+	ret = cfg_open(ld);
+	if (ret)
+		goto out_free_ld;
+	ld->cfg = cfg_alloc(path);
+	if (!ld->cfg) {
+		ret = cfg_nomem(ld);
+		goto out_close;
+	}
+	ret = ini_parse_stream(cfg_read_line, ld, cfg_handler, ld);
+	if (!ld->ret && ret == -2)
+		cfg_nomem(ld);
+	else if (!ld->ret && ret)
+		cfg_error(ld, ret, "syntax error");
+	if (!ld->ret)
+		cfg_finish(ld);
+	ret = ld->ret;
+	if (ret)
+		goto out_free_cfg;
+	*out = ld->cfg;
+	goto out_close;
+out_free_cfg:
+	config_free(ld->cfg);
+out_close:
+	fclose(ld->f);
+out_free_ld:
+	free(ld);
+	return ret;
+}
+
+void config_free(struct config *cfg)
+{
+	struct svc_config *svc;
+	size_t i, j;
+
+	if (!cfg)
+		return;
+	for (i = 0; i < cfg->n_svcs; i++) {
+		svc = &cfg->svcs[i];
+		free(svc->certificate);
+		free(svc->key);
+		free(svc->ca);
+		for (j = 0; j < svc->n_server_names; j++)
+			free(svc->server_names[j]);
+		free(svc->ciphersuites);
+		free(svc->ciphers);
+		free(svc->backend_socket);
+	}
+	free(cfg->path);
+	free(cfg->socket_path);
+	free(cfg->user);
+	free(cfg);
+}
+
+static void cfg_print_keys(FILE *f, const struct cfg_table *t, const void *obj, int role)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (role < 0 || t->keys[i].roles & (1u << role))
+			t->keys[i].print(f, &t->keys[i], obj);
+}
+
+/**
+ * config_print - write the effective configuration, every default filled in
+ *
+ * The output is a danced.conf that config_load() reads back into an equal
+ * configuration (except cfg->path and the warnings). Keys without a value appear as
+ * comments; names of users and groups appear as the ids they resolved to.
+ */
+void config_print(const struct config *cfg, FILE *f)
+{
+	const char *p;
+	size_t i;
+
+	fputs("# effective configuration of ", f);
+	for (p = cfg->path; *p; p++)
+		fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+	fputs("\n[danced]\n", f);
+	cfg_print_keys(f, &cfg_danced, cfg, -1);
+	for (i = 0; i < cfg->n_svcs; i++) {
+		fprintf(f, "\n[service %s]\n", cfg->svcs[i].name);
+		cfg_print_keys(f, &cfg_service, &cfg->svcs[i], cfg->svcs[i].role);
+	}
+}
+
+/**
+ * config_service - the service called @name
+ *
+ * Return: the service, or NULL when there is none by that name.
+ */
+const struct svc_config *config_service(const struct config *cfg, const char *name)
+{
+	size_t i;
+
+	if (!cfg || !name)
+		return NULL;
+	for (i = 0; i < cfg->n_svcs; i++)
+		if (!strcmp(cfg->svcs[i].name, name))
+			return &cfg->svcs[i];
+	return NULL;
+}
