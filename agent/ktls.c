@@ -76,6 +76,16 @@ static const struct ktls_suite *ktls_suite_of(const SSL_CIPHER *c)
 	return NULL;
 }
 
+/**
+ * ktls_cipher_supported - can the kernel carry records of this suite?
+ *
+ * Lets configuration refuse, at load time, suites that would only fail at offload.
+ */
+bool ktls_cipher_supported(const SSL_CIPHER *c)
+{
+	return ktls_suite_of(c) != NULL;
+}
+
 static void ktls_fail(struct ktls_conn *kc, int err, const char *why)
 {
 	if (!kc->err) {

@@ -84,6 +84,7 @@ extern int (*ktls_setsockopt)(int fd, int level, int name, const void *val, sock
 int ktls_init(void);
 void ktls_fini(void);
 int ktls_ctx_prepare(SSL_CTX *ctx);
+bool ktls_cipher_supported(const SSL_CIPHER *c);
 int ktls_conn_attach(struct ktls_conn *kc, SSL *ssl);
 void ktls_conn_wipe(struct ktls_conn *kc);
 int ktls_crypto_info(const struct ktls_conn *kc, SSL *ssl, enum ktls_dir dir,

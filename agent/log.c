@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * log.c - one line per event on stderr, prefixed "<N>" with the syslog level so that
+ * journald (SyslogLevelPrefix=yes, its default for services) files it at that priority.
+ * Lines are written with a single write(2), so workers never interleave mid-line.
+ * Callers never pass key material here.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+#include "agent.h"
+
+static atomic_int log_level = 6;
+
+void log_init(int level)
+{
+	atomic_store(&log_level, level);
+}
+
+void log_set_level(int level)
+{
+	atomic_store(&log_level, level);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	if (level > atomic_load(&log_level))
+		return;
+	n = snprintf(line, sizeof(line), "<%d>", level);
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, n) < 0)
+		return; /* nowhere left to complain */
+}
+
+/* Drain OpenSSL's error queue of this thread into the log, once, with context. */
+void log_ssl_errors(const char *what)
+{
+	unsigned long e;
+	char buf[256];
+
+	while ((e = ERR_get_error())) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		log_err("%s: %s", what, buf);
+	}
+}
