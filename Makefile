@@ -12,7 +12,7 @@ KERNELS := $(shell awk '$$1 == "kernel" { print $$2 }' tests/vm/kernels 2>/dev/n
 KERNEL ?= $(firstword $(KERNELS))
 
 CC ?= gcc
-PKGS := libssl libcrypto
+PKGS := libssl libcrypto liburing inih
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
@@ -20,16 +20,23 @@ CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -D_FORTIFY_S
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
-AGENT_OBJS := $(B)/obj/agent/ktls.o
-TESTLIB_OBJS := $(B)/obj/tests/lib/pair.o $(B)/obj/tests/lib/record.o
-UNIT_TESTS := $(B)/tests/unit/ktls_test
-VM_TESTS := $(B)/tests/vm/ktls_test
+# The daemon's stages, in an archive so that a test links only the stages it uses.
+AGENT_OBJS := $(addprefix $(B)/obj/agent/,ktls.o config.o log.o handshake.o verify.o conn.o \
+	handoff.o loop.o frontdoor.o)
+AGENT_LIB := $(B)/libdanced.a
+DANCED := $(B)/danced
+LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)
+LIBDANCE := $(B)/libdance.a
+EXAMPLE := $(B)/dance-echo
+TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o)
+UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
+VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test)
 DEMO := $(B)/tests/demo/ktls_demo
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
 .PHONY: all deps check unit vm-check demo vm-shell vm-fetch format format-check clean
-all: $(AGENT_OBJS) $(UNIT_TESTS) $(VM_TESTS) $(DEMO) $(VMROOT)/.stamp
+all: $(DANCED) $(LIBDANCE) $(EXAMPLE) $(UNIT_TESTS) $(VM_TESTS) $(DEMO) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -38,24 +45,37 @@ $(B)/obj/%.o: %.c
 # Test sources see the harness from the cache; nothing else does. Its TEST*() macros
 # expand to non-static functions, with parameters a test may not use.
 $(B)/obj/tests/%.o: CFLAGS += -I$(KSFT_DIR) -Wno-unused-parameter \
-			   -Wno-missing-prototypes -Wno-clobbered
+			   -Wno-missing-prototypes -Wno-clobbered \
+			   -Wno-misleading-indentation
 $(B)/obj/tests/unit/%.o $(B)/obj/tests/vm/%.o: $(KSFT_DIR)/kselftest_harness.h
 
 $(KSFT_DIR)/kselftest_harness.h:
 	tests/vm/fetch
 
-$(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_OBJS)
+$(LIBDANCE): $(LIBDANCE_OBJS)
+	$(AR) rcs $@ $^
+
+$(AGENT_LIB): $(AGENT_OBJS)
+	$(AR) rcs $@ $^
+
+$(DANCED): $(B)/obj/agent/main.o $(AGENT_LIB) $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(EXAMPLE): $(B)/obj/agent/lib/examples/dance_echo.o $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) $(DEMO) tests/run-tests tests/demo/guest
+$(VMROOT)/.stamp: $(VM_TESTS) $(DEMO) $(DANCED) $(EXAMPLE) tests/run-tests tests/demo/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
-	cp $(DEMO) $(VMROOT)/bin/
+	cp $(DEMO) $(DANCED) $(EXAMPLE) $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
-	command -v openssl > $(VMROOT)/.host-bins
+	printf '%s\n' /usr/bin/openssl /usr/bin/curl > $(VMROOT)/.host-bins
 	@touch $@
 
 deps:

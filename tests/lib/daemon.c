@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * daemon.c - run the real danced, and real peers, from tests.
+ *
+ * Binaries come from $DANCED_BIN (default /danced/bin, where the VM rig puts the build).
+ * Everything a test creates lives in one temporary directory that env_fini() removes.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "daemon.h"
+#include "pki.h"
+
+const char *bin(const char *name)
+{
+	static char path[4][256];
+	static int slot;
+	const char *dir = getenv("DANCED_BIN") ?: "/danced/bin";
+	char *p = path[slot++ % 4];
+
+	snprintf(p, sizeof(path[0]), "%s/%s", dir, name);
+	return p;
+}
+
+#define PATH(field, name) snprintf(e->field, sizeof(e->field), "%s/" name, e->dir)
+
+/* A fresh directory with three CAs' worth of certificates: server, clients, strangers. */
+int env_init(struct env *e)
+{
+	static const char *const srv_names[] = { "localhost", "www.example.test", NULL };
+	static const char *const cli_names[] = { "client.example.test", NULL };
+	struct pki_ca ca = { 0 }, cli_ca = { 0 }, bad_ca = { 0 };
+	char bad_ca_path[160];
+	int ret;
+
+	memset(e, 0, sizeof(*e));
+	e->pid = -1;
+	strcpy(e->dir, "/tmp/danced-test.XXXXXX");
+	if (!mkdtemp(e->dir))
+		return -errno;
+	PATH(conf, "danced.conf");
+	PATH(sock, "danced.sock");
+	PATH(log, "danced.log");
+	PATH(ca, "ca.pem");
+	PATH(srv_cert, "server.pem");
+	PATH(srv_key, "server.key");
+	PATH(cli_ca, "client-ca.pem");
+	PATH(cli_cert, "client.pem");
+	PATH(cli_key, "client.key");
+	PATH(bad_cert, "stranger.pem");
+	PATH(bad_key, "stranger.key");
+	snprintf(bad_ca_path, sizeof(bad_ca_path), "%s/stranger-ca.pem", e->dir);
+	ret = pki_ca_new(&ca, "danced test server CA")					?:
+		      pki_ca_new(&cli_ca, "danced test client CA")			?:
+		      pki_ca_new(&bad_ca, "somebody else's CA")				?:
+		      pki_ca_write(&ca, e->ca)						?:
+		      pki_ca_write(&cli_ca, e->cli_ca)					?:
+		      pki_ca_write(&bad_ca, bad_ca_path)				?:
+		      pki_leaf(&ca, "localhost", srv_names, 1, e->srv_cert, e->srv_key) ?:
+		      pki_leaf(&cli_ca, "client.example.test", cli_names, 0, e->cli_cert, e->cli_key) ?:
+		      pki_leaf(&bad_ca, "client.example.test", cli_names, 0, e->bad_cert,
+			       e->bad_key);
+	pki_ca_free(&ca);
+	pki_ca_free(&cli_ca);
+	pki_ca_free(&bad_ca);
+	return ret;
+}
+
+void env_fini(struct env *e)
+{
+	char cmd[128];
+
+	if (e->pid > 0)
+		danced_stop(e, SIGKILL);
+	if (getenv("DANCED_KEEP"))
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
+	if (system(cmd))
+		fprintf(stderr, "could not remove %s\n", e->dir);
+}
+
+/* danced.conf: the handoff socket in the test's directory, then the caller's text. */
+int env_conf(struct env *e, const char *fmt, ...)
+{
+	FILE *f = fopen(e->conf, "w");
+	va_list ap;
+
+	if (!f)
+		return -errno;
+	fprintf(f, "[danced]\nsocket = %s\n", e->sock);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	return fclose(f) ? -EIO : 0;
+}
+
+pid_t spawn(char *const argv[], const char *log_path)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid)
+		return pid;
+	fd = open(log_path ?: "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	fd = open("/dev/null", O_RDONLY);
+	dup2(fd, STDIN_FILENO);
+	execv(argv[0], argv);
+	fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Poll until a unix (SEQPACKET) path, or else a TCP port on 127.0.0.1, accepts. */
+int wait_connectable(const char *unix_path, int port, int timeout_ms)
+{
+	struct timespec t0;
+	int fd;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		if (unix_path) {
+			struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+			snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", unix_path);
+			fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+			if (!connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+				close(fd);
+				return 0;
+			}
+			close(fd);
+		} else {
+			fd = tcp_connect(port);
+			if (fd >= 0) {
+				close(fd);
+				return 0;
+			}
+		}
+		usleep(20000);
+	} while (ms_since(&t0) < timeout_ms);
+	return -ETIMEDOUT;
+}
+
+int danced_start(struct env *e)
+{
+	char *argv[] = { (char *)bin("danced"), "-c", e->conf, NULL };
+
+	e->pid = spawn(argv, e->log);
+	if (e->pid < 0)
+		return -errno;
+	return wait_connectable(e->sock, 0, 20000);
+}
+
+/* Stop danced with @sig; returns its exit status, or 128 + signal. */
+int danced_stop(struct env *e, int sig)
+{
+	int status;
+
+	if (e->pid <= 0)
+		return -ESRCH;
+	kill(e->pid, sig);
+	if (waitpid(e->pid, &status, 0) < 0)
+		return -errno;
+	e->pid = -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* How many descriptors danced holds: the leak check of the malformed-request tests. */
+int danced_fds(const struct env *e)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", e->pid);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((d = readdir(dir)))
+		if (d->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n;
+}
+
+bool log_contains(const struct env *e, const char *needle)
+{
+	char buf[1 << 16];
+	FILE *f = fopen(e->log, "r");
+	size_t n;
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, needle) != NULL;
+}
+
+/**
+ * run - run a program with @in on its stdin, collect stdout and stderr into @out
+ *
+ * Return: its exit status, 128 + signal, or -ETIMEDOUT (it is then killed).
+ */
+int run(char *const argv[], const void *in, size_t in_len, char *out, size_t out_max, int timeout_s)
+{
+	int to[2], from[2], status;
+	size_t off = 0, got = 0;
+	struct timespec t0;
+	pid_t pid;
+
+	if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (!pid) {
+		dup2(to[0], STDIN_FILENO);
+		dup2(from[1], STDOUT_FILENO);
+		dup2(from[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	fcntl(to[1], F_SETFL, O_NONBLOCK);
+	if (!in_len) {
+		close(to[1]);
+		to[1] = -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p[2] = { { .fd = from[0], .events = POLLIN },
+				       { .fd = to[1], .events = POLLOUT } };
+		ssize_t n;
+
+		if (ms_since(&t0) > timeout_s * 1000L) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			close(from[0]);
+			if (to[1] >= 0)
+				close(to[1]);
+			return -ETIMEDOUT;
+		}
+		if (poll(p, to[1] >= 0 ? 2 : 1, 100) < 0)
+			continue;
+		if (to[1] >= 0 && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			n = write(to[1], (const char *)in + off, in_len - off);
+			if (n > 0)
+				off += n;
+			if (n < 0 || off == in_len) {
+				close(to[1]);
+				to[1] = -1;
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			char sink[4096];
+			char *dst = got + 1 < out_max ? out + got : sink;
+			size_t room = got + 1 < out_max ? out_max - got - 1 : sizeof(sink);
+
+			n = read(from[0], dst, room);
+			if (n <= 0)
+				break;
+			if (dst != sink)
+				got += n;
+		}
+	}
+	if (out_max)
+		out[got] = '\0';
+	close(from[0]);
+	if (to[1] >= 0)
+		close(to[1]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int tcp_listen_any(int *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 4096) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len))
+		return -errno;
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+int tcp_connect(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
