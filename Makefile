@@ -31,12 +31,11 @@ EXAMPLE := $(B)/dance-echo
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test)
-DEMO := $(B)/tests/demo/ktls_demo
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
 .PHONY: all deps check unit vm-check demo vm-shell vm-fetch format format-check clean
-all: $(DANCED) $(LIBDANCE) $(EXAMPLE) $(UNIT_TESTS) $(VM_TESTS) $(DEMO) $(VMROOT)/.stamp
+all: $(DANCED) $(LIBDANCE) $(EXAMPLE) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -69,11 +68,11 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) $(DEMO) $(DANCED) $(EXAMPLE) tests/run-tests tests/demo/guest
+$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(EXAMPLE) tests/run-tests tests/demo/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
-	cp $(DEMO) $(DANCED) $(EXAMPLE) $(VMROOT)/bin/
+	cp $(DANCED) $(EXAMPLE) $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	printf '%s\n' /usr/bin/openssl /usr/bin/curl > $(VMROOT)/.host-bins
 	@touch $@

@@ -263,13 +263,14 @@ static struct svc *pick_service(struct state *st, const struct dance_request *re
 		}
 		return s;
 	}
-	if (!client) {
-		s = st->default_server;
-	} else {
-		for (i = 0; i < st->n_svcs && !s; i++)
-			if (st->svcs[i].cfg->role == ROLE_CLIENT)
-				s = &st->svcs[i];
-	}
+	/*
+	 * Server role: start from the default service, or any server service; the
+	 * ClientHello's SNI then picks the one that answers (handshake.c).
+	 */
+	s = client ? NULL : st->default_server;
+	for (i = 0; i < st->n_svcs && !s; i++)
+		if ((st->svcs[i].cfg->role == ROLE_CLIENT) == client)
+			s = &st->svcs[i];
 	if (!s) {
 		*status = -ENOENT;
 		*why = client ? "no client service is configured" :

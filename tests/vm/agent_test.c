@@ -78,6 +78,7 @@ struct client {
 	int fd;
 	SSL *ssl;
 	bool hold_last_flight;
+	volatile bool handshaken;
 	int (*after)(struct client *c);
 	int ret;
 	char err[160];
@@ -105,6 +106,7 @@ static void *client_main(void *arg)
 	SSL_set_tlsext_host_name(c->ssl, "localhost");
 	SSL_set1_host(c->ssl, "localhost");
 	c->ret = peer_handshake(c->ssl, c->fd, c->hold_last_flight);
+	c->handshaken = !c->ret;
 	if (c->ret)
 		client_fail(c, c->ret, "handshake");
 	else if (c->after)
@@ -1087,6 +1089,113 @@ TEST_F(robust, bad_reload_keeps_the_running_configuration)
 	client_free(&c);
 	close(fd);
 	free(r);
+}
+
+/* ---- front-door mode --------------------------------------------------------------- */
+
+FIXTURE(front)
+{
+	struct env e;
+	int port;
+	char backend[160];
+	SSL_CTX *cctx;
+};
+
+FIXTURE_SETUP(front)
+{
+	int lfd;
+
+	ASSERT_EQ(0, env_init(&self->e));
+	lfd = tcp_listen_any(&self->port); /* a free port for danced to take */
+	close(lfd);
+	snprintf(self->backend, sizeof(self->backend), "%.100s/www.sock", self->e.dir);
+	ASSERT_EQ(0,
+		  env_conf(&self->e,
+			   "workers = 2\n[service www]\ncertificate = %s\nkey = %s\n"
+			   "listen = 127.0.0.1:%d\nbackend_socket = %s\nhandshake_timeout = 60s\n",
+			   self->e.srv_cert, self->e.srv_key, self->port, self->backend));
+	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
+	self->cctx = client_ctx(&self->e, NULL, NULL, NULL);
+}
+
+FIXTURE_TEARDOWN(front)
+{
+	SSL_CTX_free(self->cctx);
+	env_fini(&self->e);
+}
+
+static int client_ping(struct client *c)
+{
+	char buf[8];
+	ssize_t n = peer_read(c->ssl, c->fd, buf, sizeof(buf));
+
+	if (n != 4 || memcmp(buf, "ping", 4))
+		return client_fail(c, n, "no ping from the backend");
+	return peer_write(c->ssl, c->fd, "pong", 4, true);
+}
+
+/* Serve one socket from a backend: ping through kTLS, expect pong. */
+static void backend_serve(struct __test_metadata *_metadata, struct dance *b)
+{
+	struct dance_result *r = calloc(1, sizeof(*r));
+	char buf[8];
+	int fd;
+
+	fd = dance_accept(b, r);
+	ASSERT_LE(0, fd) TH_LOG("%d %s", fd, r->reason);
+	EXPECT_EQ(0, r->status);
+	EXPECT_STREQ("www", r->service);
+	ASSERT_EQ(4, send(fd, "ping", 4, 0));
+	ASSERT_EQ(4, dance_recv(fd, buf, sizeof(buf), 0));
+	EXPECT_EQ(0, memcmp(buf, "pong", 4));
+	close(fd);
+	free(r);
+}
+
+/* No backend: danced does not accept (the kernel's backlog holds the client); then one comes. */
+TEST_F(front, waits_for_a_backend_then_hands_over)
+{
+	struct client c = { .ctx = self->cctx, .port = self->port, .after = client_ping };
+	struct dance *b;
+
+	client_start(&c);
+	usleep(1500000);
+	EXPECT_FALSE(c.handshaken);
+	ASSERT_EQ(0, dance_listen(self->backend, 4, &b));
+	backend_serve(_metadata, b);
+	EXPECT_EQ(0, client_join(&c)) TH_LOG("%s", c.err);
+	client_free(&c);
+	dance_close(b);
+}
+
+/* Two backends with room: finished sockets are spread over both. */
+TEST_F_TIMEOUT(front, spreads_over_backends, 300)
+{
+	enum { N = 16 };
+	struct dance *b[2];
+	int got[2] = { 0, 0 }, i, k;
+
+	ASSERT_EQ(0, dance_listen(self->backend, N, &b[0]));
+	ASSERT_EQ(0, dance_listen(self->backend, N, &b[1]));
+	usleep(300000); /* both READY windows are in */
+	for (i = 0; i < N; i++) {
+		struct client c = { .ctx = self->cctx, .port = self->port, .after = client_ping };
+		struct pollfd pfd[2] = { { .fd = dance_fd(b[0]), .events = POLLIN },
+					 { .fd = dance_fd(b[1]), .events = POLLIN } };
+
+		client_start(&c);
+		ASSERT_LT(0, poll(pfd, 2, 60000));
+		k = pfd[0].revents & POLLIN ? 0 : 1;
+		backend_serve(_metadata, b[k]);
+		got[k]++;
+		EXPECT_EQ(0, client_join(&c)) TH_LOG("%s", c.err);
+		client_free(&c);
+	}
+	EXPECT_EQ(N, got[0] + got[1]);
+	EXPECT_LT(0, got[0]);
+	EXPECT_LT(0, got[1]);
+	dance_close(b[0]);
+	dance_close(b[1]);
 }
 
 DANCED_HARNESS_MAIN

@@ -22,6 +22,7 @@
 #include "../harness.h"
 #include "../lib/pair.h"
 #include "../../agent/ktls.h"
+#include "../../agent/lib/dance.h"
 
 #define BULK (16u << 20)
 
@@ -565,6 +566,133 @@ TEST_F(refusal, descriptor_that_is_not_tcp)
 	ASSERT_NE(NULL, why);
 	EXPECT_NE(NULL, strstr(why, "not a TCP socket")) TH_LOG("%s", why);
 	close(udp);
+}
+
+/*
+ * dance_recv() against real control records: both ends of a TLS 1.3 connection are
+ * offloaded, so the "server" end can send any record type through the kernel, and the
+ * two tickets its OpenSSL wrote before offload reach the client as handshake records.
+ */
+FIXTURE(recv)
+{
+	int cfd, sfd;
+	SSL_CTX *cctx, *sctx;
+	SSL *c, *s;
+	struct ktls_conn ckc, skc;
+};
+
+FIXTURE_SETUP(recv)
+{
+	struct pair_suite suite = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256",
+				    TLS_CIPHER_AES_GCM_128 };
+	const char *why = NULL;
+	uint8_t buf[16384];
+	size_t n;
+
+	ASSERT_EQ(0, ktls_init());
+	ASSERT_EQ(0, pair_tcp(&self->cfd, &self->sfd));
+	self->cctx = pair_ctx(false, &suite, true, 0);
+	self->sctx = pair_ctx(true, &suite, true, 2);
+	self->c = pair_mem_ssl(self->cctx);
+	self->s = pair_mem_ssl(self->sctx);
+	ASSERT_EQ(0, ktls_conn_attach(&self->ckc, self->c));
+	ASSERT_EQ(0, ktls_conn_attach(&self->skc, self->s));
+	ASSERT_EQ(0, pair_mem_handshake(self->c, self->s));
+	/* The tickets the server wrote after the handshake go out as they are. */
+	n = pair_wire(self->s, buf, sizeof(buf));
+	ASSERT_LT(0U, n);
+	ASSERT_EQ((ssize_t)n, send(self->sfd, buf, n, 0));
+	ASSERT_EQ(0, ktls_install(&self->ckc, self->c, self->cfd, &why)) TH_LOG("%s", why);
+	ASSERT_EQ(0, ktls_install(&self->skc, self->s, self->sfd, &why)) TH_LOG("%s", why);
+}
+
+FIXTURE_TEARDOWN(recv)
+{
+	SSL_free(self->c);
+	SSL_free(self->s);
+	SSL_CTX_free(self->cctx);
+	SSL_CTX_free(self->sctx);
+	close(self->cfd);
+	close(self->sfd);
+}
+
+static int send_record(int fd, uint8_t type, const void *buf, size_t len)
+{
+	char cbuf[CMSG_SPACE(1)] = { 0 };
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_TLS;
+	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
+	cmsg->cmsg_len = CMSG_LEN(1);
+	*CMSG_DATA(cmsg) = type;
+	return sendmsg(fd, &msg, 0) == (ssize_t)len ? 0 : -errno;
+}
+
+TEST_F(recv, tickets_are_skipped_even_into_a_small_buffer)
+{
+	char buf[8] = "";
+
+	ASSERT_EQ(5, send(self->sfd, "hello", 5, 0));
+	ASSERT_EQ(3, dance_recv(self->cfd, buf, 3, 0)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, memcmp(buf, "hel", 3));
+	ASSERT_EQ(2, dance_recv(self->cfd, buf, sizeof(buf), 0));
+	EXPECT_EQ(0, memcmp(buf, "lo", 2));
+}
+
+TEST_F(recv, peek_leaves_the_data_queued)
+{
+	char buf[8] = "";
+
+	ASSERT_EQ(5, send(self->sfd, "hello", 5, 0));
+	ASSERT_EQ(5, dance_recv(self->cfd, buf, sizeof(buf), MSG_PEEK))
+	TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, memcmp(buf, "hello", 5));
+	memset(buf, 0, sizeof(buf));
+	ASSERT_EQ(5, dance_recv(self->cfd, buf, sizeof(buf), 0));
+	EXPECT_EQ(0, memcmp(buf, "hello", 5));
+}
+
+TEST_F(recv, close_notify_is_end_of_stream_even_in_a_one_byte_buffer)
+{
+	char b;
+
+	ASSERT_EQ(0, ktls_send_alert(self->sfd, SSL3_AL_WARNING, SSL_AD_CLOSE_NOTIFY));
+	EXPECT_EQ(0, dance_recv(self->cfd, &b, 1, 0)) TH_LOG("%s", strerror(errno));
+}
+
+TEST_F(recv, fatal_alert_is_econnaborted)
+{
+	char buf[8];
+
+	ASSERT_EQ(0, ktls_send_alert(self->sfd, SSL3_AL_FATAL, SSL_AD_HANDSHAKE_FAILURE));
+	EXPECT_EQ(-1, dance_recv(self->cfd, buf, sizeof(buf), 0));
+	EXPECT_EQ(ECONNABORTED, errno);
+}
+
+TEST_F(recv, user_canceled_is_skipped)
+{
+	char buf[8] = "";
+
+	ASSERT_EQ(0, ktls_send_alert(self->sfd, SSL3_AL_WARNING, SSL_AD_USER_CANCELLED));
+	ASSERT_EQ(5, send(self->sfd, "after", 5, 0));
+	ASSERT_EQ(5, dance_recv(self->cfd, buf, sizeof(buf), 0)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, memcmp(buf, "after", 5));
+}
+
+TEST_F(recv, key_update_is_ekeyexpired)
+{
+	/* KeyUpdate(update_not_requested): type 24, length 1, one byte. */
+	static const uint8_t ku[] = { 24, 0, 0, 1, 0 };
+	char buf[8];
+
+	ASSERT_EQ(0, send_record(self->sfd, KTLS_CONTENT_HANDSHAKE, ku, sizeof(ku)));
+	EXPECT_EQ(-1, dance_recv(self->cfd, buf, sizeof(buf), 0));
+	EXPECT_EQ(EKEYEXPIRED, errno);
 }
 
 DANCED_HARNESS_MAIN
