@@ -28,14 +28,15 @@ DANCED := $(B)/danced
 LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)
 LIBDANCE := $(B)/libdance.a
 EXAMPLE := $(B)/dance-echo
+HSRATE := $(B)/hsrate
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test)
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
-.PHONY: all deps check unit vm-check demo vm-shell vm-fetch format format-check clean
-all: $(DANCED) $(LIBDANCE) $(EXAMPLE) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+.PHONY: all deps check unit vm-check demo bench vm-shell vm-fetch format format-check clean
+all: $(DANCED) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -54,6 +55,9 @@ $(KSFT_DIR)/kselftest_harness.h:
 $(LIBDANCE): $(LIBDANCE_OBJS)
 	$(AR) rcs $@ $^
 
+$(HSRATE): $(B)/obj/bench/hsrate.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(AGENT_LIB): $(AGENT_OBJS)
 	$(AR) rcs $@ $^
 
@@ -68,12 +72,14 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(EXAMPLE) tests/run-tests tests/demo/guest
+$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(EXAMPLE) $(HSRATE) tests/run-tests tests/demo/guest \
+		tests/demo/mkcerts bench/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
-	cp $(DANCED) $(EXAMPLE) $(VMROOT)/bin/
+	cp $(DANCED) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
+	cp bench/guest $(VMROOT)/bin/bench
 	printf '%s\n' /usr/bin/openssl /usr/bin/curl > $(VMROOT)/.host-bins
 	@touch $@
 
@@ -95,6 +101,11 @@ vm-check:
 demo:
 	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
 	tests/demo/run $(KERNEL)
+
+# Handshake rates against nginx, in the VM; see bench/README.md.
+bench:
+	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
+	bench/run $(BENCH_KERNEL)
 
 vm-shell: all
 	tests/vm/run --kernel $(KERNEL) --shell $(VMROOT)
