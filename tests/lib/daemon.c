@@ -43,6 +43,7 @@ int env_init(struct env *e)
 {
 	static const char *const srv_names[] = { "localhost", "www.example.test", NULL };
 	static const char *const cli_names[] = { "client.example.test", NULL };
+	static const char *const other_names[] = { "other.example.test", NULL };
 	struct pki_ca ca = { 0 }, cli_ca = { 0 }, bad_ca = { 0 };
 	char bad_ca_path[160];
 	int ret;
@@ -63,6 +64,8 @@ int env_init(struct env *e)
 	PATH(cli_key, "client.key");
 	PATH(bad_cert, "stranger.pem");
 	PATH(bad_key, "stranger.key");
+	PATH(other_cert, "other.pem");
+	PATH(other_key, "other.key");
 	snprintf(bad_ca_path, sizeof(bad_ca_path), "%s/stranger-ca.pem", e->dir);
 	ret = pki_ca_new(&ca, "danced test server CA")					?:
 		      pki_ca_new(&cli_ca, "danced test client CA")			?:
@@ -71,6 +74,7 @@ int env_init(struct env *e)
 		      pki_ca_write(&cli_ca, e->cli_ca)					?:
 		      pki_ca_write(&bad_ca, bad_ca_path)				?:
 		      pki_leaf(&ca, "localhost", srv_names, 1, e->srv_cert, e->srv_key) ?:
+		      pki_leaf(&ca, "other.example.test", other_names, 1, e->other_cert, e->other_key) ?:
 		      pki_leaf(&cli_ca, "client.example.test", cli_names, 0, e->cli_cert, e->cli_key) ?:
 		      pki_leaf(&bad_ca, "client.example.test", cli_names, 0, e->bad_cert,
 			       e->bad_key);

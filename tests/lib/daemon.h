@@ -19,6 +19,7 @@ struct env {
 	char ca[128], srv_cert[128], srv_key[128]; /* the server's CA and identity */
 	char cli_ca[128], cli_cert[128], cli_key[128]; /* clients' CA and a good client */
 	char bad_cert[128], bad_key[128]; /* a client signed by an unknown CA */
+	char other_cert[128], other_key[128]; /* a second server name, same CA */
 	pid_t pid;
 };
 

@@ -564,6 +564,7 @@ FIXTURE_TEARDOWN(auth)
 struct s_client_job {
 	struct env *e;
 	int port;
+	const char *name; /* SNI; default localhost */
 	const char *cert, *key;
 	char out[8192];
 	int ret;
@@ -573,7 +574,7 @@ static void *s_client_job(void *arg)
 {
 	struct s_client_job *j = arg;
 	char connect[32];
-	char *argv[18];
+	char *argv[24];
 	int n = 0;
 
 	snprintf(connect, sizeof(connect), "127.0.0.1:%d", j->port);
@@ -584,6 +585,10 @@ static void *s_client_job(void *arg)
 	argv[n++] = "-CAfile";
 	argv[n++] = j->e->ca;
 	argv[n++] = "-brief";
+	argv[n++] = "-servername";
+	argv[n++] = (char *)(j->name ?: "localhost");
+	argv[n++] = "-verify_hostname";
+	argv[n++] = (char *)(j->name ?: "localhost");
 	argv[n++] = "-ign_eof"; /* stay until the server closes: kTLS needs a live connection */
 	if (j->cert) {
 		argv[n++] = "-cert";
@@ -1088,6 +1093,117 @@ TEST_F(robust, bad_reload_keeps_the_running_configuration)
 	EXPECT_EQ(0, client_join(&c)) TH_LOG("%s", c.err);
 	client_free(&c);
 	close(fd);
+	free(r);
+}
+
+/* SNI picks the service, its certificate and its name in the result. */
+TEST_F(robust, sni_selects_the_service)
+{
+	static const char *const names[] = { "localhost", "other.example.test" };
+	struct dance_result *r = calloc(1, sizeof(*r));
+	int i;
+
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 1\n[service www]\ncertificate = %s\nkey = %s\n"
+			      "default = yes\n[service other]\ncertificate = %s\nkey = %s\n"
+			      "server_names = other.example.test\n",
+			      self->e.srv_cert, self->e.srv_key, self->e.other_cert,
+			      self->e.other_key));
+	ASSERT_EQ(0, danced_start(&self->e));
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+	for (i = 0; i < 2; i++) {
+		struct s_client_job j = { .e = &self->e, .port = self->port, .name = names[i] };
+		pthread_t t;
+		int fd;
+
+		pthread_create(&t, NULL, s_client_job, &j);
+		fd = accept_handshake(self->lfd, self->d, NULL, r);
+		EXPECT_LE(0, fd) TH_LOG("%s", r->reason);
+		if (fd >= 0)
+			close(fd);
+		pthread_join(t, NULL);
+		EXPECT_STREQ(i ? "other" : "www", r->service);
+		EXPECT_STREQ(names[i], r->sni);
+		/* The client verified the certificate for the name it asked for. */
+		EXPECT_NE(NULL, strstr(j.out, "Verification: OK")) TH_LOG("%s", j.out);
+		EXPECT_NE(NULL, strstr(j.out, names[i])) TH_LOG("%s", j.out);
+	}
+	free(r);
+}
+
+/* danced as client refuses a server whose certificate does not name what it asked for. */
+TEST_F(robust, client_role_refuses_the_wrong_server_name)
+{
+	char accept_port[16], connect[32], out[4096];
+	pid_t srv;
+	int port, ret;
+
+	ASSERT_EQ(0, env_conf(&self->e, "workers = 1\n[service upstream]\nrole = client\nca = %s\n",
+			      self->e.ca));
+	ASSERT_EQ(0, danced_start(&self->e));
+	close(self->lfd);
+	self->lfd = tcp_listen_any(&port);
+	close(self->lfd);
+	self->lfd = -1;
+	snprintf(accept_port, sizeof(accept_port), "%d", port);
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", port);
+	{
+		char *argv[] = {
+			"/usr/bin/openssl", "s_server", "-accept",	 accept_port, "-cert",
+			self->e.srv_cert,   "-key",	self->e.srv_key, "-rev",      NULL
+		};
+
+		srv = spawn(argv, NULL);
+	}
+	ASSERT_EQ(0, wait_connectable(NULL, port, 10000));
+	{
+		char *argv[] = { (char *)bin("dance-echo"),
+				 "--handoff",
+				 self->e.sock,
+				 "--connect",
+				 connect,
+				 "--name",
+				 "not-this-server.example",
+				 NULL };
+
+		ret = run(argv, "x\n", 2, out, sizeof(out), 60);
+	}
+	EXPECT_EQ(1, ret) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "server certificate rejected")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "mismatch")) TH_LOG("%s", out);
+	kill(srv, SIGKILL);
+	waitpid(srv, NULL, 0);
+}
+
+/* client_auth = optional: no certificate is fine (auth none), a verified one is named. */
+TEST_F(robust, optional_client_auth_accepts_both)
+{
+	struct dance_result *r = calloc(1, sizeof(*r));
+	int i;
+
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 1\n[service www]\ncertificate = %s\nkey = %s\n"
+			      "client_auth = optional\nca = %s\n",
+			      self->e.srv_cert, self->e.srv_key, self->e.cli_ca));
+	ASSERT_EQ(0, danced_start(&self->e));
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+	for (i = 0; i < 2; i++) {
+		struct s_client_job j = { .e = &self->e, .port = self->port };
+		pthread_t t;
+		int fd;
+
+		if (i) {
+			j.cert = self->e.cli_cert;
+			j.key = self->e.cli_key;
+		}
+		pthread_create(&t, NULL, s_client_job, &j);
+		fd = accept_handshake(self->lfd, self->d, NULL, r);
+		EXPECT_LE(0, fd) TH_LOG("%s", r->reason);
+		if (fd >= 0)
+			close(fd);
+		pthread_join(t, NULL);
+		EXPECT_EQ((uint32_t)(i ? DANCE_AUTH_X509 : DANCE_AUTH_NONE), r->auth);
+	}
 	free(r);
 }
 
