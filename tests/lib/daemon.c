@@ -332,3 +332,13 @@ int tcp_connect(int port)
 	}
 	return fd;
 }
+
+/* A TCP port on 127.0.0.1 that was free a moment ago, for a server the test starts. */
+int free_port(void)
+{
+	int port = 0, fd = tcp_listen_any(&port);
+
+	if (fd >= 0)
+		close(fd);
+	return port;
+}

@@ -37,5 +37,6 @@ pid_t spawn(char *const argv[], const char *log_path);
 int wait_connectable(const char *unix_path, int port, int timeout_ms);
 int tcp_listen_any(int *port);
 int tcp_connect(int port);
+int free_port(void);
 
 #endif

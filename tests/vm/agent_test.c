@@ -253,10 +253,7 @@ TEST_F(peers, s_client_through_return_mode)
 	char connect[32];
 	int ret;
 
-	close(self->lfd);
-	self->lfd = tcp_listen_any(&self->port); /* only to pick a free port */
-	close(self->lfd);
-	self->lfd = -1;
+	self->port = free_port();
 	snprintf(port, sizeof(port), "%d", self->port);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", self->port);
 	snprintf(connect, sizeof(connect), "127.0.0.1:%d", self->port);
@@ -305,10 +302,7 @@ TEST_F(peers, curl_through_front_door)
 
 	/* A second danced: this one accepts for the service itself. */
 	danced_stop(&self->e, SIGTERM);
-	close(self->lfd);
-	self->lfd = tcp_listen_any(&port);
-	close(self->lfd);
-	self->lfd = -1;
+	port = free_port();
 	snprintf(backend, sizeof(backend), "%.100s/www.sock", self->e.dir);
 	ASSERT_EQ(0, env_conf(&self->e,
 			      "workers = 2\n[service www]\ncertificate = %s\nkey = %s\n"
@@ -351,10 +345,7 @@ TEST_F(peers, danced_client_against_s_server)
 	const char *cipher = suite_cli_args(&variant->suite, &verargs);
 	int port, ret;
 
-	close(self->lfd);
-	self->lfd = tcp_listen_any(&port);
-	close(self->lfd);
-	self->lfd = -1;
+	port = free_port();
 	snprintf(accept_port, sizeof(accept_port), "%d", port);
 	snprintf(connect, sizeof(connect), "127.0.0.1:%d", port);
 	{
@@ -1141,10 +1132,7 @@ TEST_F(robust, client_role_refuses_the_wrong_server_name)
 	ASSERT_EQ(0, env_conf(&self->e, "workers = 1\n[service upstream]\nrole = client\nca = %s\n",
 			      self->e.ca));
 	ASSERT_EQ(0, danced_start(&self->e));
-	close(self->lfd);
-	self->lfd = tcp_listen_any(&port);
-	close(self->lfd);
-	self->lfd = -1;
+	port = free_port();
 	snprintf(accept_port, sizeof(accept_port), "%d", port);
 	snprintf(connect, sizeof(connect), "127.0.0.1:%d", port);
 	{
@@ -1219,11 +1207,8 @@ FIXTURE(front)
 
 FIXTURE_SETUP(front)
 {
-	int lfd;
-
 	ASSERT_EQ(0, env_init(&self->e));
-	lfd = tcp_listen_any(&self->port); /* a free port for danced to take */
-	close(lfd);
+	self->port = free_port(); /* for danced to take */
 	snprintf(self->backend, sizeof(self->backend), "%.100s/www.sock", self->e.dir);
 	ASSERT_EQ(0,
 		  env_conf(&self->e,

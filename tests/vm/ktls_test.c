@@ -412,6 +412,23 @@ TEST_F(ktls, wrong_key_fails_with_ebadmsg)
 	EXPECT_EQ(errors + 1, tls_stat("TlsDecryptError"));
 }
 
+static int send_record(int fd, uint8_t type, const void *buf, size_t len)
+{
+	char cbuf[CMSG_SPACE(1)] = { 0 };
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_TLS;
+	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
+	cmsg->cmsg_len = CMSG_LEN(1);
+	*CMSG_DATA(cmsg) = type;
+	return sendmsg(fd, &msg, 0) == (ssize_t)len ? 0 : -errno;
+}
+
 static int peer_reads_until_error(struct peer *p)
 {
 	char buf[64];
@@ -426,24 +443,13 @@ static int peer_reads_until_error(struct peer *p)
 TEST_F(ktls, peer_alert_arrives_as_a_control_record)
 {
 	/* A handshake message of a type that does not exist (254), sent through kTLS. */
-	uint8_t bogus[] = { 254, 0, 0, 0 };
-	char cbuf[CMSG_SPACE(1)] = { 0 };
-	struct iovec iov = { .iov_base = bogus, .iov_len = sizeof(bogus) };
-	struct msghdr msg = { .msg_iov = &iov,
-			      .msg_iovlen = 1,
-			      .msg_control = cbuf,
-			      .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	static const uint8_t bogus[] = { 254, 0, 0, 0 };
 	struct ktls_record rec;
 	char buf[64];
 
 	handshake(_metadata, self, peer_reads_until_error);
 	install(_metadata, self, variant);
-	cmsg->cmsg_level = SOL_TLS;
-	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
-	cmsg->cmsg_len = CMSG_LEN(1);
-	*CMSG_DATA(cmsg) = KTLS_CONTENT_HANDSHAKE;
-	ASSERT_EQ((ssize_t)sizeof(bogus), sendmsg(self->kfd, &msg, 0));
+	ASSERT_EQ(0, send_record(self->kfd, KTLS_CONTENT_HANDSHAKE, bogus, sizeof(bogus)));
 	join(_metadata, self);
 
 	/* Without a control-message buffer the kernel refuses to hand over the alert ... */
@@ -614,23 +620,6 @@ FIXTURE_TEARDOWN(recv)
 	SSL_CTX_free(self->sctx);
 	close(self->cfd);
 	close(self->sfd);
-}
-
-static int send_record(int fd, uint8_t type, const void *buf, size_t len)
-{
-	char cbuf[CMSG_SPACE(1)] = { 0 };
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov,
-			      .msg_iovlen = 1,
-			      .msg_control = cbuf,
-			      .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-
-	cmsg->cmsg_level = SOL_TLS;
-	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
-	cmsg->cmsg_len = CMSG_LEN(1);
-	*CMSG_DATA(cmsg) = type;
-	return sendmsg(fd, &msg, 0) == (ssize_t)len ? 0 : -errno;
 }
 
 TEST_F(recv, tickets_are_skipped_even_into_a_small_buffer)
