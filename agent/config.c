@@ -6,7 +6,8 @@
  * and group names are numbers, "workers = auto" is a count, every service has its
  * timeout), or one "FILE:LINE: what is wrong" sentence. libinih splits lines into keys
  * and values; one table of keywords per section says how each value is parsed, checked
- * and printed back. Nothing here opens certificates or sockets: later stages do.
+ * and printed back. Nothing here opens certificates, trust anchors or sockets, or asks
+ * the DNS: later stages do.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,8 @@
 #define CFG_LINE_MAX (INI_MAX_LINE - 3)
 #define CFG_WORKERS_MAX 1024
 #define CFG_DURATION_MAX (10 * 60 * 1000)
+#define CFG_TTL_MAX (24 * 60 * 60) /* seconds: the DNS TTL keys' ceiling */
+#define CFG_ROOT_KEY "/usr/share/dns/root.key" /* Debian's dns-root-data */
 #define CFG_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 #define CFG_KEYS_MAX 24 /* keys in the larger section table */
 
@@ -92,6 +95,7 @@ struct cfg_load {
 	void *obj;
 	struct cfg_section danced;
 	struct cfg_section svc[CFG_MAX_SERVICES];
+	int stub_line[CFG_MAX_STUBS]; /* where each dns_stub was set */
 };
 
 static __attribute__((format(printf, 3, 4))) int cfg_error(struct cfg_load *ld, int line,
@@ -317,6 +321,88 @@ static void cfg_print_uint(FILE *f, const struct cfg_key *k, const void *obj)
 	fprintf(f, "%s = %u\n", k->name, *(const unsigned int *)((const char *)obj + k->off));
 }
 
+/* 16-bit fields: codepoints and flag numbers; k->max is at most 65535. */
+static int cfg_parse_u16(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	unsigned long long v = 0;
+	int ret = cfg_number(ld, k, val, &v);
+
+	if (!ret)
+		*(uint16_t *)((char *)obj + k->off) = v;
+	return ret;
+}
+
+static void cfg_print_u16(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	fprintf(f, "%s = %u\n", k->name, *(const uint16_t *)((const char *)obj + k->off));
+}
+
+/*
+ * ExtensionTypes that TLS stacks implement themselves. OpenSSL refuses a custom
+ * extension on any type it handles (SSL_CTX_add_custom_ext()), so danced could not
+ * start, and a peer's stack would parse our bytes as its own extension. The names are
+ * for messages; SSL_extension_supported() catches what the linked OpenSSL adds.
+ */
+static const struct cfg_word cfg_tls_extensions[] = {
+	{ "server_name", 0 },
+	{ "max_fragment_length", 1 },
+	{ "status_request", 5 },
+	{ "supported_groups", 10 },
+	{ "ec_point_formats", 11 },
+	{ "srp", 12 },
+	{ "signature_algorithms", 13 },
+	{ "use_srtp", 14 },
+	{ "application_layer_protocol_negotiation", 16 },
+	{ "signed_certificate_timestamp", 18 },
+	{ "client_certificate_type", 19 },
+	{ "server_certificate_type", 20 },
+	{ "padding", 21 },
+	{ "encrypt_then_mac", 22 },
+	{ "extended_master_secret", 23 },
+	{ "compress_certificate", 27 },
+	{ "session_ticket", 35 },
+	{ "pre_shared_key", 41 },
+	{ "early_data", 42 },
+	{ "supported_versions", 43 },
+	{ "cookie", 44 },
+	{ "psk_key_exchange_modes", 45 },
+	{ "certificate_authorities", 47 },
+	{ "post_handshake_auth", 49 },
+	{ "signature_algorithms_cert", 50 },
+	{ "key_share", 51 },
+	{ "quic_transport_parameters", 57 },
+	{ "next_protocol_negotiation", 13172 },
+	{ "encrypted_client_hello", 65037 },
+	{ "renegotiation_info", 65281 },
+	{ NULL, 0 },
+};
+
+/* dane_clientid_codepoint, tls_flags_codepoint: a number no TLS stack claims. */
+static int cfg_parse_codepoint(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			       const char *val)
+{
+	const struct cfg_word *w;
+	unsigned long long v = 0;
+	int ret;
+
+	ret = cfg_number(ld, k, val, &v);
+	if (ret)
+		return ret;
+	for (w = cfg_tls_extensions; w->word; w++)
+		if ((unsigned long long)w->value == v)
+			return cfg_error(ld, ld->line,
+					 "%s: %llu is %s, an extension OpenSSL handles itself;"
+					 " pick an unused one, such as 65282 (private use)",
+					 k->name, v, w->word);
+	if (SSL_extension_supported(v))
+		return cfg_error(ld, ld->line,
+				 "%s: %llu is an extension OpenSSL handles itself;"
+				 " pick an unused one, such as 65282 (private use)",
+				 k->name, v);
+	*(uint16_t *)((char *)obj + k->off) = v;
+	return 0;
+}
+
 static int cfg_parse_mode(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
 {
 	unsigned long v = 0;
@@ -355,9 +441,12 @@ static int cfg_parse_workers(struct cfg_load *ld, const struct cfg_key *k, void 
 	return cfg_parse_uint(ld, k, obj, val);
 }
 
-/* 500ms, 10s, 2m, or a bare number of seconds. */
-static int cfg_parse_duration(struct cfg_load *ld, const struct cfg_key *k, void *obj,
-			      const char *val)
+/*
+ * 500ms, 10s, 2m, 1h, or a bare number of seconds, into milliseconds (~0ull when too
+ * big to count). @hint shows the forms that suit the key.
+ */
+static int cfg_duration(struct cfg_load *ld, const struct cfg_key *k, const char *val,
+			const char *hint, unsigned long long *ms)
 {
 	unsigned long long v = 0, unit;
 	const char *p = val;
@@ -374,26 +463,57 @@ static int cfg_parse_duration(struct cfg_load *ld, const struct cfg_key *k, void
 		unit = 1;
 	else if (!strcmp(p, "m"))
 		unit = 60000;
+	else if (!strcmp(p, "h"))
+		unit = 3600000;
 	else
 		goto bad;
-	if (v == ~0ull || v * unit < k->min || v * unit > k->max)
-		return cfg_error(ld, ld->line, "%s: '%s' is out of range (allowed: 1ms..10m)",
-				 k->name, val);
-	*(unsigned int *)((char *)obj + k->off) = v * unit;
+	*ms = v == ~0ull ? v : v * unit;
 	return 0;
 bad:
-	return cfg_error(ld, ld->line, "%s: '%s' is not a duration (use 500ms, 10s or 2m)", k->name,
-			 val);
+	return cfg_error(ld, ld->line, "%s: '%s' is not a duration (use %s)", k->name, val, hint);
 }
 
-static void cfg_format_duration(char *buf, size_t len, unsigned int ms)
+static void cfg_format_duration(char *buf, size_t len, unsigned long long ms)
 {
-	if (ms && !(ms % 60000))
-		snprintf(buf, len, "%um", ms / 60000);
-	else if (ms && !(ms % 1000))
-		snprintf(buf, len, "%us", ms / 1000);
+	if (!ms)
+		snprintf(buf, len, "0s");
+	else if (!(ms % 3600000))
+		snprintf(buf, len, "%lluh", ms / 3600000);
+	else if (!(ms % 60000))
+		snprintf(buf, len, "%llum", ms / 60000);
+	else if (!(ms % 1000))
+		snprintf(buf, len, "%llus", ms / 1000);
 	else
-		snprintf(buf, len, "%ums", ms);
+		snprintf(buf, len, "%llums", ms);
+}
+
+/* @scale: milliseconds per unit of the field and of k->min, k->max (1 or 1000). */
+static int cfg_duration_range(struct cfg_load *ld, const struct cfg_key *k, const char *val,
+			      unsigned long long ms, unsigned int scale)
+{
+	char lo[32], hi[32];
+
+	if (ms != ~0ull && ms >= k->min * scale && ms <= k->max * scale)
+		return 0;
+	cfg_format_duration(lo, sizeof(lo), k->min * scale);
+	cfg_format_duration(hi, sizeof(hi), k->max * scale);
+	return cfg_error(ld, ld->line, "%s: '%s' is out of range (allowed: %s..%s)", k->name, val,
+			 lo, hi);
+}
+
+/* Timeouts: milliseconds. */
+static int cfg_parse_duration(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			      const char *val)
+{
+	unsigned long long ms = 0;
+	int ret;
+
+	ret = cfg_duration(ld, k, val, "500ms, 10s or 2m", &ms);
+	if (!ret)
+		ret = cfg_duration_range(ld, k, val, ms, 1);
+	if (!ret)
+		*(unsigned int *)((char *)obj + k->off) = ms;
+	return ret;
 }
 
 static void cfg_print_duration(FILE *f, const struct cfg_key *k, const void *obj)
@@ -401,6 +521,33 @@ static void cfg_print_duration(FILE *f, const struct cfg_key *k, const void *obj
 	char buf[32];
 
 	cfg_format_duration(buf, sizeof(buf), *(const unsigned int *)((const char *)obj + k->off));
+	fprintf(f, "%s = %s\n", k->name, buf);
+}
+
+/* DNS TTLs: whole seconds, the granularity of a TTL. */
+static int cfg_parse_seconds(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			     const char *val)
+{
+	unsigned long long ms = 0;
+	int ret;
+
+	ret = cfg_duration(ld, k, val, "30s, 5m or 1h", &ms);
+	if (!ret && ms != ~0ull && ms % 1000)
+		ret = cfg_error(ld, ld->line, "%s: '%s' is not a whole number of seconds", k->name,
+				val);
+	if (!ret)
+		ret = cfg_duration_range(ld, k, val, ms, 1000);
+	if (!ret)
+		*(unsigned int *)((char *)obj + k->off) = ms / 1000;
+	return ret;
+}
+
+static void cfg_print_seconds(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	char buf[32];
+
+	cfg_format_duration(buf, sizeof(buf),
+			    *(const unsigned int *)((const char *)obj + k->off) * 1000ull);
 	fprintf(f, "%s = %s\n", k->name, buf);
 }
 
@@ -824,6 +971,359 @@ static void cfg_print_listen(FILE *f, const struct cfg_key *k, const void *obj)
 	cfg_list_end(&lo, k);
 }
 
+/*
+ * A DNS name as danced.conf writes it: labels of letters, digits, '-' and '_' (A-labels
+ * and underscore labels; no "\DDD" escapes, no wildcards), 1..63 octets each, 253 in
+ * all. Copies it in lower case without its trailing dot into @out (DANCE_HOST_MAX
+ * bytes) and says whether it had the dot; "." is the root, "" with a dot.
+ *
+ * Return: NULL, or why it is not such a name, to follow it in a message.
+ */
+static const char *cfg_dns_name(const char *in, char *out, bool *dot)
+{
+	size_t len = strlen(in), label = 0, i;
+	char c;
+
+	*dot = len && in[len - 1] == '.';
+	len -= *dot;
+	if (!len) {
+		out[0] = '\0';
+		return *dot ? NULL : "is empty";
+	}
+	if (len > 253)
+		return "is longer than 253 octets";
+	for (i = 0; i < len; i++) {
+		c = cfg_lower(in[i]);
+		if (c == '.' && !label)
+			return "has an empty label";
+		if (c == '.')
+			label = 0;
+		else if (c == '*')
+			return "has a '*': wildcards are not allowed";
+		else if (!(cfg_digit(c) || (c >= 'a' && c <= 'z') || c == '-' || c == '_'))
+			return "has a character other than letters, digits, '-' and '_'";
+		else if (++label > 63)
+			return "has a label longer than 63 octets";
+		out[i] = c;
+	}
+	if (!label)
+		return "has an empty label";
+	out[len] = '\0';
+	return NULL;
+}
+
+/* A zone or owner name: absolute, kept with its dot ("example.com.", "."). */
+static int cfg_zone(struct cfg_load *ld, const struct cfg_key *k, const char *what, const char *in,
+		    char *out)
+{
+	const char *why;
+	bool dot;
+
+	why = cfg_dns_name(in, out, &dot);
+	if (why)
+		return cfg_error(ld, ld->line, "%s: %s '%s' %s", k->name, what, in, why);
+	if (!dot)
+		return cfg_error(ld, ld->line,
+				 "%s: %s '%s' is not absolute: end it with a dot (%s.)", k->name,
+				 what, in, in);
+	strcat(out, ".");
+	return 0;
+}
+
+/*
+ * dns_stub, dns_forwarder: an IP address and an optional port, stored as libunbound
+ * takes it: "192.0.2.1", "192.0.2.1@5353", "2001:db8::1@53". Brackets around IPv6 are
+ * accepted and dropped; the address is written canonically (inet_ntop()).
+ */
+static int cfg_dns_addr(struct cfg_load *ld, const struct cfg_key *k, const char *in, char *out,
+			size_t outlen)
+{
+	char host[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
+	unsigned char bin[sizeof(struct in6_addr)];
+	const char *start = in, *port, *close;
+	unsigned long v;
+	size_t hlen;
+	int af;
+
+	if (in[0] == '[') {
+		close = strchr(in, ']');
+		if (!close || (close[1] && close[1] != '@'))
+			goto bad;
+		start = in + 1;
+		hlen = close - start;
+		port = close[1] ? close + 2 : NULL;
+	} else {
+		port = strchr(in, '@');
+		hlen = port ? (size_t)(port - in) : strlen(in);
+		if (port)
+			port++;
+	}
+	if (!hlen || hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, start, hlen);
+	host[hlen] = '\0';
+	af = start != in || strchr(host, ':') ? AF_INET6 : AF_INET;
+	if (inet_pton(af, host, bin) != 1 || !inet_ntop(af, bin, canon, sizeof(canon)))
+		goto bad;
+	if (!port) {
+		snprintf(out, outlen, "%s", canon);
+		return 0;
+	}
+	v = cfg_all_digits(port) && strlen(port) <= 5 ? strtoul(port, NULL, 10) : 0;
+	if (v < 1 || v > 65535)
+		return cfg_error(ld, ld->line, "%s: port of '%s' is not in 1..65535", k->name, in);
+	snprintf(out, outlen, "%s@%lu", canon, v);
+	return 0;
+bad:
+	return cfg_error(ld, ld->line,
+			 "%s: '%s' is not an IP address (use 192.0.2.53, 192.0.2.53@5353 or"
+			 " 2001:db8::53@5353)",
+			 k->name, in);
+}
+
+/* dns_trust_anchor_file: a path, or "none" for NULL. */
+static int cfg_parse_anchor_file(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+				 const char *val)
+{
+	char **field = (char **)((char *)obj + k->off);
+
+	if (strcmp(val, "none"))
+		return cfg_parse_path(ld, k, obj, val);
+	free(*field);
+	*field = NULL;
+	return 0;
+}
+
+static void cfg_print_anchor_file(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const char *s = *(char *const *)((const char *)obj + k->off);
+
+	fprintf(f, "%s = %s\n", k->name, s ?: "none");
+}
+
+/*
+ * dns_trust_anchor: "zone. [TTL] [IN] DS|DNSKEY RDATA", one record in zone-file form as
+ * keymgr(8) or ldns-key2ds(1) print it. Only its shape is checked here; libunbound
+ * parses the RDATA when danced builds its state. Stored with the owner in lower case,
+ * the type in upper case and one space between fields.
+ */
+static int cfg_parse_anchor(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			    const char *val)
+{
+	struct config *cfg = obj;
+	char norm[CFG_LINE_MAX + 1], tok[CFG_LINE_MAX + 1], owner[DANCE_HOST_MAX];
+	const char *p = val, *type = NULL;
+	size_t n = 0, len, i, fields = 0;
+	bool ttl = false, class = false;
+	char *copy;
+	int ret;
+
+	for (;; p += len) {
+		while (cfg_space(*p))
+			p++;
+		len = strcspn(p, " \t");
+		if (!len)
+			break;
+		memcpy(tok, p, len);
+		tok[len] = '\0';
+		if (!n) {
+			ret = cfg_zone(ld, k, "owner", tok, owner);
+			if (ret)
+				return ret;
+			n = snprintf(norm, sizeof(norm), "%s", owner);
+			continue;
+		}
+		if (type) {
+			fields++;
+		} else if (!ttl && cfg_all_digits(tok)) {
+			ttl = true;
+		} else if (!class && !strcasecmp(tok, "IN")) {
+			class = true;
+			strcpy(tok, "IN");
+		} else if (!strcasecmp(tok, "DS") || !strcasecmp(tok, "DNSKEY")) {
+			type = !strcasecmp(tok, "DS") ? "DS" : "DNSKEY";
+			strcpy(tok, type);
+		} else {
+			return cfg_error(ld, ld->line,
+					 "%s: '%s' is not DS or DNSKEY: a trust anchor is"
+					 " 'zone. DS ...' or 'zone. DNSKEY ...'",
+					 k->name, tok);
+		}
+		n += snprintf(norm + n, sizeof(norm) - n, " %s", tok);
+	}
+	if (!type)
+		return cfg_error(ld, ld->line,
+				 "%s: no DS or DNSKEY in '%s': a trust anchor is 'zone. DS ...'"
+				 " or 'zone. DNSKEY ...'",
+				 k->name, val);
+	if (fields < 4)
+		return cfg_error(ld, ld->line, "%s: the %s record has %zu of its 4 fields (%s)",
+				 k->name, type, fields,
+				 type[1] == 'S' ? "key tag, algorithm, digest type, digest" :
+						  "flags, protocol, algorithm, public key");
+	for (i = 0; i < cfg->n_dns_trust_anchors; i++)
+		if (!strcmp(cfg->dns_trust_anchors[i], norm))
+			return 0;
+	if (cfg->n_dns_trust_anchors == CFG_MAX_ANCHORS)
+		return cfg_error(ld, ld->line, "%s: more than %d anchors", k->name,
+				 CFG_MAX_ANCHORS);
+	copy = strdup(norm);
+	if (!copy)
+		return cfg_nomem(ld);
+	cfg->dns_trust_anchors[cfg->n_dns_trust_anchors++] = copy;
+	return 0;
+}
+
+static void cfg_print_anchors(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct config *cfg = obj;
+	size_t i;
+
+	for (i = 0; i < cfg->n_dns_trust_anchors; i++)
+		fprintf(f, "%s = %s\n", k->name, cfg->dns_trust_anchors[i]);
+	if (!cfg->n_dns_trust_anchors)
+		fprintf(f, "# %s is not set: %s\n", k->name, k->unset);
+}
+
+/* dns_stub: "zone. ADDRESS[@PORT]", one server per zone. */
+static int cfg_parse_stub(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
+{
+	struct config *cfg = obj;
+	struct dns_stub stub;
+	char zone[CFG_LINE_MAX + 1];
+	const char *addr;
+	size_t len, i;
+	int ret;
+
+	len = strcspn(val, " \t");
+	addr = val + len + strspn(val + len, " \t");
+	if (!*addr || addr[strcspn(addr, " \t")])
+		return cfg_error(
+			ld, ld->line,
+			"%s: '%s' is not 'ZONE ADDRESS' (such as corp.example. 192.0.2.53@5353)",
+			k->name, val);
+	memcpy(zone, val, len);
+	zone[len] = '\0';
+	ret = cfg_zone(ld, k, "zone", zone, stub.zone);
+	if (!ret)
+		ret = cfg_dns_addr(ld, k, addr, stub.addr, sizeof(stub.addr));
+	if (ret)
+		return ret;
+	for (i = 0; i < cfg->n_dns_stubs; i++)
+		if (!strcmp(cfg->dns_stubs[i].zone, stub.zone))
+			return cfg_error(
+				ld, ld->line,
+				"%s: zone %s already has its server at line %d (one per zone)",
+				k->name, stub.zone, ld->stub_line[i]);
+	if (cfg->n_dns_stubs == CFG_MAX_STUBS)
+		return cfg_error(ld, ld->line, "%s: more than %d zones", k->name, CFG_MAX_STUBS);
+	ld->stub_line[cfg->n_dns_stubs] = ld->line;
+	cfg->dns_stubs[cfg->n_dns_stubs++] = stub;
+	return 0;
+}
+
+static void cfg_print_stubs(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct config *cfg = obj;
+	size_t i;
+
+	for (i = 0; i < cfg->n_dns_stubs; i++)
+		fprintf(f, "%s = %s %s\n", k->name, cfg->dns_stubs[i].zone, cfg->dns_stubs[i].addr);
+	if (!cfg->n_dns_stubs)
+		fprintf(f, "# %s is not set: %s\n", k->name, k->unset);
+}
+
+static int cfg_parse_forwarder(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			       const char *val)
+{
+	char addr[sizeof(((struct dns_stub *)0)->addr)];
+	int ret;
+
+	ret = cfg_dns_addr(ld, k, val, addr, sizeof(addr));
+	if (ret)
+		return ret;
+	return cfg_set_string(ld, (char **)((char *)obj + k->off), addr);
+}
+
+/* dane_names: suffixes of allowed client names; lower case, no trailing dot. */
+static int cfg_dane_name_item(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			      const char *item)
+{
+	struct svc_config *svc = obj;
+	char name[DANCE_HOST_MAX], *copy;
+	const char *why;
+	bool dot;
+	size_t i;
+
+	why = cfg_dns_name(item, name, &dot);
+	if (!why && !name[0])
+		why = "is the root, which would allow every name";
+	if (why)
+		return cfg_error(ld, ld->line,
+				 "%s: '%s' %s (use names or suffixes such as _device.example.com)",
+				 k->name, item, why);
+	for (i = 0; i < svc->n_dane_names; i++)
+		if (!strcmp(svc->dane_names[i], name))
+			return 0;
+	if (svc->n_dane_names == CFG_MAX_DANE_NAMES)
+		return cfg_error(ld, ld->line, "%s: more than %d names", k->name,
+				 CFG_MAX_DANE_NAMES);
+	copy = strdup(name);
+	if (!copy)
+		return cfg_nomem(ld);
+	svc->dane_names[svc->n_dane_names++] = copy;
+	return 0;
+}
+
+static int cfg_parse_dane_names(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+				const char *val)
+{
+	return cfg_split(ld, k, obj, val, cfg_dane_name_item);
+}
+
+static void cfg_print_dane_names(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const struct svc_config *svc = obj;
+	struct cfg_list_out lo = { f, k->name, 0 };
+	size_t i;
+
+	for (i = 0; i < svc->n_dane_names; i++)
+		cfg_list_item(&lo, svc->dane_names[i]);
+	cfg_list_end(&lo, k);
+}
+
+/* identity: the exact name a client sends in dane_clientid; lower case, no dot. */
+static int cfg_parse_identity(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			      const char *val)
+{
+	struct svc_config *svc = obj;
+	char name[DANCE_HOST_MAX];
+	const char *why;
+	bool dot;
+
+	why = cfg_dns_name(val, name, &dot);
+	if (!why && !name[0])
+		why = "is the root, not a client's name";
+	if (why)
+		return cfg_error(ld, ld->line,
+				 "%s: '%s' %s (use the TLSA owner name, such as"
+				 " sensor7._device.example.com)",
+				 k->name, val, why);
+	strcpy(svc->identity, name); /* both DANCE_HOST_MAX */
+	return 0;
+}
+
+/* A char array field; "" is unset. */
+static void cfg_print_chars(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const char *s = (const char *)obj + k->off;
+
+	if (s[0])
+		fprintf(f, "%s = %s\n", k->name, s);
+	else
+		fprintf(f, "# %s is not set: %s\n", k->name, k->unset);
+}
+
 /* The keywords. */
 
 static const struct cfg_word cfg_log_levels[] = {
@@ -847,6 +1347,15 @@ static const struct cfg_word cfg_client_auth[] = {
 static const struct cfg_word cfg_verify[] = {
 	{ "required", VERIFY_REQUIRED },
 	{ "none", VERIFY_NONE },
+	{ "dane", VERIFY_DANE },
+	{ "dane-or-pkix", VERIFY_DANE_OR_PKIX },
+	{ NULL, 0 },
+};
+
+static const struct cfg_word cfg_dane_modes[] = {
+	{ "off", DANE_OFF },
+	{ "optional", DANE_OPTIONAL },
+	{ "required", DANE_REQUIRED },
 	{ NULL, 0 },
 };
 
@@ -856,7 +1365,8 @@ static const struct cfg_word cfg_tls_versions[] = {
 	{ NULL, 0 },
 };
 
-_Static_assert(sizeof(enum svc_role) == sizeof(int) && sizeof(enum verify_mode) == sizeof(int),
+_Static_assert(sizeof(enum svc_role) == sizeof(int) && sizeof(enum verify_mode) == sizeof(int) &&
+		       sizeof(enum dane_mode) == sizeof(int),
 	       "word values are stored as int");
 
 enum {
@@ -869,6 +1379,17 @@ enum {
 	DK_ALLOW_GID,
 	DK_USER,
 	DK_LOG_LEVEL,
+	DK_DNS_TRUST_ANCHOR_FILE,
+	DK_DNS_TRUST_ANCHOR,
+	DK_DNS_STUB,
+	DK_DNS_FORWARDER,
+	DK_DNS_CACHE_SIZE,
+	DK_DNS_MIN_TTL,
+	DK_DNS_MAX_TTL,
+	DK_DNS_NEGATIVE_TTL,
+	DK_DANE_CLIENTID_CODEPOINT,
+	DK_TLS_FLAGS_CODEPOINT,
+	DK_REQUEST_CLIENT_AUTH_FLAG,
 	DK_COUNT
 };
 
@@ -890,6 +1411,29 @@ static const struct cfg_key cfg_danced_keys[DK_COUNT] = {
 		      .unset = "danced keeps the user it was started as" },
 	[DK_LOG_LEVEL] = { "log_level", cfg_parse_word, cfg_print_word, DOFF(log_level),
 			   .words = cfg_log_levels },
+	[DK_DNS_TRUST_ANCHOR_FILE] = { "dns_trust_anchor_file", cfg_parse_anchor_file,
+				       cfg_print_anchor_file, DOFF(dns_trust_anchor_file) },
+	[DK_DNS_TRUST_ANCHOR] = { "dns_trust_anchor", cfg_parse_anchor, cfg_print_anchors,
+				  .repeat = true,
+				  .unset = "only dns_trust_anchor_file anchors DNSSEC validation" },
+	[DK_DNS_STUB] = { "dns_stub", cfg_parse_stub, cfg_print_stubs, .repeat = true,
+			  .unset = "no zone has a server of its own" },
+	[DK_DNS_FORWARDER] = { "dns_forwarder", cfg_parse_forwarder, cfg_print_string,
+			       DOFF(dns_forwarder), .unset = "danced resolves from the root down" },
+	[DK_DNS_CACHE_SIZE] = { "dns_cache_size", cfg_parse_uint, cfg_print_uint,
+				DOFF(dns_cache_size), 16, 10000000 },
+	[DK_DNS_MIN_TTL] = { "dns_min_ttl", cfg_parse_seconds, cfg_print_seconds, DOFF(dns_min_ttl),
+			     0, CFG_TTL_MAX },
+	[DK_DNS_MAX_TTL] = { "dns_max_ttl", cfg_parse_seconds, cfg_print_seconds, DOFF(dns_max_ttl),
+			     0, CFG_TTL_MAX },
+	[DK_DNS_NEGATIVE_TTL] = { "dns_negative_ttl", cfg_parse_seconds, cfg_print_seconds,
+				  DOFF(dns_negative_ttl), 0, CFG_TTL_MAX },
+	[DK_DANE_CLIENTID_CODEPOINT] = { "dane_clientid_codepoint", cfg_parse_codepoint,
+					 cfg_print_u16, DOFF(dane_clientid_codepoint), 1, 65535 },
+	[DK_TLS_FLAGS_CODEPOINT] = { "tls_flags_codepoint", cfg_parse_codepoint, cfg_print_u16,
+				     DOFF(tls_flags_codepoint), 1, 65535 },
+	[DK_REQUEST_CLIENT_AUTH_FLAG] = { "request_client_auth_flag", cfg_parse_u16, cfg_print_u16,
+					  DOFF(request_client_auth_flag), 0, 2039 },
 };
 
 enum {
@@ -910,6 +1454,11 @@ enum {
 	SK_LISTEN,
 	SK_BACKEND_SOCKET,
 	SK_BACKLOG,
+	SK_DANE,
+	SK_DANE_NAMES,
+	SK_DANE_TLS12_LEGACY,
+	SK_REQUEST_CLIENT_AUTH,
+	SK_IDENTITY,
 	SK_COUNT
 };
 
@@ -923,7 +1472,7 @@ static const struct cfg_key cfg_svc_keys[SK_COUNT] = {
 	[SK_KEY] = { "key", cfg_parse_path, cfg_print_string, SOFF(key), .roles = BOTH,
 		     .unset = "no client certificate" },
 	[SK_CA] = { "ca", cfg_parse_path, cfg_print_string, SOFF(ca), .roles = BOTH,
-		    .unset = "no peer certificate is verified" },
+		    .unset = "no CA bundle to check peers against (PKIX)" },
 	[SK_CLIENT_AUTH] = { "client_auth", cfg_parse_word, cfg_print_word, SOFF(verify),
 			     .words = cfg_client_auth, .roles = CFG_SERVER, .instead = "verify" },
 	[SK_VERIFY] = { "verify", cfg_parse_word, cfg_print_word, SOFF(verify), .words = cfg_verify,
@@ -951,6 +1500,20 @@ static const struct cfg_key cfg_svc_keys[SK_COUNT] = {
 				SOFF(backend_socket), .roles = CFG_SERVER, .unset = "return mode" },
 	[SK_BACKLOG] = { "backlog", cfg_parse_uint, cfg_print_uint, SOFF(backlog), 1, 65535,
 			 .roles = CFG_SERVER },
+	[SK_DANE] = { "dane", cfg_parse_word, cfg_print_word, SOFF(dane), .words = cfg_dane_modes,
+		      .roles = CFG_SERVER,
+		      .instead = "identity to present a DANE name, or verify = dane to check the"
+				 " server by DANE" },
+	[SK_DANE_NAMES] = { "dane_names", cfg_parse_dane_names, cfg_print_dane_names,
+			    .roles = CFG_SERVER, .repeat = true,
+			    .unset = "no client name is allowed DANE authentication" },
+	[SK_DANE_TLS12_LEGACY] = { "dane_tls12_legacy", cfg_parse_bool, cfg_print_bool,
+				   SOFF(dane_tls12_legacy), .roles = CFG_SERVER },
+	[SK_REQUEST_CLIENT_AUTH] = { "request_client_auth", cfg_parse_bool, cfg_print_bool,
+				     SOFF(request_client_auth), .roles = CFG_SERVER },
+	[SK_IDENTITY] = { "identity", cfg_parse_identity, cfg_print_chars, SOFF(identity),
+			  .roles = CFG_CLIENT, .instead = "dane and dane_names",
+			  .unset = "no dane_clientid is sent" },
 };
 
 static const struct cfg_table cfg_danced = { cfg_danced_keys, DK_COUNT };
@@ -1071,6 +1634,8 @@ static void cfg_svc_defaults(struct svc_config *svc)
 	svc->tls_min = TLS1_2_VERSION;
 	svc->tls_max = TLS1_3_VERSION;
 	svc->backlog = 1024;
+	svc->dane = DANE_OFF;
+	svc->request_client_auth = true;
 }
 
 /* @inner is what stands between the brackets, trimmed. */
@@ -1235,6 +1800,176 @@ static char *cfg_read_line(char *str, int num, void *stream)
 
 /* After the whole file: defaults that depend on other keys, and rules across keys. */
 
+static int cfg_later(int a, int b)
+{
+	return a > b ? a : b;
+}
+
+/* Without any anchor libunbound validates nothing: every answer would be insecure. */
+static int cfg_need_anchor(struct cfg_load *ld, int line, const char *name, const char *what)
+{
+	const struct config *cfg = ld->cfg;
+
+	if (cfg->dns_trust_anchor_file || cfg->n_dns_trust_anchors)
+		return 0;
+	return cfg_error(ld, line,
+			 "[service %s]: %s needs a DNSSEC trust anchor, but dns_trust_anchor_file"
+			 " = none and there is no dns_trust_anchor",
+			 name, what);
+}
+
+/* A server service's DANE client authentication. */
+static int cfg_finish_dane(struct cfg_load *ld, size_t i)
+{
+	struct svc_config *svc = &ld->cfg->svcs[i];
+	const int *at = ld->svc[i].key_line;
+	const char *mode = cfg_word_of(cfg_dane_modes, svc->dane);
+	char what[32];
+	int ret;
+
+	if (svc->dane == DANE_OFF) {
+		if (svc->dane_tls12_legacy)
+			return cfg_error(ld, at[SK_DANE_TLS12_LEGACY],
+					 "[service %s]: dane_tls12_legacy = yes needs dane ="
+					 " optional or required",
+					 svc->name);
+		if (svc->n_dane_names)
+			cfg_warn(ld, at[SK_DANE_NAMES],
+				 "[service %s]: dane_names does nothing with dane = off",
+				 svc->name);
+		return 0;
+	}
+	if (!svc->n_dane_names)
+		return cfg_error(ld, at[SK_DANE],
+				 "[service %s]: dane = %s needs dane_names, the client names it"
+				 " allows (checked before any DNS query)",
+				 svc->name, mode);
+	if (svc->dane == DANE_REQUIRED && svc->tls_min < TLS1_3_VERSION && !svc->dane_tls12_legacy)
+		return cfg_error(ld, cfg_later(at[SK_DANE], at[SK_TLS_MIN]),
+				 "[service %s]: dane = required: DANE client authentication needs"
+				 " TLS 1.3 (set tls_min = 1.3), or dane_tls12_legacy = yes for the"
+				 " old drafts' weaker TLS 1.2 signal",
+				 svc->name);
+	if (svc->tls_max < TLS1_3_VERSION && !svc->dane_tls12_legacy)
+		return cfg_error(
+			ld, cfg_later(at[SK_DANE], at[SK_TLS_MAX]),
+			"[service %s]: dane = %s with tls_max = 1.2 never happens: DANE"
+			" client authentication needs TLS 1.3 (set tls_max = 1.3), or"
+			" dane_tls12_legacy = yes for the old drafts' weaker TLS 1.2 signal",
+			svc->name, mode);
+	if (svc->dane == DANE_REQUIRED && svc->verify != VERIFY_NONE)
+		return cfg_error(
+			ld, at[SK_CLIENT_AUTH],
+			"[service %s]: client_auth = %s is never used with dane = required,"
+			" where DANE authenticates every client (remove it, or use dane ="
+			" optional to fall back to it)",
+			svc->name, cfg_word_of(cfg_client_auth, svc->verify));
+	snprintf(what, sizeof(what), "dane = %s", mode);
+	ret = cfg_need_anchor(ld, at[SK_DANE], svc->name, what);
+	if (ret)
+		return ret;
+	if (svc->dane_tls12_legacy && svc->tls_min == TLS1_3_VERSION)
+		cfg_warn(ld, at[SK_DANE_TLS12_LEGACY],
+			 "[service %s]: dane_tls12_legacy = yes does nothing with tls_min = 1.3",
+			 svc->name);
+	return 0;
+}
+
+/* A client service's DANE: the name it presents, and checking the server by DANE. */
+static int cfg_finish_identity(struct cfg_load *ld, size_t i)
+{
+	struct svc_config *svc = &ld->cfg->svcs[i];
+	const int *at = ld->svc[i].key_line;
+
+	if (svc->identity[0] && !svc->certificate)
+		return cfg_error(ld, at[SK_IDENTITY],
+				 "[service %s]: identity needs certificate and key, which the"
+				 " server matches against the TLSA records at %s",
+				 svc->name, svc->identity);
+	if (svc->identity[0] && svc->tls_max < TLS1_3_VERSION)
+		return cfg_error(ld, cfg_later(at[SK_IDENTITY], at[SK_TLS_MAX]),
+				 "[service %s]: identity needs TLS 1.3 (tls_max = 1.3): the name"
+				 " travels in the TLS 1.3 Certificate message",
+				 svc->name);
+	if (svc->verify == VERIFY_DANE || svc->verify == VERIFY_DANE_OR_PKIX)
+		return cfg_need_anchor(ld, at[SK_VERIFY], svc->name,
+				       svc->verify == VERIFY_DANE ? "verify = dane" :
+								    "verify = dane-or-pkix");
+	return 0;
+}
+
+/* Is absolute name @a at or below absolute name @b? Both lower case. */
+static bool cfg_name_under(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (!strcmp(b, "."))
+		return true;
+	return la >= lb && !strcmp(a + la - lb, b) && (la == lb || a[la - lb - 1] == '.');
+}
+
+/* TTL key @lo may not be above TTL key @hi; the error is at the later line. */
+static int cfg_ttl_order(struct cfg_load *ld, int lo, unsigned int lo_s, int hi, unsigned int hi_s)
+{
+	const int *at = ld->danced.key_line;
+	char a[32], b[32];
+
+	if (lo_s <= hi_s)
+		return 0;
+	cfg_format_duration(a, sizeof(a), lo_s * 1000ull);
+	cfg_format_duration(b, sizeof(b), hi_s * 1000ull);
+	return cfg_error(ld, cfg_later(at[lo], at[hi]), "%s = %s is above %s = %s%s",
+			 cfg_danced_keys[lo].name, a, cfg_danced_keys[hi].name, b,
+			 at[hi] ? "" : " (the default)");
+}
+
+/* The [danced] DNS keys against each other. */
+static int cfg_finish_dns(struct cfg_load *ld)
+{
+	const struct config *cfg = ld->cfg;
+	const int *at = ld->danced.key_line;
+	char owner[DANCE_HOST_MAX];
+	const char *z;
+	size_t i, j;
+	int ret;
+
+	ret = cfg_ttl_order(ld, DK_DNS_MIN_TTL, cfg->dns_min_ttl, DK_DNS_MAX_TTL, cfg->dns_max_ttl);
+	if (!ret)
+		ret = cfg_ttl_order(ld, DK_DNS_NEGATIVE_TTL, cfg->dns_negative_ttl, DK_DNS_MAX_TTL,
+				    cfg->dns_max_ttl);
+	/* A negative answer is kept at least dns_min_ttl, at most dns_negative_ttl. */
+	if (!ret)
+		ret = cfg_ttl_order(ld, DK_DNS_MIN_TTL, cfg->dns_min_ttl, DK_DNS_NEGATIVE_TTL,
+				    cfg->dns_negative_ttl);
+	if (ret)
+		return ret;
+	if (cfg->dane_clientid_codepoint == cfg->tls_flags_codepoint)
+		return cfg_error(
+			ld, cfg_later(at[DK_DANE_CLIENTID_CODEPOINT], at[DK_TLS_FLAGS_CODEPOINT]),
+			"dane_clientid_codepoint and tls_flags_codepoint are both %u: two"
+			" extensions cannot share a codepoint",
+			cfg->dane_clientid_codepoint);
+	/* Only the configured anchors can make a stub zone's answers secure. */
+	if (cfg->dns_trust_anchor_file)
+		return 0;
+	for (i = 0; i < cfg->n_dns_stubs; i++) {
+		z = cfg->dns_stubs[i].zone;
+		for (j = 0; j < cfg->n_dns_trust_anchors; j++) {
+			snprintf(owner, sizeof(owner), "%.*s",
+				 (int)strcspn(cfg->dns_trust_anchors[j], " "),
+				 cfg->dns_trust_anchors[j]);
+			if (cfg_name_under(z, owner) || cfg_name_under(owner, z))
+				break;
+		}
+		if (j == cfg->n_dns_trust_anchors)
+			cfg_warn(ld, ld->stub_line[i],
+				 "dns_stub: no dns_trust_anchor covers %s and dns_trust_anchor_file"
+				 " = none, so none of its answers can be DNSSEC-secure",
+				 z);
+	}
+	return 0;
+}
+
 static int cfg_finish_service(struct cfg_load *ld, size_t i)
 {
 	struct svc_config *svc = &ld->cfg->svcs[i];
@@ -1243,6 +1978,7 @@ static int cfg_finish_service(struct cfg_load *ld, size_t i)
 	bool server = svc->role == ROLE_SERVER;
 	const char *role = server ? "server" : "client";
 	size_t k;
+	int ret;
 
 	for (k = 0; k < SK_COUNT; k++) {
 		if (!at[k] || cfg_svc_keys[k].roles & (1u << svc->role))
@@ -1269,7 +2005,12 @@ static int cfg_finish_service(struct cfg_load *ld, size_t i)
 	if (server && !svc->certificate)
 		return cfg_error(ld, line, "[service %s]: role = server needs certificate and key",
 				 svc->name);
-	if (svc->verify != VERIFY_NONE && !svc->ca) {
+	if (svc->verify == VERIFY_DANE_OR_PKIX && !svc->ca)
+		return cfg_error(ld, at[SK_VERIFY],
+				 "[service %s]: verify = dane-or-pkix needs ca, the CA bundle for"
+				 " servers whose zone is unsigned or has no TLSA records",
+				 svc->name);
+	if (svc->verify != VERIFY_NONE && svc->verify != VERIFY_DANE && !svc->ca) {
 		if (server)
 			return cfg_error(ld, at[SK_CLIENT_AUTH],
 					 "[service %s]: client_auth = %s needs ca, the CA bundle"
@@ -1296,6 +2037,9 @@ static int cfg_finish_service(struct cfg_load *ld, size_t i)
 				 "[service %s]: backend_socket needs listen: danced accepts"
 				 " connections for backends only on the addresses it listens on",
 				 svc->name);
+	ret = server ? cfg_finish_dane(ld, i) : cfg_finish_identity(ld, i);
+	if (ret)
+		return ret;
 	if (!server && svc->verify == VERIFY_NONE)
 		cfg_warn(ld, at[SK_VERIFY],
 			 "[service %s]: verify = none: the server's certificate and name are"
@@ -1396,6 +2140,9 @@ static int cfg_finish(struct cfg_load *ld)
 		cfg->allow_uid[0] = 0;
 		cfg->n_allow_uid = 1;
 	}
+	ret = cfg_finish_dns(ld);
+	if (ret)
+		return ret;
 	for (i = 0; i < cfg->n_svcs; i++) {
 		ret = cfg_finish_service(ld, i);
 		if (ret)
@@ -1416,7 +2163,15 @@ static struct config *cfg_alloc(const char *path)
 	cfg->max_handshakes = 4096;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->log_level = LOG_INFO;
-	if (!cfg->path || !cfg->socket_path) {
+	cfg->dns_trust_anchor_file = strdup(CFG_ROOT_KEY);
+	cfg->dns_cache_size = 10000;
+	cfg->dns_min_ttl = 0;
+	cfg->dns_max_ttl = 3600;
+	cfg->dns_negative_ttl = 300;
+	cfg->dane_clientid_codepoint = 65282;
+	cfg->tls_flags_codepoint = 62;
+	cfg->request_client_auth_flag = 80;
+	if (!cfg->path || !cfg->socket_path || !cfg->dns_trust_anchor_file) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -1538,7 +2293,13 @@ void config_free(struct config *cfg)
 		free(svc->ciphersuites);
 		free(svc->ciphers);
 		free(svc->backend_socket);
+		for (j = 0; j < svc->n_dane_names; j++)
+			free(svc->dane_names[j]);
 	}
+	for (i = 0; i < cfg->n_dns_trust_anchors; i++)
+		free(cfg->dns_trust_anchors[i]);
+	free(cfg->dns_trust_anchor_file);
+	free(cfg->dns_forwarder);
 	free(cfg->path);
 	free(cfg->socket_path);
 	free(cfg->user);

@@ -18,6 +18,9 @@
 #define CFG_MAX_NAMES 32 /* server_names per service */
 #define CFG_MAX_LISTEN 8 /* listen addresses per service */
 #define CFG_MAX_SERVICES 64
+#define CFG_MAX_ANCHORS 16 /* dns_trust_anchor lines */
+#define CFG_MAX_STUBS 16 /* dns_stub zones */
+#define CFG_MAX_DANE_NAMES 32 /* dane_names per service */
 #define CFG_MAX_WARNINGS 8 /* kept per load; more are dropped */
 #define CFG_WARNING_MAX 256
 
@@ -29,7 +32,24 @@ enum svc_role {
 enum verify_mode {
 	VERIFY_NONE, /* server: no CertificateRequest; client: no server verification */
 	VERIFY_OPTIONAL, /* server: ask, verify what comes, accept none */
-	VERIFY_REQUIRED, /* a verified certificate or the handshake fails */
+	VERIFY_REQUIRED, /* a verified certificate or the handshake fails (PKIX, ca) */
+	VERIFY_DANE, /* client: the server's TLSA at _port._tcp.host, DNSSEC-secure, or fail */
+	VERIFY_DANE_OR_PKIX, /* client: TLSA when secure records exist; PKIX when the
+				zone is insecure or has none; a DNS failure fails */
+};
+
+/* DANE client authentication of a server service (draft-ietf-dance-client-auth). */
+enum dane_mode {
+	DANE_OFF,
+	DANE_OPTIONAL, /* a client that sends dane_clientid is checked by DANE; one that
+			  does not falls back to client_auth (X.509, or none) */
+	DANE_REQUIRED, /* no dane_clientid, or any DANE failure: handshake_failure */
+};
+
+struct dns_stub {
+	char zone[DANCE_HOST_MAX]; /* "example.com." */
+	char addr[64]; /* as ub_ctx_set_stub() takes it, canonical, no brackets:
+			  "192.0.2.1", "192.0.2.1@5353", "2001:db8::1@53" */
 };
 
 struct svc_config {
@@ -54,6 +74,18 @@ struct svc_config {
 	size_t n_listen;
 	char *backend_socket;
 	unsigned int backlog;
+	/* DANE */
+	enum dane_mode dane; /* server only; default off */
+	char *dane_names[CFG_MAX_DANE_NAMES]; /* allowed client names: a name is allowed when
+						 it equals an entry or ends in "." + entry;
+						 required when dane is not off */
+	size_t n_dane_names;
+	bool dane_tls12_legacy; /* server: also accept the old drafts' TLS 1.2 signal
+				   (dane_clientid in ClientHello, name in clear); default no */
+	bool request_client_auth; /* server: send a CertificateRequest to a client that sets
+				     the request_client_auth TLS flag; default yes */
+	char identity[DANCE_HOST_MAX]; /* client: the dane_clientid name to present, "" for
+					  none; needs certificate and key */
 };
 
 struct config {
@@ -71,6 +103,22 @@ struct config {
 	uid_t user_uid; /* user, resolved at load; valid when user is set */
 	gid_t user_gid; /* its primary group */
 	int log_level; /* syslog level: LOG_ERR .. LOG_DEBUG */
+	/* DNS, for DANE: libunbound validates DNSSEC itself from these anchors */
+	char *dns_trust_anchor_file; /* default /usr/share/dns/root.key; NULL for "none" */
+	char *dns_trust_anchors[CFG_MAX_ANCHORS]; /* "zone. DS ..." or "zone. DNSKEY ..." */
+	size_t n_dns_trust_anchors;
+	struct dns_stub dns_stubs[CFG_MAX_STUBS]; /* where to ask for a zone, recursively */
+	size_t n_dns_stubs;
+	char *dns_forwarder; /* "addr[@port]": send every query there; NULL: recurse */
+	unsigned int dns_cache_size; /* TLSA answers kept (entries); default 10000 */
+	unsigned int dns_min_ttl; /* seconds; default 0 */
+	unsigned int dns_max_ttl; /* seconds; default 3600 */
+	unsigned int dns_negative_ttl; /* seconds, for secure "no TLSA"; default 300 */
+	uint16_t dane_clientid_codepoint; /* ExtensionType; IANA has not assigned one;
+					     default 65282 (0xff02, private use; 0xff01
+					     is renegotiation_info) */
+	uint16_t tls_flags_codepoint; /* the tls_flags extension; default 62 */
+	uint16_t request_client_auth_flag; /* its bit number; default 80 */
 	struct svc_config svcs[CFG_MAX_SERVICES];
 	size_t n_svcs;
 	/* loads, but the operator should know ("FILE:LINE: ..."); log each after loading */

@@ -25,6 +25,16 @@
 
 /* A valid server service, three lines; error cases put the mistake around it. */
 #define WWW "[service www]\ncertificate = /etc/danced/www.pem\nkey = /etc/danced/www.key\n"
+/* A valid client service for DANE, four lines. */
+#define OUT "[service out]\nrole = client\ncertificate = /c\nkey = /k\n"
+
+/* Trust anchors as keymgr(8) and ldns-key2ds(1) print them. */
+#define DS_DIGEST "3E1D1FBBB6E1E7F2C25E7FCF6D06AFBB2E3A0C2E9A94A8C5C6BC8A48B1A5B0F1"
+#define DS_KEYMGR "corp.example. DS 12345 13 2 " DS_DIGEST
+#define DS_LDNS "Corp.Example.\t3600\tin\tds\t12345 13 2 " DS_DIGEST
+#define DNSKEY_P256                                                                         \
+	"corp.example. IN DNSKEY 257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpV" \
+	"XckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ=="
 
 static void conf_write(struct __test_metadata *_metadata, char *path, const void *data, size_t len)
 {
@@ -114,6 +124,23 @@ static void expect_same(struct __test_metadata *_metadata, const struct config *
 		EXPECT_EQ(a->user_gid, b->user_gid);
 	}
 	EXPECT_EQ(a->log_level, b->log_level);
+	EXPECT_TRUE(str_eq(a->dns_trust_anchor_file, b->dns_trust_anchor_file));
+	ASSERT_EQ(a->n_dns_trust_anchors, b->n_dns_trust_anchors);
+	for (i = 0; i < a->n_dns_trust_anchors; i++)
+		EXPECT_STREQ(a->dns_trust_anchors[i], b->dns_trust_anchors[i]);
+	ASSERT_EQ(a->n_dns_stubs, b->n_dns_stubs);
+	for (i = 0; i < a->n_dns_stubs; i++) {
+		EXPECT_STREQ(a->dns_stubs[i].zone, b->dns_stubs[i].zone);
+		EXPECT_STREQ(a->dns_stubs[i].addr, b->dns_stubs[i].addr);
+	}
+	EXPECT_TRUE(str_eq(a->dns_forwarder, b->dns_forwarder));
+	EXPECT_EQ(a->dns_cache_size, b->dns_cache_size);
+	EXPECT_EQ(a->dns_min_ttl, b->dns_min_ttl);
+	EXPECT_EQ(a->dns_max_ttl, b->dns_max_ttl);
+	EXPECT_EQ(a->dns_negative_ttl, b->dns_negative_ttl);
+	EXPECT_EQ(a->dane_clientid_codepoint, b->dane_clientid_codepoint);
+	EXPECT_EQ(a->tls_flags_codepoint, b->tls_flags_codepoint);
+	EXPECT_EQ(a->request_client_auth_flag, b->request_client_auth_flag);
 	ASSERT_EQ(a->n_svcs, b->n_svcs);
 	for (i = 0; i < a->n_svcs; i++) {
 		const struct svc_config *s = &a->svcs[i], *t = &b->svcs[i];
@@ -141,6 +168,13 @@ static void expect_same(struct __test_metadata *_metadata, const struct config *
 		}
 		EXPECT_TRUE(str_eq(s->backend_socket, t->backend_socket));
 		EXPECT_EQ(s->backlog, t->backlog);
+		EXPECT_EQ(s->dane, t->dane);
+		ASSERT_EQ(s->n_dane_names, t->n_dane_names);
+		for (j = 0; j < s->n_dane_names; j++)
+			EXPECT_STREQ(s->dane_names[j], t->dane_names[j]);
+		EXPECT_EQ(s->dane_tls12_legacy, t->dane_tls12_legacy);
+		EXPECT_EQ(s->request_client_auth, t->request_client_auth);
+		EXPECT_STREQ(s->identity, t->identity);
 	}
 }
 
@@ -183,6 +217,19 @@ static const char full_conf[] =
 	"allow_gid = root 50\n"
 	"user = daemon\n"
 	"log_level = debug\n"
+	"dns_trust_anchor_file = /etc/danced/root.key\n"
+	"dns_trust_anchor = " DS_LDNS "\n"
+	"dns_trust_anchor = " DNSKEY_P256 "\n"
+	"dns_stub = Corp.Example. 192.0.2.53@5353\n"
+	"dns_stub = v6.example.\t[2001:DB8::0035]@53\n"
+	"dns_forwarder = 2001:db8::1\n"
+	"dns_cache_size = 500\n"
+	"dns_min_ttl = 30s\n"
+	"dns_max_ttl = 2h\n"
+	"dns_negative_ttl = 90\n"
+	"dane_clientid_codepoint = 65400\n"
+	"tls_flags_codepoint = 63\n"
+	"request_client_auth_flag = 81\n"
 	"\n"
 	"[service www]\n"
 	"role = server\n"
@@ -203,11 +250,18 @@ static const char full_conf[] =
 	"listen = 127.0.0.2:9443\n"
 	"backend_socket = /run/danced/www.sock\n"
 	"backlog = 128\n"
+	"dane = optional\n"
+	"dane_names = _device.Example.COM. device.example.net\n"
+	"dane_names = _device.example.com\n"
 	"\n"
 	"[service api]\n"
 	"certificate = /etc/danced/api.pem\n"
 	"key = /etc/danced/api.key\n"
 	"server_names = api.example.com\n"
+	"dane = required\n"
+	"dane_names = _smtp-client.example.org\n"
+	"dane_tls12_legacy = yes\n"
+	"request_client_auth = no\n"
 	"\n"
 	"[service out]\n"
 	"role = client\n"
@@ -217,8 +271,13 @@ static const char full_conf[] =
 	"verify = required\n"
 	"alpn = h2\n"
 	"tls_min = 1.2\n"
-	"tls_max = 1.2\n"
-	"handshake_timeout = 1m\n";
+	"tls_max = 1.3\n"
+	"handshake_timeout = 1m\n"
+	"identity = Sensor7._device.example.com.\n"
+	"\n"
+	"[service dns-out]\n"
+	"role = client\n"
+	"verify = dane\n";
 
 static void expect_addr(struct __test_metadata *_metadata, const struct svc_config *svc, size_t i,
 			int family, const char *host, int port)
@@ -266,8 +325,27 @@ TEST(loads_every_key_of_a_full_config)
 	EXPECT_EQ(1u, cfg->user_uid);
 	EXPECT_EQ(1u, cfg->user_gid);
 	EXPECT_EQ(LOG_DEBUG, cfg->log_level);
+	EXPECT_STREQ("/etc/danced/root.key", cfg->dns_trust_anchor_file);
+	/* Owner in lower case, type in upper case, one space between fields. */
+	ASSERT_EQ(2u, cfg->n_dns_trust_anchors);
+	EXPECT_STREQ("corp.example. 3600 IN DS 12345 13 2 " DS_DIGEST, cfg->dns_trust_anchors[0]);
+	EXPECT_STREQ(DNSKEY_P256, cfg->dns_trust_anchors[1]);
+	/* Zones in lower case; addresses in libunbound's form, without brackets. */
+	ASSERT_EQ(2u, cfg->n_dns_stubs);
+	EXPECT_STREQ("corp.example.", cfg->dns_stubs[0].zone);
+	EXPECT_STREQ("192.0.2.53@5353", cfg->dns_stubs[0].addr);
+	EXPECT_STREQ("v6.example.", cfg->dns_stubs[1].zone);
+	EXPECT_STREQ("2001:db8::35@53", cfg->dns_stubs[1].addr);
+	EXPECT_STREQ("2001:db8::1", cfg->dns_forwarder);
+	EXPECT_EQ(500u, cfg->dns_cache_size);
+	EXPECT_EQ(30u, cfg->dns_min_ttl);
+	EXPECT_EQ(7200u, cfg->dns_max_ttl);
+	EXPECT_EQ(90u, cfg->dns_negative_ttl);
+	EXPECT_EQ(65400, cfg->dane_clientid_codepoint);
+	EXPECT_EQ(63, cfg->tls_flags_codepoint);
+	EXPECT_EQ(81, cfg->request_client_auth_flag);
 	EXPECT_EQ(0u, cfg->n_warnings);
-	ASSERT_EQ(3u, cfg->n_svcs);
+	ASSERT_EQ(4u, cfg->n_svcs);
 
 	www = config_service(cfg, "www");
 	ASSERT_NE(NULL, www);
@@ -295,6 +373,14 @@ TEST(loads_every_key_of_a_full_config)
 	expect_addr(_metadata, www, 2, AF_INET, "127.0.0.2", 9443);
 	EXPECT_STREQ("/run/danced/www.sock", www->backend_socket);
 	EXPECT_EQ(128u, www->backlog);
+	EXPECT_EQ(DANE_OPTIONAL, (int)www->dane);
+	/* Lower case, no trailing dot, the repeated _device.example.com only once. */
+	ASSERT_EQ(2u, www->n_dane_names);
+	EXPECT_STREQ("_device.example.com", www->dane_names[0]);
+	EXPECT_STREQ("device.example.net", www->dane_names[1]);
+	EXPECT_FALSE(www->dane_tls12_legacy);
+	EXPECT_TRUE(www->request_client_auth);
+	EXPECT_STREQ("", www->identity);
 
 	api = config_service(cfg, "api");
 	ASSERT_NE(NULL, api);
@@ -304,6 +390,11 @@ TEST(loads_every_key_of_a_full_config)
 	EXPECT_EQ(2000u, api->handshake_timeout_ms); /* [danced]'s */
 	EXPECT_EQ(0u, api->n_listen);
 	EXPECT_EQ(NULL, api->backend_socket);
+	EXPECT_EQ(DANE_REQUIRED, (int)api->dane);
+	ASSERT_EQ(1u, api->n_dane_names);
+	EXPECT_STREQ("_smtp-client.example.org", api->dane_names[0]);
+	EXPECT_TRUE(api->dane_tls12_legacy);
+	EXPECT_FALSE(api->request_client_auth);
 
 	out = config_service(cfg, "out");
 	ASSERT_NE(NULL, out);
@@ -316,8 +407,17 @@ TEST(loads_every_key_of_a_full_config)
 	EXPECT_FALSE(out->is_default);
 	EXPECT_STREQ("h2", out->alpn);
 	EXPECT_EQ(TLS1_2_VERSION, out->tls_min);
-	EXPECT_EQ(TLS1_2_VERSION, out->tls_max);
+	EXPECT_EQ(TLS1_3_VERSION, out->tls_max);
 	EXPECT_EQ(60000u, out->handshake_timeout_ms);
+	EXPECT_STREQ("sensor7._device.example.com", out->identity);
+	EXPECT_EQ(DANE_OFF, (int)out->dane);
+
+	/* verify = dane needs no ca: the TLSA records are the trust anchors. */
+	out = config_service(cfg, "dns-out");
+	ASSERT_NE(NULL, out);
+	EXPECT_EQ(VERIFY_DANE, (int)out->verify);
+	EXPECT_EQ(NULL, out->ca);
+	EXPECT_STREQ("", out->identity);
 	config_free(cfg);
 }
 
@@ -356,6 +456,24 @@ TEST(fills_defaults_for_a_minimal_config)
 	EXPECT_EQ(0u, www->n_listen);
 	EXPECT_EQ(NULL, www->backend_socket);
 	EXPECT_EQ(1024u, www->backlog);
+	EXPECT_EQ(DANE_OFF, (int)www->dane);
+	EXPECT_EQ(0u, www->n_dane_names);
+	EXPECT_FALSE(www->dane_tls12_legacy);
+	EXPECT_TRUE(www->request_client_auth);
+	EXPECT_STREQ("", www->identity);
+	/* DNS: the root anchor of dns-root-data, and the documented limits. */
+	EXPECT_STREQ("/usr/share/dns/root.key", cfg->dns_trust_anchor_file);
+	EXPECT_EQ(0u, cfg->n_dns_trust_anchors);
+	EXPECT_EQ(0u, cfg->n_dns_stubs);
+	EXPECT_EQ(NULL, cfg->dns_forwarder);
+	EXPECT_EQ(10000u, cfg->dns_cache_size);
+	EXPECT_EQ(0u, cfg->dns_min_ttl);
+	EXPECT_EQ(3600u, cfg->dns_max_ttl);
+	EXPECT_EQ(300u, cfg->dns_negative_ttl);
+	EXPECT_EQ(65282, cfg->dane_clientid_codepoint); /* 0xff02: 0xff01 is taken */
+	EXPECT_EQ(62, cfg->tls_flags_codepoint);
+	EXPECT_EQ(80, cfg->request_client_auth_flag);
+	EXPECT_EQ(0u, cfg->n_warnings);
 	config_free(cfg);
 }
 
@@ -426,7 +544,8 @@ TEST(rejects_bad_durations)
 		{ "ms10", "is not a duration" },
 		{ "10 s", "is not a duration" },
 		{ "10S", "is not a duration" },
-		{ "1h", "is not a duration" },
+		{ "1d", "'1d' is not a duration (use 500ms, 10s or 2m)" },
+		{ "1h", "'1h' is out of range (allowed: 1ms..10m)" },
 		{ "0", "'0' is out of range (allowed: 1ms..10m)" },
 		{ "0ms", "out of range" },
 		{ "11m", "out of range" },
@@ -458,6 +577,12 @@ TEST(print_output_loads_back_to_the_same_config)
 		"[service out]\nrole = client\nverify = none\n",
 		"[service a]\ncertificate = /a\nkey = /k\ndefault = no\n"
 		"[service b]\ncertificate = /b\nkey = /k\nserver_names = b.example\n",
+		/* "none" is a value, not a missing key (which would mean the root's anchor). */
+		"[danced]\ndns_trust_anchor_file = none\ndns_trust_anchor = " DS_LDNS "\n"
+		"dns_stub = corp.example. [::1]@5353\n" WWW
+		"tls_min = 1.3\ndane = required\ndane_names = corp.example\n"
+		"request_client_auth = off\n" OUT "identity = a.corp.example\nverify = dane\n",
+		"[danced]\ndns_max_ttl = 0\ndns_negative_ttl = 0\n" WWW,
 	};
 	struct config *cfg = NULL, *again;
 	char printed[16384], err[512];
@@ -499,14 +624,50 @@ TEST(print_writes_every_key_with_its_resolved_value)
 	EXPECT_NE(NULL, strstr(printed, "\nhandshake_timeout = 10s\n# listen is not set"));
 	EXPECT_NE(NULL, strstr(printed, "\nbacklog = 1024\n"));
 	EXPECT_EQ(NULL, strstr(printed, "verify ="));
+	EXPECT_NE(NULL,
+		  strstr(printed, "\nlog_level = info\n"
+				  "dns_trust_anchor_file = /usr/share/dns/root.key\n"
+				  "# dns_trust_anchor is not set: only dns_trust_anchor_file"
+				  " anchors DNSSEC validation\n"
+				  "# dns_stub is not set: no zone has a server of its own\n"
+				  "# dns_forwarder is not set: danced resolves from the root down\n"
+				  "dns_cache_size = 10000\n"
+				  "dns_min_ttl = 0s\n"
+				  "dns_max_ttl = 1h\n"
+				  "dns_negative_ttl = 5m\n"
+				  "dane_clientid_codepoint = 65282\n"
+				  "tls_flags_codepoint = 62\n"
+				  "request_client_auth_flag = 80\n\n[service www]\n"));
+	EXPECT_NE(NULL, strstr(printed, "\nbacklog = 1024\n"
+					"dane = off\n"
+					"# dane_names is not set: no client name is allowed DANE"
+					" authentication\n"
+					"dane_tls12_legacy = no\n"
+					"request_client_auth = yes\n"));
+	EXPECT_EQ(NULL, strstr(printed, "identity"));
+	config_free(again);
+	config_free(cfg);
+
+	/* A client: identity, not the server's DANE keys. */
+	ASSERT_EQ(0, load(_metadata, "[service out]\nrole = client\nverify = dane\n", &cfg, err,
+			  sizeof(err)));
+	again = reload(_metadata, cfg, printed, sizeof(printed));
+	ASSERT_NE(NULL, again);
+	EXPECT_NE(NULL, strstr(printed, "\nverify = dane\n")) TH_LOG("%s", printed);
+	EXPECT_NE(NULL, strstr(printed, "\n# identity is not set: no dane_clientid is sent\n"));
+	EXPECT_EQ(NULL, strstr(printed, "dane ="));
+	EXPECT_EQ(NULL, strstr(printed, "dane_names"));
+	EXPECT_EQ(NULL, strstr(printed, "request_client_auth ="));
 	config_free(again);
 	config_free(cfg);
 }
 
+#define LABEL63 "abcdefghijklmnopqrstuvwxyz-0123456789_abcdefghijklmnopqrstuvwxy"
+
 /* Full lists print over several lines, each within the line limit, and load back. */
 TEST(print_wraps_long_lists_into_lines_that_load)
 {
-	char conf[8192], printed[16384], err[512], *line;
+	char conf[32768], printed[65536], err[512], *line;
 	struct config *cfg = NULL, *again;
 	size_t n = 0, i, len;
 
@@ -514,6 +675,25 @@ TEST(print_wraps_long_lists_into_lines_that_load)
 	for (i = 0; i < CFG_MAX_IDS; i++)
 		n += snprintf(conf + n, sizeof(conf) - n, "allow_uid = %zu\nallow_gid = %zu\n",
 			      4000000000u + i, 4000000000u + i);
+	/* Every DNS key at its largest; each line 197 bytes where the value has room. */
+	n += snprintf(conf + n, sizeof(conf) - n,
+		      "dns_trust_anchor_file = /" LABEL63 "/" LABEL63 "/%.44s\n"
+		      "dns_forwarder = [ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]@65535\n"
+		      "dns_cache_size = 10000000\ndns_min_ttl = 24h\ndns_max_ttl = 86400s\n"
+		      "dns_negative_ttl = 1440m\ndane_clientid_codepoint = 65535\n"
+		      "tls_flags_codepoint = 65534\nrequest_client_auth_flag = 2039\n",
+		      LABEL63);
+	for (i = 0; i < CFG_MAX_ANCHORS; i++) /* 19 + 75 + 30 + 73 */
+		n += snprintf(conf + n, sizeof(conf) - n,
+			      "dns_trust_anchor = " LABEL63
+			      ".%02zu.example. 2147483647 IN DS 65535 "
+			      "253 4 " DS_DIGEST "012345678\n",
+			      i);
+	for (i = 0; i < CFG_MAX_STUBS; i++)
+		n += snprintf(conf + n, sizeof(conf) - n,
+			      "dns_stub = %02zu." LABEL63 "." LABEL63 ". "
+			      "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.%zu]@65535\n",
+			      i, 200 + i);
 	n += snprintf(conf + n, sizeof(conf) - n, WWW);
 	for (i = 0; i < CFG_MAX_NAMES; i++)
 		n += snprintf(conf + n, sizeof(conf) - n,
@@ -522,11 +702,29 @@ TEST(print_wraps_long_lists_into_lines_that_load)
 		n += snprintf(conf + n, sizeof(conf) - n,
 			      "listen = [2001:db8:1234:5678:9abc:def0:1234:%zu]:65535\n", i);
 	n += snprintf(conf + n, sizeof(conf) - n, "backend_socket = /run/b.sock\n");
+	/* Every DANE key at its largest, in names of 63-octet labels. */
+	n += snprintf(conf + n, sizeof(conf) - n, "tls_min = 1.3\ndane = required\n");
+	for (i = 0; i < CFG_MAX_DANE_NAMES; i++) /* 13 + 184 */
+		n += snprintf(conf + n, sizeof(conf) - n,
+			      "dane_names = _device.%02zu." LABEL63 "." LABEL63 ".%.45s\n", i,
+			      LABEL63);
+	n += snprintf(conf + n, sizeof(conf) - n, /* 11 + 186 */
+		      "[service out]\nrole = client\ncertificate = /c\nkey = /k\nverify = dane\n"
+		      "identity = " LABEL63 "." LABEL63 ".%.58s\n",
+		      LABEL63);
 	ASSERT_GT(sizeof(conf), n);
 	ASSERT_EQ(0, load(_metadata, conf, &cfg, err, sizeof(err))) TH_LOG("%s", err);
 	EXPECT_EQ((size_t)CFG_MAX_IDS, cfg->n_allow_uid);
 	EXPECT_EQ((size_t)CFG_MAX_NAMES, cfg->svcs[0].n_server_names);
 	EXPECT_EQ((size_t)CFG_MAX_LISTEN, cfg->svcs[0].n_listen);
+	EXPECT_EQ((size_t)CFG_MAX_DANE_NAMES, cfg->svcs[0].n_dane_names);
+	EXPECT_EQ((size_t)CFG_MAX_ANCHORS, cfg->n_dns_trust_anchors);
+	EXPECT_EQ((size_t)CFG_MAX_STUBS, cfg->n_dns_stubs);
+	EXPECT_STREQ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff@65535", cfg->dns_forwarder);
+	EXPECT_EQ(86400u, cfg->dns_min_ttl);
+	EXPECT_EQ(186u, strlen(cfg->svcs[1].identity));
+	EXPECT_EQ(173u, strlen(cfg->dns_trust_anchor_file));
+	EXPECT_EQ(0u, cfg->n_warnings);
 	again = reload(_metadata, cfg, printed, sizeof(printed));
 	ASSERT_NE(NULL, again);
 	expect_same(_metadata, cfg, again);
@@ -684,7 +882,14 @@ TEST(rejects_bad_words)
 		{ WWW "ca = /ca\nclient_auth = yes\n", 5,
 		  "client_auth: 'yes' is not one of: none, optional, required" },
 		{ "[service c]\nrole = client\nca = /ca\nverify = optional\n", 4,
-		  "verify: 'optional' is not one of: required, none" },
+		  "verify: 'optional' is not one of: required, none, dane, dane-or-pkix" },
+		{ "[service c]\nrole = client\nverify = DANE\n", 3,
+		  "verify: 'DANE' is not one of: required, none, dane, dane-or-pkix" },
+		{ WWW "dane = yes\n", 4, "dane: 'yes' is not one of: off, optional, required" },
+		{ WWW "dane = Required\n", 4, "dane: 'Required' is not one of" },
+		{ WWW "request_client_auth = always\n", 4,
+		  "request_client_auth: 'always' is not one of: yes, no," },
+		{ WWW "dane_tls12_legacy = 2\n", 4, "dane_tls12_legacy: '2' is not one of" },
 	};
 
 	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
@@ -923,8 +1128,8 @@ TEST(rejects_bad_names_and_lists)
 /* Every list has a limit, and the first entry past it is an error, not dropped. */
 TEST(rejects_too_many_entries)
 {
-	char conf[2][4096], svcs[70 * 64], ids[256], one[512];
-	struct bad cases[4];
+	char conf[6][4096], svcs[70 * 64], ids[256], one[512];
+	struct bad cases[8];
 	size_t n, i;
 
 	n = snprintf(conf[0], sizeof(conf[0]), "[danced]\n");
@@ -948,6 +1153,33 @@ TEST(rejects_too_many_entries)
 			      "[service s%zu]\ncertificate = /c\nkey = /k\n", i);
 	cases[3] = (struct bad){ svcs, 3 * CFG_MAX_SERVICES + 1, "too many services: at most 64" };
 
+	n = snprintf(conf[2], sizeof(conf[2]), "[danced]\n");
+	for (i = 0; i <= CFG_MAX_ANCHORS; i++)
+		n += snprintf(conf[2] + n, sizeof(conf[2]) - n,
+			      "dns_trust_anchor = corp.example. DS %zu 13 2 %s\n", i, DS_DIGEST);
+	snprintf(conf[2] + n, sizeof(conf[2]) - n, WWW);
+	cases[4] = (struct bad){ conf[2], CFG_MAX_ANCHORS + 2,
+				 "dns_trust_anchor: more than 16 anchors" };
+
+	n = snprintf(conf[3], sizeof(conf[3]), "[danced]\n");
+	for (i = 0; i <= CFG_MAX_STUBS; i++)
+		n += snprintf(conf[3] + n, sizeof(conf[3]) - n,
+			      "dns_stub = z%zu.example. 192.0.2.1\n", i);
+	snprintf(conf[3] + n, sizeof(conf[3]) - n, WWW);
+	cases[5] = (struct bad){ conf[3], CFG_MAX_STUBS + 2, "dns_stub: more than 16 zones" };
+
+	n = snprintf(conf[4], sizeof(conf[4]), WWW "dane = optional\n");
+	for (i = 0; i <= CFG_MAX_DANE_NAMES; i++)
+		n += snprintf(conf[4] + n, sizeof(conf[4]) - n, "dane_names = n%zu.example\n", i);
+	cases[6] =
+		(struct bad){ conf[4], CFG_MAX_DANE_NAMES + 5, "dane_names: more than 32 names" };
+
+	/* One line with 33 names. */
+	for (i = 0, n = 0; i <= CFG_MAX_DANE_NAMES; i++)
+		n += snprintf(ids + n, sizeof(ids) - n, "%s%zu", i ? "," : "", i);
+	snprintf(conf[5], sizeof(conf[5]), WWW "dane_names = %s\n", ids);
+	cases[7] = (struct bad){ conf[5], 4, "dane_names: more than 32 names" };
+
 	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
 }
 
@@ -962,6 +1194,574 @@ TEST(rejects_values_too_long_to_print_back)
 	snprintf(conf, sizeof(conf), WWW "ciphers=%s\n", pad);
 	bad = (struct bad){ conf, 4, "ciphers: value too long for one line" };
 	expect_rejected(_metadata, &bad, 1);
+}
+
+/* DNS server addresses end up in libunbound's "ADDR[@PORT]" form, canonical, no brackets. */
+TEST(stores_dns_addresses_the_way_libunbound_takes_them)
+{
+	static const struct {
+		const char *text, *stored;
+	} cases[] = {
+		{ "192.0.2.53", "192.0.2.53" },
+		{ "192.0.2.53@5353", "192.0.2.53@5353" },
+		{ "192.0.2.53@053", "192.0.2.53@53" },
+		{ "192.0.2.53@65535", "192.0.2.53@65535" },
+		{ "2001:DB8:0::0035", "2001:db8::35" },
+		{ "2001:db8::53@5353", "2001:db8::53@5353" },
+		{ "[2001:db8::53]@53", "2001:db8::53@53" },
+		{ "[::1]", "::1" },
+		{ "::1@1", "::1@1" },
+		{ "::ffff:192.0.2.1", "::ffff:192.0.2.1" },
+	};
+	struct config *cfg = NULL;
+	char conf[256], err[512];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		snprintf(conf, sizeof(conf),
+			 "[danced]\ndns_forwarder = %s\ndns_stub = corp.example. %s\n" WWW,
+			 cases[i].text, cases[i].text);
+		ASSERT_EQ(0, load(_metadata, conf, &cfg, err, sizeof(err))) TH_LOG("%s", err);
+		EXPECT_STREQ(cases[i].stored, cfg->dns_forwarder);
+		ASSERT_EQ(1u, cfg->n_dns_stubs);
+		EXPECT_STREQ("corp.example.", cfg->dns_stubs[0].zone);
+		EXPECT_STREQ(cases[i].stored, cfg->dns_stubs[0].addr);
+		config_free(cfg);
+	}
+}
+
+TEST(rejects_bad_dns_addresses)
+{
+	static const struct {
+		const char *text;
+		bool port; /* the address is fine, the port is not */
+	} cases[] = {
+		{ "localhost", false },
+		{ "192.0.2", false },
+		{ "256.0.0.1", false },
+		{ "192.0.2.1:53", false },
+		{ "[192.0.2.1]@53", false },
+		{ "[2001:db8::1", false },
+		{ "[2001:db8::1]53", false },
+		{ "[2001:db8::1]:53", false },
+		{ "[]@53", false },
+		{ "@53", false },
+		{ "2001:db8::1::2", false },
+		{ "2001:db8:0:0:0:0:0:0:1", false },
+		{ "fe80::1%eth0", false },
+		{ "2001:db8::g", false },
+		{ "192.0.2.1@0", true },
+		{ "192.0.2.1@65536", true },
+		{ "192.0.2.1@999999999999999999999", true },
+		{ "192.0.2.1@", true },
+		{ "192.0.2.1@domain", true },
+		{ "192.0.2.1@-1", true },
+		{ "192.0.2.1@53@54", true },
+		{ "[::1]@0", true },
+		{ "[::1]@", true },
+	};
+	struct bad bad[ARRAY_SIZE(cases) * 2 + 1];
+	char confs[ARRAY_SIZE(cases) * 2][256], says[ARRAY_SIZE(cases) * 2][160];
+	size_t i, j;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		for (j = 0; j < 2; j++) {
+			const char *key = j ? "dns_stub" : "dns_forwarder";
+
+			snprintf(
+				confs[2 * i + j], sizeof(confs[0]),
+				j ? "[danced]\nlog_level = info\ndns_stub = corp.example. %s\n" WWW :
+				    "[danced]\ndns_forwarder = %s\n" WWW,
+				cases[i].text);
+			snprintf(says[2 * i + j], sizeof(says[0]),
+				 cases[i].port ? "%s: port of '%s' is not in 1..65535" :
+						 "%s: '%s' is not an IP address",
+				 key, cases[i].text);
+			bad[2 * i + j] = (struct bad){ confs[2 * i + j], 2 + j, says[2 * i + j] };
+		}
+	}
+	bad[2 * i] = (struct bad){ "[danced]\ndns_forwarder = dns.example\n" WWW, 2,
+				   "dns_forwarder: 'dns.example' is not an IP address (use "
+				   "192.0.2.53, 192.0.2.53@5353 or 2001:db8::53@5353)" };
+	expect_rejected(_metadata, bad, ARRAY_SIZE(bad));
+}
+
+TEST(parses_dns_stubs)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	ASSERT_EQ(0, load(_metadata,
+			  "[danced]\ndns_stub = .  192.0.2.1\ndns_stub = A.B.example. ::1@5353\n"
+			  "dns_stub = b.example.\t192.0.2.2\n" WWW,
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	ASSERT_EQ(3u, cfg->n_dns_stubs);
+	EXPECT_STREQ(".", cfg->dns_stubs[0].zone); /* the root: every query */
+	EXPECT_STREQ("192.0.2.1", cfg->dns_stubs[0].addr);
+	EXPECT_STREQ("a.b.example.", cfg->dns_stubs[1].zone);
+	EXPECT_STREQ("::1@5353", cfg->dns_stubs[1].addr);
+	EXPECT_STREQ("b.example.", cfg->dns_stubs[2].zone);
+	EXPECT_EQ(0u, cfg->n_warnings); /* the root anchor may secure them */
+	config_free(cfg);
+}
+
+TEST(rejects_bad_dns_stubs)
+{
+	static const struct bad cases[] = {
+		{ "[danced]\ndns_stub = corp.example.\n" WWW, 2,
+		  "dns_stub: 'corp.example.' is not 'ZONE ADDRESS' (such as corp.example. "
+		  "192.0.2.53@5353)" },
+		{ "[danced]\ndns_stub = corp.example. 192.0.2.1 192.0.2.2\n" WWW, 2,
+		  "is not 'ZONE ADDRESS'" },
+		{ "[danced]\ndns_stub = corp.example.,192.0.2.1\n" WWW, 2,
+		  "is not 'ZONE ADDRESS'" },
+		{ "[danced]\ndns_stub = corp.example 192.0.2.1\n" WWW, 2,
+		  "dns_stub: zone 'corp.example' is not absolute: end it with a dot (corp.example.)" },
+		{ "[danced]\ndns_stub = corp..example. 192.0.2.1\n" WWW, 2,
+		  "dns_stub: zone 'corp..example.' has an empty label" },
+		{ "[danced]\ndns_stub = .corp.example. 192.0.2.1\n" WWW, 2, "has an empty label" },
+		{ "[danced]\ndns_stub = corp.example.. 192.0.2.1\n" WWW, 2, "has an empty label" },
+		{ "[danced]\ndns_stub = *.example. 192.0.2.1\n" WWW, 2,
+		  "dns_stub: zone '*.example.' has a '*': wildcards are not allowed" },
+		{ "[danced]\ndns_stub = c\\068rp.example. 192.0.2.1\n" WWW, 2,
+		  "has a character other than letters, digits, '-' and '_'" },
+		{ "[danced]\ndns_stub = b\xc3\xbc"
+		  "cher.example. 192.0.2.1\n" WWW,
+		  2, "has a character other than letters, digits, '-' and '_'" },
+		{ "[danced]\ndns_stub = "
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example. "
+		  "192.0.2.1\n" WWW,
+		  2, "has a label longer than 63 octets" },
+		{ "[danced]\ndns_stub = corp.example. 192.0.2.1\nlog_level = info\n"
+		  "dns_stub = CORP.example. 192.0.2.2\n" WWW,
+		  4,
+		  "dns_stub: zone corp.example. already has its server at line 2 (one per zone)" },
+	};
+
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
+TEST(parses_trust_anchors)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	ASSERT_EQ(0, load(_metadata,
+			  "[danced]\ndns_trust_anchor_file = none\n"
+			  "dns_trust_anchor = " DS_KEYMGR "\n"
+			  "dns_trust_anchor = " DS_LDNS "\n"
+			  "dns_trust_anchor = " DS_KEYMGR "\n" /* the same again: once */
+			  "dns_trust_anchor = corp.example. 60 ds 1 8 2 AB CD\n"
+			  "dns_trust_anchor = . IN 172800 DNSKEY 257 3 8 AwEAAa 96EA==\n" WWW,
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(NULL, cfg->dns_trust_anchor_file);
+	ASSERT_EQ(4u, cfg->n_dns_trust_anchors);
+	EXPECT_STREQ(DS_KEYMGR, cfg->dns_trust_anchors[0]);
+	EXPECT_STREQ("corp.example. 3600 IN DS 12345 13 2 " DS_DIGEST, cfg->dns_trust_anchors[1]);
+	EXPECT_STREQ("corp.example. 60 DS 1 8 2 AB CD", cfg->dns_trust_anchors[2]);
+	EXPECT_STREQ(". IN 172800 DNSKEY 257 3 8 AwEAAa 96EA==", cfg->dns_trust_anchors[3]);
+	config_free(cfg);
+}
+
+TEST(rejects_bad_trust_anchors)
+{
+	static const struct bad cases[] = {
+		{ "[danced]\ndns_trust_anchor = corp.example DS 1 13 2 AB\n" WWW, 2,
+		  "dns_trust_anchor: owner 'corp.example' is not absolute: end it with a dot "
+		  "(corp.example.)" },
+		{ "[danced]\ndns_trust_anchor = corp..example. DS 1 13 2 AB\n" WWW, 2,
+		  "dns_trust_anchor: owner 'corp..example.' has an empty label" },
+		{ "[danced]\ndns_trust_anchor = *.example. DS 1 13 2 AB\n" WWW, 2,
+		  "owner '*.example.' has a '*'" },
+		{ "[danced]\ndns_trust_anchor = corp.example. A 192.0.2.1\n" WWW, 2,
+		  "dns_trust_anchor: 'A' is not DS or DNSKEY: a trust anchor is 'zone. DS ...' or "
+		  "'zone. DNSKEY ...'" },
+		{ "[danced]\ndns_trust_anchor = corp.example. CH DS 1 13 2 AB\n" WWW, 2,
+		  "'CH' is not DS or DNSKEY" },
+		{ "[danced]\ndns_trust_anchor = corp.example. 60 60 DS 1 13 2 AB\n" WWW, 2,
+		  "'60' is not DS or DNSKEY" },
+		{ "[danced]\ndns_trust_anchor = corp.example. IN IN DS 1 13 2 AB\n" WWW, 2,
+		  "'IN' is not DS or DNSKEY" },
+		{ "[danced]\ndns_trust_anchor = corp.example. DSKEY 257 3 13 AB\n" WWW, 2,
+		  "'DSKEY' is not DS or DNSKEY" },
+		{ "[danced]\ndns_trust_anchor = corp.example. 3600 IN\n" WWW, 2,
+		  "dns_trust_anchor: no DS or DNSKEY in 'corp.example. 3600 IN'" },
+		{ "[danced]\ndns_trust_anchor = corp.example.\n" WWW, 2, "no DS or DNSKEY in" },
+		{ "[danced]\ndns_trust_anchor = corp.example. DS\n" WWW, 2,
+		  "dns_trust_anchor: the DS record has 0 of its 4 fields (key tag, algorithm, "
+		  "digest type, digest)" },
+		{ "[danced]\ndns_trust_anchor = corp.example. DS 12345 13 2\n" WWW, 2,
+		  "the DS record has 3 of its 4 fields" },
+		{ "[danced]\ndns_trust_anchor = corp.example. DNSKEY 257 3 13\n" WWW, 2,
+		  "the DNSKEY record has 3 of its 4 fields (flags, protocol, algorithm, public "
+		  "key)" },
+		{ "[danced]\ndns_trust_anchor_file = root.key\n" WWW, 2,
+		  "dns_trust_anchor_file: 'root.key' is not an absolute path" },
+		{ "[danced]\ndns_trust_anchor_file = None\n" WWW, 2,
+		  "dns_trust_anchor_file: 'None' is not an absolute path" },
+	};
+
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
+TEST(parses_dns_ttls_in_seconds)
+{
+	static const struct {
+		const char *text;
+		unsigned int s;
+	} cases[] = {
+		{ "0", 0 },	    { "0s", 0 },	{ "90", 90 },	      { "30s", 30 },
+		{ "5m", 300 },	    { "1h", 3600 },	{ "24h", 86400 },     { "2000ms", 2 },
+		{ "1440m", 86400 }, { "86400", 86400 }, { "0000001h", 3600 },
+	};
+	struct config *cfg = NULL;
+	char conf[256], err[512];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		snprintf(
+			conf, sizeof(conf),
+			"[danced]\ndns_max_ttl = %s\ndns_min_ttl = %s\ndns_negative_ttl = %s\n" WWW,
+			cases[i].text, cases[i].text, cases[i].text);
+		ASSERT_EQ(0, load(_metadata, conf, &cfg, err, sizeof(err))) TH_LOG("%s", err);
+		EXPECT_EQ(cases[i].s, cfg->dns_max_ttl) TH_LOG("%s", cases[i].text);
+		EXPECT_EQ(cases[i].s, cfg->dns_min_ttl);
+		EXPECT_EQ(cases[i].s, cfg->dns_negative_ttl);
+		config_free(cfg);
+	}
+}
+
+TEST(rejects_bad_dns_ttls)
+{
+	static const struct bad cases[] = {
+		{ "[danced]\ndns_max_ttl = 1500ms\n" WWW, 2,
+		  "dns_max_ttl: '1500ms' is not a whole number of seconds" },
+		{ "[danced]\ndns_max_ttl = 25h\n" WWW, 2,
+		  "dns_max_ttl: '25h' is out of range (allowed: 0s..24h)" },
+		{ "[danced]\ndns_max_ttl = 86401\n" WWW, 2, "'86401' is out of range" },
+		{ "[danced]\ndns_max_ttl = 1d\n" WWW, 2,
+		  "dns_max_ttl: '1d' is not a duration (use 30s, 5m or 1h)" },
+		{ "[danced]\ndns_negative_ttl = -5\n" WWW, 2, "'-5' is not a duration" },
+		{ "[danced]\ndns_min_ttl = 99999999999999999999h\n" WWW, 2, "is out of range" },
+		{ "[danced]\ndns_min_ttl = 4294967296\n" WWW, 2, "is out of range" },
+		{ "[danced]\ndns_min_ttl = 1.5h\n" WWW, 2, "is not a duration" },
+		/* Against each other, at the later line; the default maximum is 1h. */
+		{ "[danced]\ndns_min_ttl = 2h\n" WWW, 2,
+		  "dns_min_ttl = 2h is above dns_max_ttl = 1h (the default)" },
+		{ "[danced]\ndns_min_ttl = 10m\nlog_level = info\ndns_max_ttl = 5m\n" WWW, 4,
+		  "dns_min_ttl = 10m is above dns_max_ttl = 5m" },
+		{ "[danced]\ndns_max_ttl = 0\nlog_level = info\ndns_negative_ttl = 1s\n" WWW, 4,
+		  "dns_negative_ttl = 1s is above dns_max_ttl = 0s" },
+		{ "[danced]\ndns_max_ttl = 1m\n" WWW, 2,
+		  "dns_negative_ttl = 5m is above dns_max_ttl = 1m" },
+		/* dns_min_ttl is a floor for negative answers as well. */
+		{ "[danced]\ndns_min_ttl = 10m\n" WWW, 2,
+		  "dns_min_ttl = 10m is above dns_negative_ttl = 5m (the default)" },
+		{ "[danced]\ndns_negative_ttl = 1m\nlog_level = info\ndns_min_ttl = 2m\n" WWW, 4,
+		  "dns_min_ttl = 2m is above dns_negative_ttl = 1m" },
+	};
+
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
+TEST(rejects_bad_codepoints_and_flags)
+{
+	static const struct bad cases[] = {
+		{ "[danced]\ndns_cache_size = 15\n" WWW, 2,
+		  "dns_cache_size: 15 is out of range (allowed: 16..10000000)" },
+		{ "[danced]\ndns_cache_size = 10000001\n" WWW, 2, "10000001 is out of range" },
+		{ "[danced]\ndane_clientid_codepoint = 0\n" WWW, 2,
+		  "dane_clientid_codepoint: 0 is out of range (allowed: 1..65535)" },
+		{ "[danced]\ndane_clientid_codepoint = 65536\n" WWW, 2, "65536 is out of range" },
+		{ "[danced]\ndane_clientid_codepoint = 0xff02\n" WWW, 2,
+		  "'0xff02' is not a number" },
+		{ "[danced]\ndane_clientid_codepoint = 65281\n" WWW, 2,
+		  "dane_clientid_codepoint: 65281 is renegotiation_info, an extension OpenSSL "
+		  "handles itself; pick an unused one, such as 65282 (private use)" },
+		{ "[danced]\ndane_clientid_codepoint = 16\n" WWW, 2,
+		  "16 is application_layer_protocol_negotiation, an extension OpenSSL handles" },
+		{ "[danced]\ndane_clientid_codepoint = 10\n" WWW, 2, "10 is supported_groups" },
+		{ "[danced]\ndane_clientid_codepoint = 11\n" WWW, 2, "11 is ec_point_formats" },
+		{ "[danced]\ndane_clientid_codepoint = 13\n" WWW, 2, "13 is signature_algorithms" },
+		{ "[danced]\ndane_clientid_codepoint = 41\n" WWW, 2, "41 is pre_shared_key" },
+		{ "[danced]\ndane_clientid_codepoint = 42\n" WWW, 2, "42 is early_data" },
+		{ "[danced]\ndane_clientid_codepoint = 43\n" WWW, 2, "43 is supported_versions" },
+		{ "[danced]\ndane_clientid_codepoint = 44\n" WWW, 2, "44 is cookie" },
+		{ "[danced]\ndane_clientid_codepoint = 45\n" WWW, 2,
+		  "45 is psk_key_exchange_modes" },
+		{ "[danced]\ndane_clientid_codepoint = 51\n" WWW, 2, "51 is key_share" },
+		{ "[danced]\ntls_flags_codepoint = 0\n" WWW, 2,
+		  "tls_flags_codepoint: 0 is out of range (allowed: 1..65535)" },
+		{ "[danced]\ntls_flags_codepoint = 43\n" WWW, 2,
+		  "tls_flags_codepoint: 43 is supported_versions, an extension OpenSSL handles" },
+		{ "[danced]\ntls_flags_codepoint = 65281\n" WWW, 2, "65281 is renegotiation_info" },
+		{ "[danced]\ndane_clientid_codepoint = 62\n" WWW, 2,
+		  "dane_clientid_codepoint and tls_flags_codepoint are both 62: two extensions "
+		  "cannot share a codepoint" },
+		{ "[danced]\ntls_flags_codepoint = 65282\n" WWW, 2,
+		  "both 65282: two extensions cannot share a codepoint" },
+		{ "[danced]\ntls_flags_codepoint = 70\nlog_level = info\n"
+		  "dane_clientid_codepoint = 70\n" WWW,
+		  4, "both 70" },
+		{ "[danced]\nrequest_client_auth_flag = 2040\n" WWW, 2,
+		  "request_client_auth_flag: 2040 is out of range (allowed: 0..2039)" },
+		{ "[danced]\nrequest_client_auth_flag = -1\n" WWW, 2,
+		  "request_client_auth_flag: -1 is negative (allowed: 0..2039)" },
+		{ "[danced]\nrequest_client_auth_flag = 65616\n" WWW, 2, "65616 is out of range" },
+	};
+
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
+TEST(accepts_free_codepoints_and_flag_bounds)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	ASSERT_EQ(0, load(_metadata,
+			  "[danced]\ndane_clientid_codepoint = 65535\ntls_flags_codepoint = 2\n"
+			  "request_client_auth_flag = 0\n" WWW,
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(65535, cfg->dane_clientid_codepoint);
+	EXPECT_EQ(2, cfg->tls_flags_codepoint);
+	EXPECT_EQ(0, cfg->request_client_auth_flag);
+	config_free(cfg);
+}
+
+TEST(parses_dane_names_and_identity)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	ASSERT_EQ(0, load(_metadata,
+			  WWW "tls_min = 1.3\ndane = required\n"
+			      "dane_names = _Device.EXAMPLE.com., xn--bcher-kva.example\n"
+			      "dane_names = a_b.c-d.0.example\tdevice.example.net\n"
+			      "[service out]\nrole = client\ncertificate = /c\nkey = /k\nca = /ca\n"
+			      "identity = XN--bcher-kva._device.example.com\n",
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	ASSERT_EQ(4u, cfg->svcs[0].n_dane_names);
+	EXPECT_STREQ("_device.example.com", cfg->svcs[0].dane_names[0]);
+	EXPECT_STREQ("xn--bcher-kva.example", cfg->svcs[0].dane_names[1]);
+	EXPECT_STREQ("a_b.c-d.0.example", cfg->svcs[0].dane_names[2]);
+	EXPECT_STREQ("device.example.net", cfg->svcs[0].dane_names[3]);
+	EXPECT_STREQ("xn--bcher-kva._device.example.com", cfg->svcs[1].identity);
+	EXPECT_EQ(0u, cfg->n_warnings);
+	config_free(cfg);
+}
+
+TEST(rejects_bad_dane_names_and_identities)
+{
+	static const struct bad cases[] = {
+		{ WWW "dane_names = *\n", 4,
+		  "dane_names: '*' has a '*': wildcards are not allowed (use names or suffixes "
+		  "such as _device.example.com)" },
+		{ WWW "dane_names = *._device.example.com\n", 4,
+		  "'*._device.example.com' has a '*'" },
+		{ WWW "dane_names = .\n", 4,
+		  "dane_names: '.' is the root, which would allow every name" },
+		{ WWW "dane_names = example..com\n", 4, "'example..com' has an empty label" },
+		{ WWW "dane_names = .example.com\n", 4, "'.example.com' has an empty label" },
+		{ WWW "dane_names = example.com..\n", 4, "has an empty label" },
+		{ WWW "dane_names = dev!ce.example.com\n", 4,
+		  "'dev!ce.example.com' has a character other than letters, digits, '-' and '_'" },
+		{ WWW "dane_names = b\xc3\xbc"
+		      "cher.example\n",
+		  4, "has a character other than" },
+		{ WWW "dane_names = "
+		      "x123456789012345678901234567890123456789012345678901234567890123.example\n",
+		  4, "has a label longer than 63 octets" },
+		{ OUT "identity = *.example.com\n", 5,
+		  "identity: '*.example.com' has a '*': wildcards are not allowed (use the TLSA "
+		  "owner name, such as sensor7._device.example.com)" },
+		{ OUT "identity = .\n", 5, "identity: '.' is the root, not a client's name" },
+		{ OUT "identity = a..example\n", 5, "identity: 'a..example' has an empty label" },
+		{ OUT "identity = sensor 7.example\n", 5,
+		  "'sensor 7.example' has a character other than" },
+		{ OUT "identity = sensor7@example.com\n", 5, "has a character other than" },
+		{ OUT "identity = "
+		      "x123456789012345678901234567890123456789012345678901234567890123.example\n",
+		  5, "has a label longer than 63 octets" },
+		{ OUT "identity = a.example\nidentity = b.example\n", 6,
+		  "duplicate key 'identity' in [service out] (first set at line 5)" },
+	};
+
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
+/* A name longer than a line can hold is refused as a line, never cut short. */
+TEST(rejects_names_longer_than_a_line)
+{
+	char conf[3][1024], name[300];
+	struct bad cases[3];
+	size_t i;
+
+	for (i = 0; i < 250; i++)
+		name[i] = i % 50 == 49 ? '.' : 'a';
+	name[250] = '\0';
+	snprintf(conf[0], sizeof(conf[0]), WWW "dane_names = %s\n", name);
+	cases[0] = (struct bad){ conf[0], 4, "line longer than 197 bytes" };
+	snprintf(conf[1], sizeof(conf[1]), OUT "identity = %s\n", name);
+	cases[1] = (struct bad){ conf[1], 5, "line longer than 197 bytes" };
+	snprintf(conf[2], sizeof(conf[2]), "[danced]\ndns_stub = %s. 192.0.2.1\n" WWW, name);
+	cases[2] = (struct bad){ conf[2], 2, "line longer than 197 bytes" };
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
+TEST(enforces_dane_rules)
+{
+	static const struct bad cases[] = {
+		/* Roles. */
+		{ OUT "dane = required\n", 5,
+		  "[service out]: dane is not for role = client; use identity to present a DANE "
+		  "name, or verify = dane to check the server by DANE" },
+		{ OUT "dane_names = example.com\n", 5,
+		  "[service out]: dane_names is not for role = client" },
+		{ OUT "dane_tls12_legacy = no\n", 5, "dane_tls12_legacy is not for role = client" },
+		{ OUT "request_client_auth = yes\n", 5,
+		  "request_client_auth is not for role = client" },
+		{ WWW "identity = a.example\n", 4,
+		  "[service www]: identity is not for role = server; use dane and dane_names" },
+		{ WWW "verify = dane\n", 4, "verify is not for role = server; use client_auth" },
+		/* A server's DANE. */
+		{ WWW "tls_min = 1.3\ndane = optional\n", 5,
+		  "[service www]: dane = optional needs dane_names, the client names it allows "
+		  "(checked before any DNS query)" },
+		{ WWW "dane = required\ndane_names = example.com\n", 4,
+		  "[service www]: dane = required: DANE client authentication needs TLS 1.3 (set "
+		  "tls_min = 1.3), or dane_tls12_legacy = yes for the old drafts' weaker TLS 1.2 "
+		  "signal" },
+		{ WWW "dane = required\ndane_names = example.com\ntls_min = 1.2\n", 6,
+		  "DANE client authentication needs TLS 1.3 (set tls_min = 1.3)" },
+		{ WWW "dane = optional\ndane_names = example.com\ntls_max = 1.2\n", 6,
+		  "[service www]: dane = optional with tls_max = 1.2 never happens: DANE client "
+		  "authentication needs TLS 1.3 (set tls_max = 1.3), or dane_tls12_legacy = yes" },
+		{ WWW "dane_tls12_legacy = yes\n", 4,
+		  "[service www]: dane_tls12_legacy = yes needs dane = optional or required" },
+		{ WWW "dane = off\ndane_tls12_legacy = on\n", 5,
+		  "dane_tls12_legacy = yes needs dane" },
+		{ WWW "ca = /ca\nclient_auth = required\ntls_min = 1.3\ndane = required\n"
+		      "dane_names = example.com\n",
+		  5,
+		  "[service www]: client_auth = required is never used with dane = required, where "
+		  "DANE authenticates every client (remove it, or use dane = optional to fall back "
+		  "to it)" },
+		{ WWW "ca = /ca\nclient_auth = optional\ntls_min = 1.3\ndane = required\n"
+		      "dane_names = example.com\n",
+		  5, "client_auth = optional is never used with dane = required" },
+		/* dane = optional falls back to client_auth, which still needs its ca. */
+		{ WWW "client_auth = required\ntls_min = 1.3\ndane = optional\n"
+		      "dane_names = example.com\n",
+		  4, "client_auth = required needs ca" },
+		/* No anchor at all: nothing could ever be DNSSEC-secure. */
+		{ "[danced]\ndns_trust_anchor_file = none\n" WWW "tls_min = 1.3\ndane = optional\n"
+		  "dane_names = example.com\n",
+		  7,
+		  "[service www]: dane = optional needs a DNSSEC trust anchor, but "
+		  "dns_trust_anchor_file = none and there is no dns_trust_anchor" },
+		/* A client's DANE. */
+		{ "[danced]\ndns_trust_anchor_file = none\n[service out]\nrole = client\n"
+		  "verify = dane\n",
+		  5, "[service out]: verify = dane needs a DNSSEC trust anchor" },
+		{ "[danced]\ndns_trust_anchor_file = none\n[service out]\nrole = client\nca = /ca\n"
+		  "verify = dane-or-pkix\n",
+		  6, "[service out]: verify = dane-or-pkix needs a DNSSEC trust anchor" },
+		{ "[service out]\nrole = client\nverify = dane-or-pkix\n", 3,
+		  "[service out]: verify = dane-or-pkix needs ca, the CA bundle for servers whose "
+		  "zone is unsigned or has no TLSA records" },
+		{ "[service out]\nrole = client\nca = /ca\nidentity = sensor7._device.example.com\n",
+		  4,
+		  "[service out]: identity needs certificate and key, which the server matches "
+		  "against the TLSA records at sensor7._device.example.com" },
+		{ OUT "identity = a.example\ntls_max = 1.2\nverify = none\n", 6,
+		  "[service out]: identity needs TLS 1.3 (tls_max = 1.3): the name travels in the "
+		  "TLS 1.3 Certificate message" },
+	};
+
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
+TEST(accepts_dane_variants)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	/* Optional DANE over TLS 1.2 and 1.3: a TLS 1.2 client falls back to client_auth. */
+	ASSERT_EQ(0, load(_metadata, WWW "dane = optional\ndane_names = example.com\n", &cfg, err,
+			  sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(DANE_OPTIONAL, (int)cfg->svcs[0].dane);
+	EXPECT_EQ(0u, cfg->n_warnings);
+	config_free(cfg);
+	/* Required DANE over TLS 1.2 with the legacy signal; no ca, no client_auth. */
+	ASSERT_EQ(0, load(_metadata,
+			  WWW "dane = required\ndane_names = example.com\ndane_tls12_legacy = yes\n"
+			      "client_auth = none\n",
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(DANE_REQUIRED, (int)cfg->svcs[0].dane);
+	EXPECT_TRUE(cfg->svcs[0].dane_tls12_legacy);
+	EXPECT_EQ(NULL, cfg->svcs[0].ca);
+	config_free(cfg);
+	/* Anchored only by dns_trust_anchor lines. */
+	ASSERT_EQ(0, load(_metadata,
+			  "[danced]\ndns_trust_anchor_file = none\ndns_trust_anchor = " DS_KEYMGR
+			  "\n" WWW "tls_min = 1.3\ndane = required\ndane_names = corp.example\n"
+			  "[service out]\nrole = client\nverify = dane\n",
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(VERIFY_DANE, (int)cfg->svcs[1].verify);
+	config_free(cfg);
+	/* dane-or-pkix with its ca. */
+	ASSERT_EQ(0,
+		  load(_metadata, "[service out]\nrole = client\nca = /ca\nverify = dane-or-pkix\n",
+		       &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(VERIFY_DANE_OR_PKIX, (int)cfg->svcs[0].verify);
+	EXPECT_EQ(0u, cfg->n_warnings);
+	config_free(cfg);
+}
+
+TEST(warns_about_dane_settings_that_do_nothing)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	ASSERT_EQ(0, load(_metadata,
+			  "[danced]\ndns_trust_anchor_file = none\n"
+			  "dns_trust_anchor = " DS_KEYMGR "\n"
+			  "dns_stub = corp.example. 192.0.2.1\n" /* anchored */
+			  "dns_stub = a.b.corp.example. 192.0.2.1\n" /* below an anchor */
+			  "dns_stub = example. 192.0.2.1\n" /* holds an anchored zone */
+			  "dns_stub = other.example. 192.0.2.1\n" /* 7: no anchor */
+			  "dns_stub = xcorp.example. 192.0.2.1\n" /* 8: no anchor either */
+			  "[service a]\ncertificate = /c\nkey = /k\ntls_min = 1.3\n"
+			  "dane = required\ndane_names = corp.example\n"
+			  "dane_tls12_legacy = yes\n" /* 15 */
+			  "[service b]\ncertificate = /c\nkey = /k\n"
+			  "dane_names = corp.example\n", /* 19 */
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	ASSERT_EQ(4u, cfg->n_warnings);
+	EXPECT_NE(NULL, strstr(cfg->warnings[0],
+			       ":7: dns_stub: no dns_trust_anchor covers other.example. and "
+			       "dns_trust_anchor_file = none, so none of its answers can be "
+			       "DNSSEC-secure"))
+	TH_LOG("%s", cfg->warnings[0]);
+	EXPECT_NE(NULL, strstr(cfg->warnings[1], ":8: dns_stub: no dns_trust_anchor covers"
+						 " xcorp.example."))
+	TH_LOG("%s", cfg->warnings[1]);
+	EXPECT_NE(NULL, strstr(cfg->warnings[2], ":15: [service a]: dane_tls12_legacy = yes does"
+						 " nothing with tls_min = 1.3"))
+	TH_LOG("%s", cfg->warnings[2]);
+	EXPECT_NE(NULL, strstr(cfg->warnings[3],
+			       ":19: [service b]: dane_names does nothing with dane = off"))
+	TH_LOG("%s", cfg->warnings[3]);
+	config_free(cfg);
 }
 
 TEST(accepts_indentation_crlf_bom_and_comments)
