@@ -82,6 +82,7 @@ struct dance_ready {
 enum dance_auth {
 	DANCE_AUTH_NONE = 0, /* no certificate asked for, or none given where optional */
 	DANCE_AUTH_X509 = 1, /* certificate chain verified against the service's CA file */
+	DANCE_AUTH_DANE = 2, /* DNSSEC-secure TLSA record at verified_name matched (DANCE) */
 };
 
 /* dance_result.flags */
@@ -111,6 +112,11 @@ struct dance_result {
 	char sni[DANCE_HOST_MAX]; /* server role: what the client asked for */
 	char peer_subject[DANCE_SUBJECT_MAX]; /* RFC 2253 subject of the verified peer */
 	char peer_names[DANCE_NAMES_MAX]; /* its SAN dNSNames, space-separated */
+	char verified_name[DANCE_HOST_MAX]; /* DANE: the name the peer proved (its TLSA owner
+					       name; client role: the server's name) */
+	uint8_t tlsa_usage, tlsa_selector, tlsa_mtype; /* DANE: the record that matched */
+	uint8_t dns_cached; /* DANE: 1 when the TLSA answer came from danced's cache */
+	uint8_t reserved[4]; /* zero; keeps the struct free of padding on the wire */
 	uint8_t pending[DANCE_PENDING_MAX]; /* on the wire: only pending_len bytes */
 };
 

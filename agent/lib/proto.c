@@ -12,6 +12,11 @@
 
 #include "dance.h"
 
+/* The wire form is the struct itself: no padding may hide in it. */
+_Static_assert(DANCE_RESULT_HDR_LEN % 8 == 0 &&
+		       sizeof(struct dance_result) == DANCE_RESULT_HDR_LEN + DANCE_PENDING_MAX,
+	       "struct dance_result has padding");
+
 void dance_hdr_init(struct dance_hdr *h, enum dance_msg_type type)
 {
 	h->magic = DANCE_MAGIC;
@@ -111,7 +116,8 @@ int dance_result_check(const void *msg, size_t len, const char **why)
 	    !terminated(r->cipher_name, sizeof(r->cipher_name)) ||
 	    !terminated(r->alpn, sizeof(r->alpn)) || !terminated(r->sni, sizeof(r->sni)) ||
 	    !terminated(r->peer_subject, sizeof(r->peer_subject)) ||
-	    !terminated(r->peer_names, sizeof(r->peer_names)))
+	    !terminated(r->peer_names, sizeof(r->peer_names)) ||
+	    !terminated(r->verified_name, sizeof(r->verified_name)))
 		return -EINVAL;
 	*why = "status is positive; errors are negative errnos";
 	if (r->status > 0)

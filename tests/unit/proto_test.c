@@ -298,6 +298,7 @@ TEST(result_refuses_unterminated_strings)
 		{ offsetof(struct dance_result, sni), DANCE_HOST_MAX },
 		{ offsetof(struct dance_result, peer_subject), DANCE_SUBJECT_MAX },
 		{ offsetof(struct dance_result, peer_names), DANCE_NAMES_MAX },
+		{ offsetof(struct dance_result, verified_name), DANCE_HOST_MAX },
 	};
 	size_t i;
 
@@ -428,7 +429,8 @@ static bool oracle_result(const uint8_t *m, size_t len)
 	       has_nul(r.reason, sizeof(r.reason)) && has_nul(r.service, sizeof(r.service)) &&
 	       has_nul(r.cipher_name, sizeof(r.cipher_name)) && has_nul(r.alpn, sizeof(r.alpn)) &&
 	       has_nul(r.sni, sizeof(r.sni)) && has_nul(r.peer_subject, sizeof(r.peer_subject)) &&
-	       has_nul(r.peer_names, sizeof(r.peer_names));
+	       has_nul(r.peer_names, sizeof(r.peer_names)) &&
+	       has_nul(r.verified_name, sizeof(r.verified_name));
 }
 
 static bool oracle_ready(const uint8_t *m, size_t len)

@@ -57,9 +57,9 @@ static const char usage_text[] =
 	"    close_notify is sent and the connection closed. With --http, one request is\n"
 	"    read (up to the blank line) and answered with \"HTTP/1.1 200 OK\" and a\n"
 	"    text/plain body of key=value lines describing the TLS session: tls_version,\n"
-	"    cipher, service, sni, alpn, peer_subject, peer_names; then the connection\n"
-	"    closes. Only HTTP/1.1 is spoken, so a service offering ALPN should offer\n"
-	"    http/1.1.\n"
+	"    cipher, service, sni, alpn, peer_subject, peer_names, auth, verified_name;\n"
+	"    then the connection closes. Only HTTP/1.1 is spoken, so a service offering\n"
+	"    ALPN should offer http/1.1.\n"
 	"\n"
 	"    Client role (--connect) connects to HOST:PORT, has danced perform the TLS\n"
 	"    client handshake (verifying SERVERNAME), then copies standard input to the\n"
@@ -86,7 +86,8 @@ static const char usage_text[] =
 	"    Servers print \"listening ADDR:PORT\" once they listen (return mode), then one\n"
 	"    line per connection on standard output as its handshake ends:\n"
 	"        conn=N status=0 version=TLSv1.3 cipher=NAME service=S sni=S alpn=S\n"
-	"            peer=\"SUBJECT\" pending=BYTES handshake_us=US\n"
+	"            peer=\"SUBJECT\" auth=none|x509|dane name=VERIFIED_NAME\n"
+	"            pending=BYTES handshake_us=US\n"
 	"        conn=N status=-110 error=\"DESCRIPTION\" reason=\"WHY\"\n"
 	"    (each on one line; \"-\" stands for an empty value). The client role prints\n"
 	"    that line on standard error. Other diagnostics go to standard error.\n"
@@ -147,6 +148,29 @@ static const char *or_dash(const char *s)
 	return s && s[0] ? s : "-";
 }
 
+/* dance_recv()'s errors, in the words of TLS where they mean a TLS event. */
+static const char *recv_error(int err)
+{
+	if (err == ECONNABORTED)
+		/* TLS 1.3: a server that refuses a client after its Finished says so thus. */
+		return "the peer ended the connection with a fatal TLS alert";
+	if (err == EBADMSG)
+		return "a TLS record failed authentication";
+	return strerror(err);
+}
+
+static const char *auth_name(uint32_t auth)
+{
+	switch (auth) {
+	case DANCE_AUTH_X509:
+		return "x509";
+	case DANCE_AUTH_DANE:
+		return "dane";
+	default:
+		return "none";
+	}
+}
+
 /* The one line per connection that tests and people read. */
 static void print_result(FILE *f, unsigned long serial, int status, const struct dance_result *res)
 {
@@ -158,11 +182,11 @@ static void print_result(FILE *f, unsigned long serial, int status, const struct
 	} else {
 		fprintf(f,
 			"conn=%lu status=0 version=%s cipher=%s service=%s sni=%s alpn=%s "
-			"peer=\"%s\" pending=%u handshake_us=%u\n",
+			"peer=\"%s\" auth=%s name=%s pending=%u handshake_us=%u\n",
 			serial, version_name(res->tls_version, vbuf, sizeof(vbuf)),
 			or_dash(res->cipher_name), or_dash(res->service), or_dash(res->sni),
-			or_dash(res->alpn), or_dash(res->peer_subject), res->pending_len,
-			res->handshake_us);
+			or_dash(res->alpn), or_dash(res->peer_subject), auth_name(res->auth),
+			or_dash(res->verified_name), res->pending_len, res->handshake_us);
 	}
 	fflush(f);
 }
@@ -227,10 +251,11 @@ static void conn_start(struct conn *c, const struct dance_result *res)
 	c->handshaking = false;
 	snprintf(c->body, sizeof(c->body),
 		 "tls_version=%s\ncipher=%s\nservice=%s\nsni=%s\nalpn=%s\npeer_subject=%s\n"
-		 "peer_names=%s\n",
+		 "peer_names=%s\nauth=%s\nverified_name=%s\n",
 		 version_name(res->tls_version, vbuf, sizeof(vbuf)), or_dash(res->cipher_name),
 		 or_dash(res->service), or_dash(res->sni), or_dash(res->alpn),
-		 or_dash(res->peer_subject), or_dash(res->peer_names));
+		 or_dash(res->peer_subject), or_dash(res->peer_names), auth_name(res->auth),
+		 or_dash(res->verified_name));
 	conn_feed(c, res->pending, res->pending_len);
 	if (res->flags & DANCE_RES_PEER_CLOSED)
 		c->peer_eof = true;
@@ -273,7 +298,7 @@ static bool conn_io(struct conn *c)
 			return false;
 		if (n < 0) {
 			fprintf(stderr, "dance-echo: conn=%lu: receive: %s\n", c->serial,
-				strerror(errno));
+				recv_error(errno));
 			return true;
 		}
 		if (!n) {
@@ -835,7 +860,7 @@ static int run_client(const struct opts *o)
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			if (n < 0) {
-				fprintf(stderr, "dance-echo: receive: %s\n", strerror(errno));
+				fprintf(stderr, "dance-echo: receive: %s\n", recv_error(errno));
 				return 1;
 			}
 			if (!n)
