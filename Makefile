@@ -12,7 +12,7 @@ KERNELS := $(shell awk '$$1 == "kernel" { print $$2 }' tests/vm/kernels 2>/dev/n
 KERNEL ?= $(firstword $(KERNELS))
 
 CC ?= gcc
-PKGS := libssl libcrypto liburing inih
+PKGS := libssl libcrypto liburing inih libunbound
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
@@ -22,7 +22,7 @@ LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 # The daemon's stages, in an archive so that a test links only the stages it uses.
 AGENT_OBJS := $(addprefix $(B)/obj/agent/,ktls.o config.o log.o handshake.o verify.o conn.o \
-	handoff.o loop.o frontdoor.o)
+	handoff.o loop.o frontdoor.o dane.o)
 AGENT_LIB := $(B)/libdanced.a
 DANCED := $(B)/danced
 LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)

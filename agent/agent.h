@@ -38,8 +38,12 @@ struct svc {
 	size_t alpn_len;
 };
 
-/* A front-door service's backends (frontdoor.c); fixed for the life of the process. */
-struct backend_pool {
+/*
+ * A front-door service's backends (frontdoor.c); fixed for the life of the process.
+ * Everything whose address goes into a ring's user_data (op_data()) is 16-byte aligned:
+ * the low 4 bits carry the operation. These live in an array, so the type must say it.
+ */
+struct __attribute__((aligned(16))) backend_pool {
 	char name[DANCE_NAME_MAX];
 	int lfd; /* the backend socket */
 	const struct svc_config *cfg_listen; /* of the first config: addresses, socket */
@@ -59,12 +63,39 @@ struct state {
 	struct svc svcs[CFG_MAX_SERVICES];
 	size_t n_svcs;
 	struct svc *default_server; /* when SNI matches nothing; may be NULL */
+	SSL_CTX *dane_ctx; /* for the scratch SSLs of verify_dane() */
+};
+
+/* The three outcomes of a TLSA lookup (dane.c); a failure is never "no TLSA". */
+enum tlsa_outcome {
+	TLSA_SECURE, /* DNSSEC-secure records */
+	TLSA_NONE, /* DNSSEC-secure: no records, or no such name */
+	TLSA_INSECURE, /* the zone is provably unsigned */
+	TLSA_FAILURE, /* bogus, SERVFAIL, unreachable: unknown, so never authenticating */
+};
+
+struct tlsa_set {
+	enum tlsa_outcome outcome;
+	int status; /* the errno a failure to authenticate reports */
+	unsigned int ttl;
+	uint16_t n_records;
+	uint8_t *rdata; /* per record: 2-byte length (host order), then the RDATA */
+	size_t rdata_len;
+	char why[160]; /* "tlsa-bogus: ...", for results and logs */
+};
+
+enum dane_wait {
+	DANE_IDLE,
+	DANE_WAITING, /* on a lookup's list of waiters (under the DNS lock) */
+	DANE_DELIVERED, /* its answer is in its worker's mailbox */
 };
 
 enum conn_phase {
-	PHASE_HANDSHAKE, /* OpenSSL is driving; ring reads and writes feed it */
+	PHASE_HANDSHAKE = 0, /* first: a new conn starts here; ring reads and writes feed it */
+	PHASE_LOOKUP, /* client role: the server's TLSA, before the handshake */
 	PHASE_DRAIN, /* handshake done; completing a record that arrived half */
 	PHASE_FLUSH, /* last bytes OpenSSL wrote are on their way */
+	PHASE_DANE, /* server role: the client's TLSA, after the handshake, before offload */
 	PHASE_ALERT, /* the handshake failed; OpenSSL's alert is on its way */
 	PHASE_RESULT, /* result sent or being sent; socket gone */
 };
@@ -80,7 +111,7 @@ struct rec_track {
  * One socket from the moment danced accepts it until its result is out. Owned by one
  * worker; freed by conn_put() once no ring operation refers to it.
  */
-struct conn {
+struct __attribute__((aligned(16))) conn {
 	struct worker *w;
 	struct state *st; /* reference */
 	struct svc *svc;
@@ -113,6 +144,22 @@ struct conn {
 		struct cmsghdr align;
 	} rcmsg;
 	char peer_name[DANCE_HOST_MAX]; /* client role */
+	/* DANE */
+	char dane_name[DANCE_HOST_MAX]; /* what the client sent in dane_clientid */
+	bool dane_sent; /* ... and it sent the extension at all */
+	bool dane_done; /* the DANE decision is made (server role) */
+	bool dns_cached; /* the answer came from the cache */
+	bool server_wants_dane; /* client role: the CertificateRequest carried dane_clientid */
+	bool flag_echo; /* server: echo request_client_auth in the CertificateRequest */
+	enum dane_wait dane_wait; /* under the DNS lock */
+	struct conn *dane_next; /* a lookup's waiters */
+	void *dane_entry;
+	struct conn *mail_next; /* the worker's mailbox */
+	struct tlsa_set tlsa; /* the answer this conn got */
+	uint32_t auth; /* enum dance_auth, decided by verify.c */
+	char verified_name[DANCE_HOST_MAX];
+	uint8_t tlsa_usage, tlsa_selector, tlsa_mtype; /* the record that matched */
+	uint8_t ext_buf[256]; /* an extension we send (OpenSSL reads it after our callback) */
 	char alpn[DANCE_ALPN_MAX]; /* client role: the request's offer */
 	uint32_t in_off, in_len, out_off, out_len;
 	struct conn *next; /* free list, or the worker's list of conns awaiting a backend */
@@ -122,7 +169,7 @@ struct conn {
 };
 
 /* A server's connection to the handoff socket, or a backend's to a backend socket. */
-struct channel {
+struct __attribute__((aligned(16))) channel {
 	struct worker *w;
 	int fd;
 	int refs; /* the channel itself, plus each conn that will answer on it */
@@ -157,12 +204,17 @@ enum op {
 	OP_BACKEND_ACCEPT, /* front-door: a backend connects */
 	OP_WAKE, /* eventfd: another thread has work for this worker */
 	OP_TICK, /* a second passed while front-door sockets wait */
+	OP_DNS, /* libunbound's descriptor is readable (worker 0) */
+	OP_CONN_DNS_TIMEOUT, /* a conn's deadline while it waits for DNS */
+	OP_IGNORE, /* completions nobody needs (timeout removals) */
 	OP_MAX,
 };
 
 #define OP_BITS 4
 #define OP_MASK ((1UL << OP_BITS) - 1)
+_Static_assert(OP_MAX <= OP_MASK + 1, "enum op outgrew OP_BITS");
 
+/* @obj must be 16-byte aligned (its type says so): a stray bit would misroute a completion. */
 static inline uint64_t op_data(void *obj, enum op op)
 {
 	return (uint64_t)(uintptr_t)obj | op;
@@ -191,6 +243,8 @@ struct worker {
 	unsigned int n_waiting;
 	bool tick_armed;
 	struct __kernel_timespec tick;
+	pthread_mutex_t mail_lock; /* the mailbox: conns with a DNS answer for this worker */
+	struct conn *mail;
 } __attribute__((aligned(16)));
 
 /* Process-wide state shared by the workers. */
@@ -238,6 +292,7 @@ void conn_start(struct conn *c);
 void conn_finish(struct conn *c, int status, const char *reason);
 void conn_io_done(struct conn *c, int res);
 void conn_timed_out(struct conn *c);
+bool conn_arm_deadline(struct conn *c);
 void conn_timeout_done(struct conn *c, int res);
 void conn_result_sent(struct conn *c, int res);
 void conn_put(struct conn *c);
@@ -259,10 +314,15 @@ int handshake_start(struct conn *c);
 void handshake_received(struct conn *c, size_t n);
 void handshake_step(struct conn *c);
 void handshake_describe(struct conn *c, struct dance_result *r);
+void handshake_dns_done(struct conn *c, bool timed_out);
 
 /* verify.c */
 int verify_setup_ctx(SSL_CTX *ctx, const struct svc_config *cfg, char *err, size_t errlen);
-void verify_identity(SSL *ssl, struct dance_result *res);
+int verify_dane(struct conn *c, const char *name, int purpose, const char **why);
+int verify_ext_add(SSL_CTX *ctx, const struct config *cfg, bool server, char *err, size_t errlen);
+int verify_dane_start(struct conn *c);
+int verify_dane_verdict(struct conn *c);
+void verify_identity(struct conn *c, struct dance_result *res);
 const char *verify_failure(SSL *ssl, const struct svc_config *cfg, int *status);
 
 /* handoff.c */
@@ -273,6 +333,24 @@ void handoff_accepted(struct worker *w, int res, struct backend_pool *pool);
 void handoff_recv_done(struct channel *ch, int res);
 void handoff_return(struct conn *c);
 void channel_put(struct channel *ch);
+
+/* dane.c */
+int dane_init(const struct config *cfg, char *err, size_t errlen);
+void dane_fini(void);
+int dane_fd(void);
+void dane_process(void);
+int dane_lookup(struct conn *c, const char *name);
+bool dane_cancel(struct conn *c);
+int dane_name_check(const struct svc_config *cfg, const char *name, char *out, size_t max);
+int tlsa_set_copy(struct tlsa_set *dst, const struct tlsa_set *src);
+void tlsa_set_free(struct tlsa_set *set);
+int tlsa_next(const struct tlsa_set *set, size_t *off, const uint8_t **rdata, uint16_t *len);
+
+/* conn.c, DNS waits */
+void mailbox_post(struct conn *c);
+void mailbox_drain(struct worker *w);
+int conn_wait_dns(struct conn *c, const char *name);
+void conn_dns_timeout_done(struct conn *c, int res);
 
 /* frontdoor.c */
 int frontdoor_init(struct agent *a, const struct config *cfg);

@@ -89,6 +89,7 @@ static void conn_free(struct conn *c)
 
 	SSL_free(c->ssl);
 	ktls_conn_wipe(&c->kc);
+	tlsa_set_free(&c->tlsa);
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->res)
@@ -166,16 +167,22 @@ static void peer_addr(int fd, char *out, size_t max)
 
 static void conn_log(struct conn *c, const struct dance_result *r)
 {
-	char addr[64], sni[80], subj[160], why[DANCE_REASON_MAX];
+	char addr[64], sni[80], subj[160], name[DANCE_HOST_MAX], why[DANCE_REASON_MAX];
 
 	if (r->status == 0) {
 		peer_addr(c->fd, addr, sizeof(addr));
 		log_info("handshake ok id=%llu service=%s peer=%s %s %s sni=\"%s\" alpn=%s "
-			 "auth=%s subject=\"%s\" pending=%u us=%u",
+			 "auth=%s%s%s subject=\"%s\" pending=%u us=%u",
 			 (unsigned long long)c->id, r->service, addr,
 			 r->tls_version == 0x0304 ? "TLSv1.3" : "TLSv1.2", r->cipher_name,
 			 printable(r->sni, sni, sizeof(sni)), r->alpn[0] ? r->alpn : "-",
-			 r->auth == DANCE_AUTH_X509 ? "x509" : "none",
+			 r->auth == DANCE_AUTH_DANE ? "dane name=" :
+			 r->auth == DANCE_AUTH_X509 ? "x509" :
+						      "none",
+			 r->auth == DANCE_AUTH_DANE ?
+				 printable(r->verified_name, name, sizeof(name)) :
+				 "",
+			 r->auth == DANCE_AUTH_DANE && r->dns_cached ? " (cached)" : "",
 			 printable(r->peer_subject, subj, sizeof(subj)), r->pending_len,
 			 r->handshake_us);
 	} else if (c->ssl || c->fd >= 0) {
@@ -254,7 +261,7 @@ void conn_finish(struct conn *c, int status, const char *reason)
 		frontdoor_deliver(c);
 }
 
-static bool conn_arm_deadline(struct conn *c)
+bool conn_arm_deadline(struct conn *c)
 {
 	uint64_t now = now_ns();
 	uint64_t left;
@@ -385,4 +392,86 @@ void conn_result_sent(struct conn *c, int res)
 		c->fd = -1;
 	}
 	conn_put(c);
+}
+
+/* ---- waiting for DNS ---------------------------------------------------------------- */
+
+/**
+ * conn_wait_dns - look up the TLSA RRset at @name for @c, within its deadline
+ *
+ * Return: 0 when @c->tlsa holds the answer already (cache); -EINPROGRESS when the conn
+ * now waits, with a ring timeout for its deadline (handshake_dns_done() runs once,
+ * either way); a negative errno with @c->why when no lookup could start.
+ */
+int conn_wait_dns(struct conn *c, const char *name)
+{
+	struct io_uring_sqe *sqe;
+	int ret;
+
+	if (!conn_arm_deadline(c)) {
+		snprintf(c->why, sizeof(c->why), "dns-timeout: no time left for the TLSA lookup");
+		return -ETIMEDOUT;
+	}
+	ret = dane_lookup(c, name);
+	log_debug("id=%llu TLSA %s: %s", (unsigned long long)c->id, name,
+		  !ret		      ? "answered from the cache" :
+		  ret == -EINPROGRESS ? "asking" :
+					"failed");
+	if (ret != -EINPROGRESS) {
+		if (ret)
+			snprintf(c->why, sizeof(c->why),
+				 "dns-error: cannot start the TLSA lookup (%s)", strerror(-ret));
+		return ret;
+	}
+	sqe = loop_sqe(c->w);
+	io_uring_prep_timeout(sqe, &c->ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, op_data(c, OP_CONN_DNS_TIMEOUT));
+	c->ops++;
+	return -EINPROGRESS;
+}
+
+/* The deadline of a DNS wait fired, or was removed because the answer came first. */
+void conn_dns_timeout_done(struct conn *c, int res)
+{
+	c->ops--;
+	if (res == -ETIME && c->phase != PHASE_RESULT && dane_cancel(c))
+		handshake_dns_done(c, true);
+	conn_put(c);
+}
+
+/* Any thread: an answer for @c; its own worker picks it up (mailbox_drain()). */
+void mailbox_post(struct conn *c)
+{
+	struct worker *w = c->w;
+	bool first;
+
+	pthread_mutex_lock(&w->mail_lock);
+	first = !w->mail;
+	c->mail_next = w->mail;
+	w->mail = c;
+	pthread_mutex_unlock(&w->mail_lock);
+	if (first)
+		loop_wake(w);
+}
+
+void mailbox_drain(struct worker *w)
+{
+	struct conn *c, *next;
+	struct io_uring_sqe *sqe;
+
+	pthread_mutex_lock(&w->mail_lock);
+	c = w->mail;
+	w->mail = NULL;
+	pthread_mutex_unlock(&w->mail_lock);
+	for (; c; c = next) {
+		next = c->mail_next;
+		c->dane_wait = DANE_IDLE;
+		/* The deadline is no longer needed; its completion drops its hold on c. */
+		sqe = loop_sqe(w);
+		io_uring_prep_timeout_remove(sqe, op_data(c, OP_CONN_DNS_TIMEOUT), 0);
+		io_uring_sqe_set_data64(sqe, op_data(w, OP_IGNORE));
+		if (c->phase != PHASE_RESULT)
+			handshake_dns_done(c, false);
+		conn_put(c);
+	}
 }

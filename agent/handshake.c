@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -154,7 +156,7 @@ static int apply_service(SSL *ssl, const struct svc *s)
 	if (!SSL_set_SSL_CTX(ssl, s->ctx))
 		return -EIO;
 	/* SSL_set_SSL_CTX() switches certificate and trust store, not these. */
-	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(s->ctx), NULL);
+	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(s->ctx), SSL_CTX_get_verify_callback(s->ctx));
 	if (!SSL_set_min_proto_version(ssl, cfg->tls_min) ||
 	    !SSL_set_max_proto_version(ssl, cfg->tls_max) ||
 	    !SSL_set_ciphersuites(ssl, cfg->ciphersuites ?: KTLS_TLS13_CIPHERSUITES) ||
@@ -289,7 +291,8 @@ static int svc_init(struct svc *s, struct state *st, const struct svc_config *cf
 		    SSL_CTX_check_private_key(ctx) != 1)
 			goto fail;
 	}
-	ret = verify_setup_ctx(ctx, cfg, err, errlen);
+	ret = verify_setup_ctx(ctx, cfg, err, errlen) ?:
+		      verify_ext_add(ctx, st->cfg, server, err, errlen);
 	if (ret)
 		goto out_free;
 	ret = -EINVAL;
@@ -339,6 +342,13 @@ int state_new(struct config *cfg, struct state **out, char *err, size_t errlen)
 	}
 	atomic_init(&st->refs, 1);
 	st->cfg = cfg;
+	/* verify_dane() drives OpenSSL's DANE verifier from scratch SSLs of this context. */
+	st->dane_ctx = SSL_CTX_new(TLS_method());
+	if (!st->dane_ctx || SSL_CTX_dane_enable(st->dane_ctx) <= 0) {
+		snprintf(err, errlen, "cannot set up OpenSSL's DANE verifier");
+		ret = -ENOMEM;
+		goto fail;
+	}
 	for (i = 0; i < cfg->n_svcs; i++) {
 		ret = svc_init(&st->svcs[i], st, &cfg->svcs[i], err, errlen);
 		if (ret)
@@ -362,6 +372,7 @@ void state_put(struct state *st)
 		return;
 	for (i = 0; i < st->n_svcs; i++)
 		SSL_CTX_free(st->svcs[i].ctx);
+	SSL_CTX_free(st->dane_ctx);
 	config_free(st->cfg);
 	free(st);
 }
@@ -437,6 +448,36 @@ void handshake_received(struct conn *c, size_t n)
 	c->in_len += n;
 }
 
+/* The server's TLSA RRset lives at _PORT._tcp.HOST (RFC 6698 section 3). */
+static int client_dane_lookup(struct conn *c)
+{
+	char qname[DANCE_HOST_MAX + 16], name[DANCE_HOST_MAX + 16];
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	size_t i, n;
+	int port, ret;
+
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &len))
+		return -errno;
+	port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
+					  ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	snprintf(qname, sizeof(qname), "_%d._tcp.%s", port, c->peer_name);
+	n = strlen(qname);
+	if (n && qname[n - 1] == '.')
+		qname[--n] = '\0';
+	for (i = 0; i <= n; i++)
+		name[i] = tolower((unsigned char)qname[i]);
+	c->phase = PHASE_LOOKUP;
+	ret = conn_wait_dns(c, name);
+	if (ret == -EINPROGRESS)
+		return 0;
+	if (!ret)
+		handshake_dns_done(c, false);
+	else
+		conn_finish(c, ret, c->why);
+	return 0;
+}
+
 /**
  * handshake_start - create the SSL for a conn and take the first step
  *
@@ -446,7 +487,9 @@ void handshake_received(struct conn *c, size_t n)
 int handshake_start(struct conn *c)
 {
 	const struct svc_config *cfg = c->svc->cfg;
+	const char *why;
 	BIO *bio;
+	int ret;
 
 	c->ssl = SSL_new(c->svc->ctx);
 	bio = BIO_new(conn_bio_method);
@@ -459,6 +502,13 @@ int handshake_start(struct conn *c)
 	SSL_set_app_data(c->ssl, c);
 	if (ktls_conn_attach(&c->kc, c->ssl))
 		return -ENOMEM;
+	/* Now, while the socket is surely ESTABLISHED (see ktls_attach_ulp()). */
+	ret = ktls_attach_ulp(&c->kc, c->fd, &why);
+	if (ret) {
+		c->touched = true; /* the socket now carries the ULP: never hand it back */
+		conn_finish(c, ret, why);
+		return 0;
+	}
 	if (cfg->role == ROLE_CLIENT) {
 		const char *alpn = c->alpn[0] ? c->alpn : cfg->alpn;
 		uint8_t wire[DANCE_ALPN_MAX + 1];
@@ -469,6 +519,8 @@ int handshake_start(struct conn *c)
 		    (cfg->verify == VERIFY_REQUIRED && !SSL_set1_host(c->ssl, c->peer_name)) ||
 		    (n && SSL_set_alpn_protos(c->ssl, wire, n)))
 			return -ENOMEM;
+		if (cfg->verify == VERIFY_DANE || cfg->verify == VERIFY_DANE_OR_PKIX)
+			return client_dane_lookup(c);
 	} else {
 		SSL_set_accept_state(c->ssl);
 	}
@@ -496,22 +548,123 @@ static void handshake_failed(struct conn *c)
 	conn_finish(c, status, why);
 }
 
-/* Everything is decrypted and sent; the socket goes to the kernel. */
+/*
+ * Refuse a client after the handshake (DANE decides after it, with kTLS installed): the
+ * draft's one generic alert, handshake_failure, through the kernel's send key, then the
+ * specific reason to the server. OpenSSL 3.0 cannot send an alert of our choosing once
+ * its handshake is done, and a server cannot pause verification for a DNS lookup.
+ */
+static void handshake_reject(struct conn *c, int status, const char *why)
+{
+	int ret = ktls_send_alert(c->fd, SSL3_AL_FATAL, SSL_AD_HANDSHAKE_FAILURE);
+
+	if (ret)
+		log_debug("id=%llu could not send handshake_failure to the client: %s",
+			  (unsigned long long)c->id, strerror(-ret));
+	c->touched = true;
+	conn_finish(c, status, why);
+}
+
+/*
+ * Everything is decrypted and sent: the kernel takes over the records, and then, for a
+ * DANE service, the DNS decides. kTLS goes in first because the kernel refuses it once
+ * the peer's FIN has arrived (tls_init() wants TCP_ESTABLISHED), and a lookup can take
+ * long enough for a client to finish talking; meanwhile the kernel holds what arrives,
+ * and the server sees nothing until the client is authenticated.
+ */
 static void handshake_offload(struct conn *c)
 {
 	const char *why = NULL;
 	int ret;
 
-	ret = ktls_install(&c->kc, c->ssl, c->fd, &why);
-	if (ret == -ENOTCONN)
-		why = "the peer closed the connection right after the handshake, before kTLS "
-		      "could be installed";
-	if (ret) {
-		conn_finish(c, ret, why);
+	if (!c->offloaded) {
+		ret = ktls_install(&c->kc, c->ssl, c->fd, &why);
+		if (ret == -ENOTCONN)
+			why = "the peer closed the connection right after the handshake, before "
+			      "kTLS could be installed";
+		if (ret) {
+			conn_finish(c, ret, why);
+			return;
+		}
+		c->offloaded = true;
+	}
+	if (!c->dane_done && c->svc->cfg->role == ROLE_SERVER && c->svc->cfg->dane != DANE_OFF) {
+		c->phase = PHASE_DANE;
+		ret = verify_dane_start(c);
+		if (ret == -EINPROGRESS)
+			return;
+		if (ret) {
+			handshake_reject(c, ret, c->why);
+			return;
+		}
+	}
+	conn_finish(c, 0, "ok");
+}
+
+/*
+ * Client role, before the handshake: what the server's TLSA records say decides how
+ * OpenSSL verifies it (RFC 6698/7671). verify = dane needs secure usable records;
+ * dane-or-pkix falls back to PKIX when the zone is insecure or has none usable. A DNS
+ * failure fails either way.
+ */
+static int client_dane_setup(struct conn *c)
+{
+	const struct svc_config *cfg = c->svc->cfg;
+	bool fallback = cfg->verify == VERIFY_DANE_OR_PKIX;
+	size_t off = 0;
+	const uint8_t *rd;
+	uint16_t len;
+	int usable = 0;
+
+	if (c->tlsa.outcome == TLSA_FAILURE || (c->tlsa.outcome != TLSA_SECURE && !fallback)) {
+		snprintf(c->why, sizeof(c->why), "%s", c->tlsa.why);
+		return c->tlsa.status ?: -EACCES;
+	}
+	if (c->tlsa.outcome == TLSA_SECURE) {
+		if (SSL_dane_enable(c->ssl, c->peer_name) <= 0)
+			return -ENOMEM;
+		SSL_dane_set_flags(c->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+		while (!tlsa_next(&c->tlsa, &off, &rd, &len))
+			if (len >= 3 &&
+			    SSL_dane_tlsa_add(c->ssl, rd[0], rd[1], rd[2], rd + 3, len - 3) > 0)
+				usable++;
+		ERR_clear_error();
+		if (!usable && !fallback) {
+			snprintf(c->why, sizeof(c->why),
+				 "tlsa-unusable: none of the server's TLSA records is usable");
+			return -EACCES;
+		}
+	}
+	if (!usable && !SSL_set1_host(c->ssl, c->peer_name))
+		return -ENOMEM;
+	SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+	return 0;
+}
+
+/* The TLSA answer (or the deadline) for a conn that waited; runs on its worker. */
+void handshake_dns_done(struct conn *c, bool timed_out)
+{
+	int ret;
+
+	if (timed_out)
+		snprintf(c->why, sizeof(c->why),
+			 "dns-timeout: no answer to the TLSA lookup within the handshake deadline");
+	if (c->phase == PHASE_DANE) {
+		ret = timed_out ? -ETIMEDOUT : verify_dane_verdict(c);
+		if (ret)
+			handshake_reject(c, ret, c->why);
+		else
+			handshake_offload(c);
 		return;
 	}
-	c->offloaded = true;
-	conn_finish(c, 0, "ok");
+	/* PHASE_LOOKUP: the client role's look at the server, before any TLS byte. */
+	ret = timed_out ? -ETIMEDOUT : client_dane_setup(c);
+	if (ret) {
+		conn_finish(c, ret, c->why);
+		return;
+	}
+	c->phase = PHASE_HANDSHAKE;
+	handshake_step(c);
 }
 
 /*
@@ -621,8 +774,10 @@ void handshake_step(struct conn *c)
 	case PHASE_ALERT:
 		conn_finish(c, c->fail_status, c->fail_reason);
 		return;
+	case PHASE_LOOKUP:
+	case PHASE_DANE:
 	case PHASE_RESULT:
-		return;
+		return; /* DNS drives these (handshake_dns_done()) */
 	}
 }
 
@@ -649,5 +804,5 @@ void handshake_describe(struct conn *c, struct dance_result *r)
 		      c->peer_name :
 		      SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
 	snprintf(r->sni, sizeof(r->sni), "%s", sni ?: "");
-	verify_identity(c->ssl, r);
+	verify_identity(c, r);
 }

@@ -553,6 +553,28 @@ static const char *ktls_key_why(int err)
 }
 
 /**
+ * ktls_attach_ulp - put the tls upper-layer protocol on a socket before its handshake
+ * @kc: remembers it, so that ktls_install() does not try again
+ *
+ * The kernel takes the ULP only on an ESTABLISHED socket (tls_init()), but the keys at
+ * any time after. A peer that sends its last data and FIN right behind its Finished
+ * would otherwise leave the socket in CLOSE_WAIT before the keys are ready, and make
+ * offload impossible. Without keys the ULP passes bytes through unchanged, so the
+ * handshake runs over it as over plain TCP.
+ *
+ * Return: 0, or the negated errno of setsockopt(TCP_ULP) with @why saying what to do.
+ */
+int ktls_attach_ulp(struct ktls_conn *kc, int fd, const char **why)
+{
+	if (ktls_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls"))) {
+		*why = ktls_ulp_why(errno);
+		return -errno;
+	}
+	kc->ulp = true;
+	return 0;
+}
+
+/**
  * ktls_install - move a socket whose handshake just finished to kernel TLS
  * @kc: attached before the handshake; wiped on return, whatever the outcome
  * @ssl: the finished handshake; must not read or write @fd afterwards
@@ -587,7 +609,7 @@ int ktls_install(struct ktls_conn *kc, SSL *ssl, int fd, const char **why)
 	if (SSL_has_pending(ssl) || (rbio && BIO_pending(rbio) > 0))
 		goto out;
 
-	if (ktls_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls"))) {
+	if (!kc->ulp && ktls_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls"))) {
 		ret = -errno;
 		*why = ktls_ulp_why(errno);
 		goto out;
@@ -683,12 +705,14 @@ int ktls_send_alert(int fd, uint8_t level, uint8_t desc)
 		.msg_controllen = sizeof(cbuf),
 	};
 	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	ssize_t n;
 
 	cmsg->cmsg_level = SOL_TLS;
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(uint8_t));
 	*CMSG_DATA(cmsg) = KTLS_CONTENT_ALERT;
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof(alert))
+	n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	if (n < 0)
 		return -errno;
-	return 0;
+	return n == (ssize_t)sizeof(alert) ? 0 : -EIO;
 }

@@ -47,6 +47,7 @@ struct ktls_conn {
 	struct ktls_half rx;
 	int err; /* first error seen inside an OpenSSL callback, or 0 */
 	const char *err_why;
+	bool ulp; /* ktls_attach_ulp() put the tls ULP on the socket already */
 };
 
 /* Every crypto_info layout we hand to SOL_TLS. */
@@ -89,6 +90,7 @@ int ktls_conn_attach(struct ktls_conn *kc, SSL *ssl);
 void ktls_conn_wipe(struct ktls_conn *kc);
 int ktls_crypto_info(const struct ktls_conn *kc, SSL *ssl, enum ktls_dir dir,
 		     union ktls_crypto_info *ci, socklen_t *len, const char **why);
+int ktls_attach_ulp(struct ktls_conn *kc, int fd, const char **why);
 int ktls_install(struct ktls_conn *kc, SSL *ssl, int fd, const char **why);
 ssize_t ktls_recv(int fd, void *buf, size_t len, int flags, struct ktls_record *rec);
 int ktls_send_alert(int fd, uint8_t level, uint8_t desc);

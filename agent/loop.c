@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 
 #include "agent.h"
@@ -58,6 +59,18 @@ void loop_tick(struct worker *w)
 	w->tick_armed = true;
 }
 
+/* Worker 0 watches libunbound's descriptor; the others get answers by mailbox. */
+static void arm_dns(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->index || dane_fd() < 0)
+		return;
+	sqe = loop_sqe(w);
+	io_uring_prep_poll_multishot(sqe, dane_fd(), POLLIN);
+	io_uring_sqe_set_data64(sqe, op_data(w, OP_DNS));
+}
+
 static void arm_wake(struct worker *w)
 {
 	struct io_uring_sqe *sqe = loop_sqe(w);
@@ -99,7 +112,18 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_WAKE:
 		if (!atomic_load(&agent.stopping))
 			arm_wake(w);
+		mailbox_drain(w);
 		frontdoor_pump(w);
+		break;
+	case OP_DNS:
+		dane_process();
+		if (!more)
+			arm_dns(w);
+		break;
+	case OP_CONN_DNS_TIMEOUT:
+		conn_dns_timeout_done(obj, cqe->res);
+		break;
+	case OP_IGNORE:
 		break;
 	case OP_TICK:
 		w->tick_armed = false;
@@ -124,6 +148,7 @@ static void *worker_main(void *arg)
 	handoff_arm_accept(w, agent.handoff_fd, w, OP_CHAN_ACCEPT);
 	frontdoor_arm(w);
 	arm_wake(w);
+	arm_dns(w);
 	for (;;) {
 		if (atomic_load(&agent.stopping)) {
 			/* Let handshakes in flight finish, within the longest deadline. */
@@ -167,6 +192,7 @@ int loop_init(struct agent *a)
 		struct worker *w = &a->workers[i];
 
 		w->index = i;
+		pthread_mutex_init(&w->mail_lock, NULL);
 		/* One thread submits; completions run when it asks, not by interrupt. */
 		memset(&p, 0, sizeof(p));
 		p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;

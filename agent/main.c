@@ -129,6 +129,44 @@ static int drop_privileges(const struct config *cfg)
 	return 0;
 }
 
+/* Only a configuration that uses DANE needs a resolver (and the root trust anchor). */
+static bool config_uses_dns(const struct config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_svcs; i++)
+		if (cfg->svcs[i].dane != DANE_OFF || cfg->svcs[i].verify == VERIFY_DANE ||
+		    cfg->svcs[i].verify == VERIFY_DANE_OR_PKIX)
+			return true;
+	return false;
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/* The resolver is built once; tell the operator when a reload asks for a different one. */
+static bool dns_config_equal(const struct config *a, const struct config *b)
+{
+	size_t i;
+
+	if (!str_equal(a->dns_trust_anchor_file, b->dns_trust_anchor_file) ||
+	    !str_equal(a->dns_forwarder, b->dns_forwarder) ||
+	    a->n_dns_trust_anchors != b->n_dns_trust_anchors || a->n_dns_stubs != b->n_dns_stubs ||
+	    a->dns_cache_size != b->dns_cache_size || a->dns_min_ttl != b->dns_min_ttl ||
+	    a->dns_max_ttl != b->dns_max_ttl || a->dns_negative_ttl != b->dns_negative_ttl)
+		return false;
+	for (i = 0; i < a->n_dns_trust_anchors; i++)
+		if (strcmp(a->dns_trust_anchors[i], b->dns_trust_anchors[i]))
+			return false;
+	for (i = 0; i < a->n_dns_stubs; i++)
+		if (strcmp(a->dns_stubs[i].zone, b->dns_stubs[i].zone) ||
+		    strcmp(a->dns_stubs[i].addr, b->dns_stubs[i].addr))
+			return false;
+	return true;
+}
+
 /* SIGHUP: a new state for new handshakes; a bad file changes nothing. */
 static void reload(const char *path)
 {
@@ -144,6 +182,9 @@ static void reload(const char *path)
 	cfg = st->cfg;
 	if (strcmp(old->socket_path, cfg->socket_path) || old->workers != cfg->workers)
 		log_warn("reload: socket and workers keep their values until a restart");
+	if (!dns_config_equal(old, cfg) || config_uses_dns(cfg) != config_uses_dns(old))
+		log_warn("reload: dns_* settings, and whether DANE is used at all, keep their "
+			 "values until a restart");
 	state_put(cur);
 	state_swap(&agent, st);
 	log_set_level(cfg->log_level);
@@ -243,6 +284,16 @@ int main(int argc, char **argv)
 	log_set_level(st->cfg->log_level);
 	agent.stop_grace_ns = (uint64_t)st->cfg->handshake_timeout_ms * 1000000 + 1000000000ULL;
 
+	if (config_uses_dns(st->cfg)) {
+		char err[512];
+
+		/* One resolver for the process: libunbound's thread and cache, our TLSA cache. */
+		ret = dane_init(st->cfg, err, sizeof(err));
+		if (ret) {
+			log_err("%s: %s", path, err);
+			goto out_state;
+		}
+	}
 	ret = handoff_listen(&agent, st->cfg);
 	if (ret)
 		goto out_state;
@@ -264,6 +315,7 @@ int main(int argc, char **argv)
 	loop_stop(&agent);
 	unlink(agent.state->cfg->socket_path);
 	state_put(agent.state);
+	dane_fini();
 	log_notice("stopped");
 	return 0;
 out_loop:
@@ -273,5 +325,6 @@ out_handoff:
 	unlink(st->cfg->socket_path);
 out_state:
 	state_put(st);
+	dane_fini();
 	return 1;
 }
