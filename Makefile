@@ -29,9 +29,9 @@ LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)
 LIBDANCE := $(B)/libdance.a
 EXAMPLE := $(B)/dance-echo
 HSRATE := $(B)/hsrate
-TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o)
+TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
-VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test)
+VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test)
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
@@ -80,7 +80,8 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(EXAMPLE) $(HSRATE) tests/run-tests tes
 	cp $(DANCED) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
-	printf '%s\n' /usr/bin/openssl /usr/bin/curl > $(VMROOT)/.host-bins
+	printf '%s\n' /usr/bin/openssl /usr/bin/curl /usr/sbin/knotd /usr/sbin/keymgr \
+		/usr/bin/ldns-keygen /usr/bin/ldns-signzone /usr/bin/kdig > $(VMROOT)/.host-bins
 	@touch $@
 
 deps:

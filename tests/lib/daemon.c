@@ -45,7 +45,7 @@ int env_init(struct env *e)
 	static const char *const cli_names[] = { "client.example.test", NULL };
 	static const char *const other_names[] = { "other.example.test", NULL };
 	struct pki_ca ca = { 0 }, cli_ca = { 0 }, bad_ca = { 0 };
-	char bad_ca_path[160];
+	char bad_ca_path[160], cli_ca_key[160];
 	int ret;
 
 	memset(e, 0, sizeof(*e));
@@ -67,16 +67,28 @@ int env_init(struct env *e)
 	PATH(other_cert, "other.pem");
 	PATH(other_key, "other.key");
 	snprintf(bad_ca_path, sizeof(bad_ca_path), "%s/stranger-ca.pem", e->dir);
-	ret = pki_ca_new(&ca, "danced test server CA")					?:
-		      pki_ca_new(&cli_ca, "danced test client CA")			?:
-		      pki_ca_new(&bad_ca, "somebody else's CA")				?:
-		      pki_ca_write(&ca, e->ca)						?:
-		      pki_ca_write(&cli_ca, e->cli_ca)					?:
-		      pki_ca_write(&bad_ca, bad_ca_path)				?:
-		      pki_leaf(&ca, "localhost", srv_names, 1, e->srv_cert, e->srv_key) ?:
-		      pki_leaf(&ca, "other.example.test", other_names, 1, e->other_cert, e->other_key) ?:
-		      pki_leaf(&cli_ca, "client.example.test", cli_names, 0, e->cli_cert, e->cli_key) ?:
-		      pki_leaf(&bad_ca, "client.example.test", cli_names, 0, e->bad_cert,
+	snprintf(cli_ca_key, sizeof(cli_ca_key), "%s/client-ca.key", e->dir);
+	ret = pki_ca_new(&ca, "danced test server CA");
+	if (!ret)
+		ret = pki_ca_new(&cli_ca, "danced test client CA");
+	if (!ret)
+		ret = pki_ca_new(&bad_ca, "somebody else's CA");
+	if (!ret)
+		ret = pki_ca_write(&ca, e->ca, NULL);
+	if (!ret)
+		ret = pki_ca_write(&cli_ca, e->cli_ca, cli_ca_key);
+	if (!ret)
+		ret = pki_ca_write(&bad_ca, bad_ca_path, NULL);
+	if (!ret)
+		ret = pki_leaf(&ca, "localhost", srv_names, 1, e->srv_cert, e->srv_key);
+	if (!ret)
+		ret = pki_leaf(&ca, "other.example.test", other_names, 1, e->other_cert,
+			       e->other_key);
+	if (!ret)
+		ret = pki_leaf(&cli_ca, "client.example.test", cli_names, 0, e->cli_cert,
+			       e->cli_key);
+	if (!ret)
+		ret = pki_leaf(&bad_ca, "client.example.test", cli_names, 0, e->bad_cert,
 			       e->bad_key);
 	pki_ca_free(&ca);
 	pki_ca_free(&cli_ca);
@@ -173,10 +185,21 @@ int danced_start(struct env *e)
 {
 	char *argv[] = { (char *)bin("danced"), "-c", e->conf, NULL };
 
+	char line[512];
+	FILE *f;
+	int ret;
+
 	e->pid = spawn(argv, e->log);
 	if (e->pid < 0)
 		return -errno;
-	return wait_connectable(e->sock, 0, 20000);
+	ret = wait_connectable(e->sock, 0, 20000);
+	if (ret && (f = fopen(e->log, "r"))) {
+		/* Why it did not start is the first thing whoever reads the failure needs. */
+		while (fgets(line, sizeof(line), f))
+			fprintf(stderr, "danced: %s", line);
+		fclose(f);
+	}
+	return ret;
 }
 
 /* Stop danced with @sig; returns its exit status, or 128 + signal. */

@@ -63,7 +63,8 @@ void pki_ca_free(struct pki_ca *ca)
 	EVP_PKEY_free(ca->key);
 }
 
-int pki_ca_write(const struct pki_ca *ca, const char *cert_path)
+/* The CA certificate, and with @key_path its key (to issue more leaves later). */
+int pki_ca_write(const struct pki_ca *ca, const char *cert_path, const char *key_path)
 {
 	FILE *f = fopen(cert_path, "w");
 	int ok;
@@ -71,16 +72,27 @@ int pki_ca_write(const struct pki_ca *ca, const char *cert_path)
 	if (!f)
 		return -errno;
 	ok = PEM_write_X509(f, ca->cert);
+	if (fclose(f) || !ok)
+		return -EIO;
+	if (!key_path)
+		return 0;
+	f = fopen(key_path, "w");
+	if (!f)
+		return -errno;
+	ok = PEM_write_PrivateKey(f, ca->key, NULL, NULL, 0, NULL, NULL);
 	return fclose(f) || !ok ? -EIO : 0;
 }
 
-/* A leaf for a server (@server) or a client; the chain file holds the leaf, then the CA. */
+/*
+ * A leaf for a server (@server) or a client; the chain file holds the leaf, then the CA.
+ * Without @ca the leaf signs itself (what DANE-EE identities usually are).
+ */
 int pki_leaf(const struct pki_ca *ca, const char *cn, const char *const *dns_names, int server,
 	     const char *cert_path, const char *key_path)
 {
 	static long serial = 5000;
 	EVP_PKEY *key = EVP_EC_gen("P-256");
-	X509 *cert = key ? cert_new(key, cn, serial++) : NULL;
+	X509 *cert = key ? cert_new(key, cn, serial++) : NULL, *issuer;
 	char san[1024];
 	size_t n = 0;
 	FILE *f;
@@ -88,20 +100,21 @@ int pki_leaf(const struct pki_ca *ca, const char *cn, const char *const *dns_nam
 
 	if (!cert)
 		goto out;
-	X509_set_issuer_name(cert, X509_get_subject_name(ca->cert));
+	X509_set_issuer_name(cert, X509_get_subject_name(ca ? ca->cert : cert));
 	for (; dns_names && *dns_names; dns_names++)
 		n += snprintf(san + n, sizeof(san) - n, "%sDNS:%s", n ? "," : "", *dns_names);
-	if ((n && add_ext(cert, ca->cert, NID_subject_alt_name, san)) ||
-	    add_ext(cert, ca->cert, NID_basic_constraints, "critical,CA:FALSE") ||
-	    add_ext(cert, ca->cert, NID_key_usage, "critical,digitalSignature") ||
-	    add_ext(cert, ca->cert, NID_ext_key_usage, server ? "serverAuth" : "clientAuth") ||
-	    add_ext(cert, ca->cert, NID_authority_key_identifier, "keyid") ||
-	    !X509_sign(cert, ca->key, EVP_sha256()))
+	issuer = ca ? ca->cert : cert;
+	if ((n && add_ext(cert, issuer, NID_subject_alt_name, san)) ||
+	    add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") ||
+	    add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") ||
+	    add_ext(cert, issuer, NID_ext_key_usage, server ? "serverAuth" : "clientAuth") ||
+	    (ca && add_ext(cert, issuer, NID_authority_key_identifier, "keyid")) ||
+	    !X509_sign(cert, ca ? ca->key : key, EVP_sha256()))
 		goto out;
 	f = fopen(cert_path, "w");
 	if (!f)
 		goto out;
-	if (!PEM_write_X509(f, cert) || !PEM_write_X509(f, ca->cert)) {
+	if (!PEM_write_X509(f, cert) || (ca && !PEM_write_X509(f, ca->cert))) {
 		fclose(f);
 		goto out;
 	}

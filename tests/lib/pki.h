@@ -16,7 +16,7 @@ struct pki_ca {
 
 int pki_ca_new(struct pki_ca *ca, const char *cn);
 void pki_ca_free(struct pki_ca *ca);
-int pki_ca_write(const struct pki_ca *ca, const char *cert_path);
+int pki_ca_write(const struct pki_ca *ca, const char *cert_path, const char *key_path);
 int pki_leaf(const struct pki_ca *ca, const char *cn, const char *const *dns_names, int server,
 	     const char *cert_path, const char *key_path);
 

@@ -294,6 +294,62 @@ TEST_F(peers, s_client_through_return_mode)
 	EXPECT_NE(NULL, strstr(out, "Verification: OK")) TH_LOG("%s", out);
 }
 
+/* The client's last flight, "ping", close_notify and FIN, all in one burst; then "pong". */
+static int client_ping_and_half_close(struct client *c)
+{
+	char buf[8];
+	ssize_t n;
+	int ret;
+
+	ret = peer_write(c->ssl, c->fd, "ping", 4, false);
+	if (ret)
+		return client_fail(c, ret, "write");
+	SSL_shutdown(c->ssl);
+	ret = peer_flush(c->ssl, c->fd);
+	if (ret)
+		return client_fail(c, ret, "flush");
+	shutdown(c->fd, SHUT_WR);
+	n = peer_read(c->ssl, c->fd, buf, sizeof(buf));
+	if (n != 4 || memcmp(buf, "pong", 4))
+		return client_fail(c, n, "no pong after the half-close");
+	return 0;
+}
+
+/*
+ * A client that says its last word and half-closes right behind its Finished: the FIN
+ * may be in before danced installs kTLS (the kernel takes the ULP only on ESTABLISHED
+ * sockets). Its data must still reach the server, and the server's answer the client.
+ */
+TEST_F(peers, client_half_closing_behind_its_finished_loses_nothing)
+{
+	struct dance_result *r = calloc(1, sizeof(*r));
+	uint8_t buf[16];
+	size_t off;
+	int i, fd;
+
+	for (i = 0; i < 8; i++) {
+		struct client c = { .ctx = self->cctx,
+				    .port = self->port,
+				    .hold_last_flight = true,
+				    .after = client_ping_and_half_close };
+
+		client_start(&c);
+		fd = accept_handshake(self->lfd, self->d, "www", r);
+		ASSERT_LE(0, fd) TH_LOG("round %d: %s", i, r->reason);
+		off = 0;
+		EXPECT_EQ(4, server_read(fd, r, &off, buf, sizeof(buf))) TH_LOG("round %d", i);
+		EXPECT_EQ(0, memcmp(buf, "ping", 4));
+		/* Then the end of its stream, in the result or from the socket. */
+		if (!(r->flags & DANCE_RES_PEER_CLOSED))
+			EXPECT_EQ(0, dance_recv(fd, buf, sizeof(buf), 0));
+		EXPECT_EQ(4, send(fd, "pong", 4, MSG_NOSIGNAL));
+		EXPECT_EQ(0, client_join(&c)) TH_LOG("round %d: %s", i, c.err);
+		close(fd);
+		client_free(&c);
+	}
+	free(r);
+}
+
 /* curl against a front-door service whose backend is the example server. */
 TEST_F(peers, curl_through_front_door)
 {
@@ -1200,8 +1256,8 @@ TEST_F(robust, optional_client_auth_accepts_both)
 FIXTURE(front)
 {
 	struct env e;
-	int port;
-	char backend[160];
+	int port, port2;
+	char backend[160], backend2[160];
 	SSL_CTX *cctx;
 };
 
@@ -1209,12 +1265,18 @@ FIXTURE_SETUP(front)
 {
 	ASSERT_EQ(0, env_init(&self->e));
 	self->port = free_port(); /* for danced to take */
+	self->port2 = free_port();
 	snprintf(self->backend, sizeof(self->backend), "%.100s/www.sock", self->e.dir);
-	ASSERT_EQ(0,
-		  env_conf(&self->e,
-			   "workers = 2\n[service www]\ncertificate = %s\nkey = %s\n"
-			   "listen = 127.0.0.1:%d\nbackend_socket = %s\nhandshake_timeout = 60s\n",
-			   self->e.srv_cert, self->e.srv_key, self->port, self->backend));
+	snprintf(self->backend2, sizeof(self->backend2), "%.100s/api.sock", self->e.dir);
+	ASSERT_EQ(
+		0,
+		env_conf(&self->e,
+			 "workers = 2\n[service www]\ncertificate = %s\nkey = %s\n"
+			 "listen = 127.0.0.1:%d\nbackend_socket = %s\nhandshake_timeout = 60s\n"
+			 "[service api]\ncertificate = %s\nkey = %s\nserver_names = api.localhost\n"
+			 "listen = 127.0.0.1:%d\nbackend_socket = %s\nhandshake_timeout = 60s\n",
+			 self->e.srv_cert, self->e.srv_key, self->port, self->backend,
+			 self->e.srv_cert, self->e.srv_key, self->port2, self->backend2));
 	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
 	self->cctx = client_ctx(&self->e, NULL, NULL, NULL);
 }
@@ -1235,8 +1297,8 @@ static int client_ping(struct client *c)
 	return peer_write(c->ssl, c->fd, "pong", 4, true);
 }
 
-/* Serve one socket from a backend: ping through kTLS, expect pong. */
-static void backend_serve(struct __test_metadata *_metadata, struct dance *b)
+/* Serve one socket from a backend of @svc: ping through kTLS, expect pong. */
+static void backend_serve_svc(struct __test_metadata *_metadata, struct dance *b, const char *svc)
 {
 	struct dance_result *r = calloc(1, sizeof(*r));
 	char buf[8];
@@ -1245,12 +1307,17 @@ static void backend_serve(struct __test_metadata *_metadata, struct dance *b)
 	fd = dance_accept(b, r);
 	ASSERT_LE(0, fd) TH_LOG("%d %s", fd, r->reason);
 	EXPECT_EQ(0, r->status);
-	EXPECT_STREQ("www", r->service);
+	EXPECT_STREQ(svc, r->service);
 	ASSERT_EQ(4, send(fd, "ping", 4, 0));
 	ASSERT_EQ(4, dance_recv(fd, buf, sizeof(buf), 0));
 	EXPECT_EQ(0, memcmp(buf, "pong", 4));
 	close(fd);
 	free(r);
+}
+
+static void backend_serve(struct __test_metadata *_metadata, struct dance *b)
+{
+	backend_serve_svc(_metadata, b, "www");
 }
 
 /* No backend: danced does not accept (the kernel's backlog holds the client); then one comes. */
@@ -1267,6 +1334,21 @@ TEST_F(front, waits_for_a_backend_then_hands_over)
 	EXPECT_EQ(0, client_join(&c)) TH_LOG("%s", c.err);
 	client_free(&c);
 	dance_close(b);
+}
+
+/* Each front-door service has its own listener and backends; the second works too. */
+TEST_F(front, every_service_serves_through_its_own_backends)
+{
+	struct client c = { .ctx = self->cctx, .port = self->port2, .after = client_ping };
+	struct dance *b;
+
+	ASSERT_EQ(0, dance_listen(self->backend2, 4, &b));
+	client_start(&c);
+	backend_serve_svc(_metadata, b, "api");
+	EXPECT_EQ(0, client_join(&c)) TH_LOG("%s", c.err);
+	client_free(&c);
+	dance_close(b);
+	EXPECT_FALSE(log_contains(&self->e, "unknown user_data"));
 }
 
 /* Two backends with room: finished sockets are spread over both. */
