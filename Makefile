@@ -73,11 +73,11 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 
 # What the guest sees under /danced.
 $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(EXAMPLE) $(HSRATE) tests/run-tests tests/demo/guest \
-		tests/demo/mkcerts bench/guest
+		tests/demo/mkcerts tests/demo/mkzone bench/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
-	cp $(DANCED) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts $(VMROOT)/bin/
+	cp $(DANCED) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
 	printf '%s\n' /usr/bin/openssl /usr/bin/curl /usr/sbin/knotd /usr/sbin/keymgr \
