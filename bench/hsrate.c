@@ -3,7 +3,9 @@
  * hsrate.c - a handshake-rate load generator: keeps C connections in flight, each a full
  * TLS handshake (no resumption) followed by one small HTTP request answered before the
  * server closes, so a connection counts only when the server side finished its
- * handshake too. Prints connections per second and latency percentiles.
+ * handshake too. Prints connections per second and latency percentiles. With a client
+ * certificate it answers CertificateRequests; with -D it also names itself in
+ * dane_clientid (draft-ietf-dance-client-auth), for DANE client authentication.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +32,7 @@ struct slot {
 };
 
 static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+static unsigned char clientid[256]; /* ClientName<0..255>: length, then the name */
 
 static double now(void)
 {
@@ -43,8 +46,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hsrate -p PORT [-c CONCURRENCY] [-t SECONDS] [-n SERVERNAME] [-a CAFILE]\n"
+		"              [-C CERT -K KEY [-D DANE_NAME [-X CODEPOINT]]]\n"
 		"Full TLS 1.3 handshakes plus one HTTP/1.1 request each, against\n"
 		"127.0.0.1:PORT, CONCURRENCY (default 16) at a time for SECONDS (default 5).\n"
+		"  -C, -K  a client certificate (PEM chain) and its key, sent when asked\n"
+		"  -D      send DANE_NAME in dane_clientid of the Certificate message\n"
+		"  -X      the dane_clientid codepoint (default 65282, danced's default)\n"
 		"Prints: conns=N secs=S rate=R/s p50_ms=.. p99_ms=.. errors=E\n");
 }
 
@@ -82,6 +89,28 @@ static void slot_close(struct slot *s, int ep)
 	epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
 	SSL_free(s->ssl);
 	close(s->fd);
+}
+
+/* dane_clientid in the first CertificateEntry, when a name was given. */
+static int clientid_add(SSL *ssl, unsigned int type, unsigned int context,
+			const unsigned char **out, size_t *outlen, X509 *x, size_t chainidx,
+			int *al, void *arg)
+{
+	(void)ssl, (void)type, (void)x, (void)al, (void)arg;
+	if (!clientid[0] || context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx)
+		return 0;
+	*out = clientid;
+	*outlen = clientid[0] + 1;
+	return 1;
+}
+
+static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
+			  const unsigned char *in, size_t inlen, X509 *x, size_t chainidx, int *al,
+			  void *arg)
+{
+	(void)ssl, (void)type, (void)context, (void)in, (void)inlen, (void)x, (void)chainidx;
+	(void)al, (void)arg;
+	return 1; /* the server's empty one in CertificateRequest */
 }
 
 /* Advance one connection; 1 when it completed, 0 to wait, -1 on failure. */
@@ -124,14 +153,15 @@ int main(int argc, char **argv)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET };
 	int port = 0, conc = 16, secs = 5, opt, ep, i, n, errors = 0;
-	const char *name = "localhost", *ca = NULL;
+	const char *name = "localhost", *ca = NULL, *cert = NULL, *key = NULL, *dane = NULL;
+	unsigned int codepoint = 65282;
 	struct epoll_event evs[256];
 	size_t done = 0, cap = 1 << 20;
 	double *lat = malloc(cap * sizeof(double)), t_end, t0;
 	struct slot *slots;
 	SSL_CTX *ctx;
 
-	while ((opt = getopt(argc, argv, "p:c:t:n:a:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:c:t:n:a:C:K:D:X:h")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = atoi(optarg);
@@ -148,6 +178,18 @@ int main(int argc, char **argv)
 		case 'a':
 			ca = optarg;
 			break;
+		case 'C':
+			cert = optarg;
+			break;
+		case 'K':
+			key = optarg;
+			break;
+		case 'D':
+			dane = optarg;
+			break;
+		case 'X':
+			codepoint = atoi(optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -156,7 +198,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (port <= 0 || conc <= 0 || secs <= 0 || !lat) {
+	if (port <= 0 || conc <= 0 || secs <= 0 || !lat || !cert != !key ||
+	    (dane && (!cert || !*dane || strlen(dane) > 255)) || codepoint > 65535) {
 		usage(stderr);
 		return 2;
 	}
@@ -169,6 +212,20 @@ int main(int argc, char **argv)
 	if (ca) {
 		SSL_CTX_load_verify_locations(ctx, ca, NULL);
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	if (cert && (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+		     SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)) {
+		fprintf(stderr, "hsrate: %s, %s: %s\n", cert, key,
+			ERR_reason_error_string(ERR_get_error()));
+		return 1;
+	}
+	if (dane) {
+		clientid[0] = strlen(dane);
+		memcpy(clientid + 1, dane, clientid[0]);
+		SSL_CTX_add_custom_ext(ctx, codepoint,
+				       SSL_EXT_TLS1_3_CERTIFICATE_REQUEST |
+					       SSL_EXT_TLS1_3_CERTIFICATE,
+				       clientid_add, NULL, NULL, clientid_parse, NULL);
 	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	slots = calloc(conc, sizeof(*slots));
