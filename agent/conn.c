@@ -379,9 +379,17 @@ void conn_result_sent(struct conn *c, int res)
 {
 	c->ops--;
 	if (res < 0) {
-		/* Exactly once: a result that cannot be delivered takes the channel with it. */
-		log_err("result of request %llu not delivered (%s): closing its channel",
-			(unsigned long long)c->id, strerror(-res));
+		/*
+		 * Exactly once: a result that cannot be delivered takes the channel with it. A
+		 * server that exited with requests in flight is routine, not an error of ours.
+		 */
+		if (res == -EPIPE || res == -ECONNRESET)
+			log_info("result of request %llu not delivered: the server closed its "
+				 "channel",
+				 (unsigned long long)c->id);
+		else
+			log_err("result of request %llu not delivered (%s): closing its channel",
+				(unsigned long long)c->id, strerror(-res));
 		if (c->ch)
 			shutdown(c->ch->fd, SHUT_RDWR);
 		if (c->fd >= 0)
