@@ -31,7 +31,7 @@ EXAMPLE := $(B)/dance-echo
 HSRATE := $(B)/hsrate
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
-VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test)
+VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test)
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
@@ -51,6 +51,30 @@ $(B)/obj/tests/unit/%.o $(B)/obj/tests/vm/%.o: $(KSFT_DIR)/kselftest_harness.h
 
 $(KSFT_DIR)/kselftest_harness.h:
 	tests/vm/fetch
+
+# BPF: vmlinux.h comes from the type information (BTF) of the first pinned guest kernel,
+# which tests/vm/fetch extracted; it is generated, never committed. CO-RE relocates the
+# object to whichever kernel loads it. The skeleton embeds the object for userspace.
+BPF_BTF ?= $(CACHE)/kernels/$(KERNEL)/vmlinux
+BPF_SKEL := $(B)/bpf/danced.skel.h
+
+$(BPF_BTF):
+	tests/vm/fetch
+
+$(B)/bpf/vmlinux.h: | $(BPF_BTF)
+	@mkdir -p $(@D)
+	bpftool btf dump file $(BPF_BTF) format c > $@.tmp && mv $@.tmp $@
+
+$(B)/bpf/danced.bpf.o: bpf/danced.bpf.c bpf/danced.h $(B)/bpf/vmlinux.h
+	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Wextra -Werror \
+		-Wno-unused-parameter -I$(B)/bpf -Ibpf -c -o $@ $<
+
+$(BPF_SKEL): $(B)/bpf/danced.bpf.o
+	bpftool gen skeleton $< name danced_bpf > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/tests/vm/bpf_test.o: CFLAGS += -I$(B)/bpf -Ibpf
+$(B)/obj/tests/vm/bpf_test.o: $(BPF_SKEL)
+$(B)/tests/vm/bpf_test: LDLIBS += $(shell pkg-config --libs libbpf 2>/dev/null)
 
 $(LIBDANCE): $(LIBDANCE_OBJS)
 	$(AR) rcs $@ $^

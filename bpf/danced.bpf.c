@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * danced.bpf.c - the kernel's half of danced's policy: on a protected local port, data
+ * I/O of a socket whose verified name the policy does not allow fails with EACCES.
+ *
+ * danced writes each returned socket's identity into socket storage (by fd) and into
+ * "identities" (by cookie, for bpftool). The LSM hooks on sendmsg and recvmsg check it
+ * against "services" and "rules"; write(2), send*(2), recv*(2), sendfile(2), splice(2)
+ * into a socket and io_uring all come through them. Reading a socket by splice(2) does
+ * not (tcp_splice_read() has no hook), so file_permission covers reads by file: it runs
+ * before read(2) and splice(2) reach the socket, and a refusal there is the only one
+ * that call sees. danced's own handshake I/O is
+ * exempt by its tgid, which it writes into agent_tgid at start. Everything is pinned,
+ * so enforcement outlives danced: it fails closed while danced is down.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+#include "danced.h"
+
+#define EACCES 13
+#define MAY_READ 4
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct danced_ident);
+} sk_ident SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DANCED_BPF_IDENTITIES_MAX);
+	__type(key, __u64);
+	__type(value, struct danced_ident);
+} identities SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DANCED_BPF_SERVICES_MAX);
+	__type(key, __u16);
+	__type(value, struct danced_service);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DANCED_BPF_RULES_MAX);
+	__type(key, struct danced_rule_key);
+	__type(value, struct danced_rule);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* The lookup key is built here, not on the stack: it is bigger than the stack allows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct danced_rule_key);
+} scratch SEC(".maps");
+
+/* danced's tgid; its own handshake I/O on protected ports must pass. */
+volatile __u32 agent_tgid;
+
+static void report(struct sock *sk, const struct danced_ident *id, __u16 port, __u8 op, __u8 why,
+		   __u8 audit)
+{
+	struct danced_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+	if (!ev)
+		return; /* full: the verdict stands, the record is lost */
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	ev->port = port;
+	ev->op = op;
+	ev->why = why;
+	ev->audit = audit;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	if (id) {
+		ev->cookie = id->cookie;
+		__builtin_memcpy(ev->rname, id->rname, sizeof(ev->rname));
+	}
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* The verdict for a verified identity on a service: the longest rule, else the default. */
+static __u8 verdict(const struct danced_ident *id, const struct danced_service *svc, __u16 port)
+{
+	struct danced_rule_key *k;
+	struct danced_rule *r;
+	__u32 zero = 0;
+
+	if (id->auth == DANCED_AUTH_NONE || !id->name_len)
+		return DANCED_VERDICT_DENY;
+	k = bpf_map_lookup_elem(&scratch, &zero);
+	if (!k)
+		return DANCED_VERDICT_DENY;
+	k->prefixlen = 8 * sizeof(k->port) + 8 * sizeof(k->rname);
+	k->port = bpf_htons(port);
+	__builtin_memcpy(k->rname, id->rname, sizeof(k->rname));
+	r = bpf_map_lookup_elem(&rules, k);
+	return r ? r->verdict : svc->dflt;
+}
+
+static int check(struct socket *sock, __u8 op)
+{
+	struct sock *sk = sock->sk;
+	const struct danced_service *svc;
+	struct danced_ident *id;
+	__u16 port;
+	__u8 why;
+
+	if (!sk || (sk->__sk_common.skc_family != 2 /* AF_INET */ &&
+		    sk->__sk_common.skc_family != 10 /* AF_INET6 */))
+		return 0;
+	port = sk->__sk_common.skc_num;
+	svc = bpf_map_lookup_elem(&services, &port);
+	if (!svc || !svc->mode)
+		return 0;
+	if (svc->cgroup_id && bpf_get_current_cgroup_id() != svc->cgroup_id)
+		return 0;
+	if (agent_tgid && bpf_get_current_pid_tgid() >> 32 == agent_tgid)
+		return 0;
+	id = bpf_sk_storage_get(&sk_ident, sk, 0, 0);
+	if (!id)
+		why = DANCED_WHY_NO_IDENTITY;
+	else if (verdict(id, svc, port) == DANCED_VERDICT_ALLOW)
+		return 0;
+	else
+		why = DANCED_WHY_DENIED;
+	report(sk, id, port, op, why, svc->mode == DANCED_MODE_AUDIT);
+	return svc->mode == DANCED_MODE_AUDIT ? 0 : -EACCES;
+}
+
+SEC("lsm/socket_sendmsg")
+int BPF_PROG(danced_sendmsg, struct socket *sock, struct msghdr *msg, int size)
+{
+	return check(sock, DANCED_EV_SEND);
+}
+
+SEC("lsm/socket_recvmsg")
+int BPF_PROG(danced_recvmsg, struct socket *sock, struct msghdr *msg, int size, int flags)
+{
+	return check(sock, DANCED_EV_RECV);
+}
+
+SEC("lsm/file_permission")
+int BPF_PROG(danced_file_permission, struct file *file, int mask)
+{
+	struct socket *sock;
+
+	if (!(mask & MAY_READ))
+		return 0; /* writes reach socket_sendmsg, splice and sendfile included */
+	sock = bpf_sock_from_file(file);
+	return sock ? check(sock, DANCED_EV_RECV) : 0;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * danced.h - what danced's BPF programs and their users share: the layouts of the
+ * pinned maps under /sys/fs/bpf/danced/, which operators read and write with bpftool.
+ * Fixed-size types only, no pointers, no implicit padding: these bytes are the
+ * interface, and the README documents them field by field.
+ */
+#ifndef DANCED_BPF_H
+#define DANCED_BPF_H
+
+#define DANCED_BPF_NAME_MAX 254 /* a DNS name in text (253) plus its terminator */
+#define DANCED_BPF_SERVICES_MAX 256
+#define DANCED_BPF_RULES_MAX 65536
+#define DANCED_BPF_IDENTITIES_MAX 262144
+
+/* How a socket's peer was verified (the values of enum dance_auth). */
+#define DANCED_AUTH_NONE 0
+#define DANCED_AUTH_X509 1
+#define DANCED_AUTH_DANE 2
+
+/*
+ * The identity of a socket danced returned: in socket storage for the hooks, and by
+ * socket cookie in the "identities" map for people. rname is the verified name, lower
+ * case, reversed character by character and terminated by a '.': "a.example.com"
+ * becomes "moc.elpmaxe.a.", so that a rule for a suffix is a prefix of it (see
+ * danced_rule_key).
+ */
+struct danced_ident {
+	__u64 cookie; /* SO_COOKIE, the key of "identities" */
+	__u32 auth; /* DANCED_AUTH_* */
+	__u16 tls_version; /* 0x0303, 0x0304 */
+	__u16 cipher; /* IANA cipher suite */
+	__u16 port; /* the local port (the service), host order */
+	__u8 name_len; /* bytes of rname before its terminating '.' */
+	__u8 pad;
+	__u32 pad2;
+	char rname[256]; /* reversed name, '.', then zeros */
+};
+
+/* "services": a protected local port (host order, key __u16) -> how it is protected. */
+#define DANCED_MODE_AUDIT 1 /* let everything through; record what enforce would refuse */
+#define DANCED_MODE_ENFORCE 2 /* refuse data I/O of sockets the policy does not allow */
+#define DANCED_VERDICT_DENY 0
+#define DANCED_VERDICT_ALLOW 1
+
+struct danced_service {
+	__u8 mode; /* DANCED_MODE_* */
+	__u8 dflt; /* DANCED_VERDICT_* for a verified name no rule matches */
+	__u16 pad;
+	__u32 pad2;
+	__u64 cgroup_id; /* 0: any cgroup; else only sockets of processes in this cgroup v2 */
+};
+
+/*
+ * "rules", an LPM trie: the longest match wins. The key is the port followed by the
+ * reversed name; prefixlen counts bits of both:
+ *   exact "a.example.com" on port 443: port 443, rname "moc.elpmaxe.a.",
+ *       prefixlen = 8 * (2 + 14)
+ *   everything under "example.com": rname "moc.elpmaxe.", prefixlen = 8 * (2 + 12)
+ * A suffix rule never matches the bare name it names: "example.com" itself needs an
+ * exact rule. Labels end at the '.', so "_device.example.com" never matches
+ * "x_device.example.com".
+ */
+struct danced_rule_key {
+	__u32 prefixlen;
+	__u16 port; /* big endian here, so that the trie compares it byte by byte */
+	char rname[DANCED_BPF_NAME_MAX];
+};
+
+struct danced_rule {
+	__u8 verdict; /* DANCED_VERDICT_* */
+	__u8 pad[7];
+};
+
+/* "events", a ring buffer: one record per refused (or, in audit mode, refusable) call. */
+#define DANCED_EV_SEND 1
+#define DANCED_EV_RECV 2
+
+#define DANCED_WHY_NO_IDENTITY 1 /* no identity on a socket of a protected port */
+#define DANCED_WHY_DENIED 2 /* a rule (or the default) denies its name */
+
+struct danced_event {
+	__u64 cookie;
+	__u32 pid;
+	__u16 port;
+	__u8 op; /* DANCED_EV_* */
+	__u8 why; /* DANCED_WHY_* */
+	__u8 audit; /* 1: audit mode let it through */
+	__u8 pad[7];
+	char comm[16];
+	char rname[256];
+};
+
+#endif
