@@ -12,7 +12,7 @@ KERNELS := $(shell awk '$$1 == "kernel" { print $$2 }' tests/vm/kernels 2>/dev/n
 KERNEL ?= $(firstword $(KERNELS))
 
 CC ?= gcc
-PKGS := libssl libcrypto liburing inih libunbound
+PKGS := libssl libcrypto liburing inih libunbound libbpf
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
@@ -22,7 +22,7 @@ LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 # The daemon's stages, in an archive so that a test links only the stages it uses.
 AGENT_OBJS := $(addprefix $(B)/obj/agent/,ktls.o config.o log.o handshake.o verify.o conn.o \
-	handoff.o loop.o frontdoor.o dane.o)
+	handoff.o loop.o frontdoor.o dane.o policy.o)
 AGENT_LIB := $(B)/libdanced.a
 DANCED := $(B)/danced
 LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)
@@ -72,9 +72,8 @@ $(B)/bpf/danced.bpf.o: bpf/danced.bpf.c bpf/danced.h $(B)/bpf/vmlinux.h
 $(BPF_SKEL): $(B)/bpf/danced.bpf.o
 	bpftool gen skeleton $< name danced_bpf > $@.tmp && mv $@.tmp $@
 
-$(B)/obj/tests/vm/bpf_test.o: CFLAGS += -I$(B)/bpf -Ibpf
-$(B)/obj/tests/vm/bpf_test.o: $(BPF_SKEL)
-$(B)/tests/vm/bpf_test: LDLIBS += $(shell pkg-config --libs libbpf 2>/dev/null)
+$(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o: CFLAGS += -I$(B)/bpf -Ibpf
+$(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o: $(BPF_SKEL)
 
 $(LIBDANCE): $(LIBDANCE_OBJS)
 	$(AR) rcs $@ $^

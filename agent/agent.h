@@ -346,6 +346,11 @@ int tlsa_set_copy(struct tlsa_set *dst, const struct tlsa_set *src);
 void tlsa_set_free(struct tlsa_set *set);
 int tlsa_next(const struct tlsa_set *set, size_t *off, const uint8_t **rdata, uint16_t *len);
 
+/* policy.c */
+int policy_init(const struct config *cfg, char *err, size_t errlen);
+void policy_fini(void);
+int policy_identify(struct conn *c, struct dance_result *r);
+
 /* conn.c, DNS waits */
 void mailbox_post(struct conn *c);
 void mailbox_drain(struct worker *w);

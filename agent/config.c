@@ -264,6 +264,18 @@ static int cfg_parse_path(struct cfg_load *ld, const struct cfg_key *k, void *ob
 	return cfg_parse_string(ld, k, obj, val);
 }
 
+/* Pins live on bpffs, which the kernel mounts (by convention) at /sys/fs/bpf. */
+static int cfg_parse_bpf_path(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			      const char *val)
+{
+	if (strncmp(val, "/sys/fs/bpf/", 12) || !val[12] || strstr(val, "/../") ||
+	    strlen(val) > 200)
+		return cfg_error(ld, ld->line,
+				 "%s: '%s' is not a directory under /sys/fs/bpf/ (bpffs)", k->name,
+				 val);
+	return cfg_parse_string(ld, k, obj, val);
+}
+
 static int cfg_parse_sock(struct cfg_load *ld, const struct cfg_key *k, void *obj, const char *val)
 {
 	size_t len = strlen(val);
@@ -1390,6 +1402,8 @@ enum {
 	DK_DANE_CLIENTID_CODEPOINT,
 	DK_TLS_FLAGS_CODEPOINT,
 	DK_REQUEST_CLIENT_AUTH_FLAG,
+	DK_BPF_POLICY,
+	DK_BPF_PIN_PATH,
 	DK_COUNT
 };
 
@@ -1434,6 +1448,9 @@ static const struct cfg_key cfg_danced_keys[DK_COUNT] = {
 				     DOFF(tls_flags_codepoint), 1, 65535 },
 	[DK_REQUEST_CLIENT_AUTH_FLAG] = { "request_client_auth_flag", cfg_parse_u16, cfg_print_u16,
 					  DOFF(request_client_auth_flag), 0, 2039 },
+	[DK_BPF_POLICY] = { "bpf_policy", cfg_parse_bool, cfg_print_bool, DOFF(bpf_policy) },
+	[DK_BPF_PIN_PATH] = { "bpf_pin_path", cfg_parse_bpf_path, cfg_print_string,
+			      DOFF(bpf_pin_path) },
 };
 
 enum {
@@ -2171,7 +2188,9 @@ static struct config *cfg_alloc(const char *path)
 	cfg->dane_clientid_codepoint = 65282;
 	cfg->tls_flags_codepoint = 62;
 	cfg->request_client_auth_flag = 80;
-	if (!cfg->path || !cfg->socket_path || !cfg->dns_trust_anchor_file) {
+	cfg->bpf_policy = true;
+	cfg->bpf_pin_path = strdup("/sys/fs/bpf/danced");
+	if (!cfg->path || !cfg->socket_path || !cfg->dns_trust_anchor_file || !cfg->bpf_pin_path) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -2300,6 +2319,7 @@ void config_free(struct config *cfg)
 		free(cfg->dns_trust_anchors[i]);
 	free(cfg->dns_trust_anchor_file);
 	free(cfg->dns_forwarder);
+	free(cfg->bpf_pin_path);
 	free(cfg->path);
 	free(cfg->socket_path);
 	free(cfg->user);

@@ -119,6 +119,8 @@ struct config {
 					     is renegotiation_info) */
 	uint16_t tls_flags_codepoint; /* the tls_flags extension; default 62 */
 	uint16_t request_client_auth_flag; /* its bit number; default 80 */
+	bool bpf_policy; /* load and feed the kernel's name policy (bpf/); default yes */
+	char *bpf_pin_path; /* where its maps and links are pinned; default /sys/fs/bpf/danced */
 	struct svc_config svcs[CFG_MAX_SERVICES];
 	size_t n_svcs;
 	/* loads, but the operator should know ("FILE:LINE: ..."); log each after loading */

@@ -244,7 +244,16 @@ void conn_finish(struct conn *c, int status, const char *reason)
 		handshake_describe(c, r);
 		if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
 			r->cookie = cookie;
-	} else {
+		status = policy_identify(c, r);
+		if (status) {
+			/* A protected port would refuse it anyway: say why now, and close. */
+			r->status = status;
+			snprintf(r->reason, sizeof(r->reason),
+				 "cannot record the peer's identity in the BPF policy maps: %s",
+				 strerror(-status));
+		}
+	}
+	if (status) {
 		r->pending_len = 0;
 		r->flags = 0;
 		if (c->touched && c->fd >= 0)

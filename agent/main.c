@@ -294,6 +294,16 @@ int main(int argc, char **argv)
 			goto out_state;
 		}
 	}
+	{
+		char err[512];
+
+		/* Before privileges go: loading BPF LSM programs needs root. */
+		ret = policy_init(st->cfg, err, sizeof(err));
+		if (ret) {
+			log_err("%s", err);
+			goto out_state;
+		}
+	}
 	ret = handoff_listen(&agent, st->cfg);
 	if (ret)
 		goto out_state;
@@ -316,6 +326,7 @@ int main(int argc, char **argv)
 	unlink(agent.state->cfg->socket_path);
 	state_put(agent.state);
 	dane_fini();
+	policy_fini();
 	log_notice("stopped");
 	return 0;
 out_loop:
@@ -326,5 +337,6 @@ out_handoff:
 out_state:
 	state_put(st);
 	dane_fini();
+	policy_fini();
 	return 1;
 }

@@ -68,7 +68,21 @@ struct {
 } scratch SEC(".maps");
 
 /* danced's tgid; its own handshake I/O on protected ports must pass. */
-volatile __u32 agent_tgid;
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct danced_agent);
+} agent SEC(".maps");
+
+static bool is_agent(void)
+{
+	struct danced_agent *a;
+	__u32 zero = 0;
+
+	a = bpf_map_lookup_elem(&agent, &zero);
+	return a && a->tgid && a->tgid == bpf_get_current_pid_tgid() >> 32;
+}
 
 static void report(struct sock *sk, const struct danced_ident *id, __u16 port, __u8 op, __u8 why,
 		   __u8 audit)
@@ -127,7 +141,7 @@ static int check(struct socket *sock, __u8 op)
 		return 0;
 	if (svc->cgroup_id && bpf_get_current_cgroup_id() != svc->cgroup_id)
 		return 0;
-	if (agent_tgid && bpf_get_current_pid_tgid() >> 32 == agent_tgid)
+	if (is_agent())
 		return 0;
 	id = bpf_sk_storage_get(&sk_ident, sk, 0, 0);
 	if (!id)
@@ -161,4 +175,21 @@ int BPF_PROG(danced_file_permission, struct file *file, int mask)
 		return 0; /* writes reach socket_sendmsg, splice and sendfile included */
 	sock = bpf_sock_from_file(file);
 	return sock ? check(sock, DANCED_EV_RECV) : 0;
+}
+
+/*
+ * A socket's identity goes with it: socket storage is freed with the socket, and its
+ * entry in "identities" when TCP closes it, so bpftool lists live sockets only.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(danced_sock_state, const struct sock *sk, int oldstate, int newstate)
+{
+	struct danced_ident *id;
+
+	if (newstate != 7 /* TCP_CLOSE */)
+		return 0;
+	id = bpf_sk_storage_get(&sk_ident, (struct sock *)sk, 0, 0);
+	if (id)
+		bpf_map_delete_elem(&identities, &id->cookie);
+	return 0;
 }

@@ -72,6 +72,12 @@ struct danced_rule {
 	__u8 pad[7];
 };
 
+/* "agent", an array of one: the tgid whose I/O is danced's own handshakes, exempt. */
+struct danced_agent {
+	__u32 tgid;
+	__u32 pad;
+};
+
 /* "events", a ring buffer: one record per refused (or, in audit mode, refusable) call. */
 #define DANCED_EV_SEND 1
 #define DANCED_EV_RECV 2

@@ -102,6 +102,12 @@ void env_fini(struct env *e)
 
 	if (e->pid > 0)
 		danced_stop(e, SIGKILL);
+	if (e->bpf_pin[0]) {
+		/* Unpinned, the programs detach once nothing else holds them. */
+		snprintf(cmd, sizeof(cmd), "rm -rf '/sys/fs/bpf/%s'", e->bpf_pin);
+		if (system(cmd))
+			fprintf(stderr, "could not remove /sys/fs/bpf/%s\n", e->bpf_pin);
+	}
 	if (getenv("DANCED_KEEP"))
 		return;
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
@@ -118,6 +124,10 @@ int env_conf(struct env *e, const char *fmt, ...)
 	if (!f)
 		return -errno;
 	fprintf(f, "[danced]\nsocket = %s\n", e->sock);
+	if (e->bpf_pin[0])
+		fprintf(f, "bpf_pin_path = /sys/fs/bpf/%s\n", e->bpf_pin);
+	else
+		fprintf(f, "bpf_policy = no\n");
 	va_start(ap, fmt);
 	vfprintf(f, fmt, ap);
 	va_end(ap);

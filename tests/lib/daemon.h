@@ -20,6 +20,9 @@ struct env {
 	char cli_ca[128], cli_cert[128], cli_key[128]; /* clients' CA and a good client */
 	char bad_cert[128], bad_key[128]; /* a client signed by an unknown CA */
 	char other_cert[128], other_key[128]; /* a second server name, same CA */
+	/* The kernel policy: off unless a test sets this before env_conf(); then its pins
+	 * live under /sys/fs/bpf/<bpf_pin> and env_fini() removes them. */
+	char bpf_pin[64];
 	pid_t pid;
 };
 

@@ -600,6 +600,29 @@ TEST(print_output_loads_back_to_the_same_config)
 	}
 }
 
+/* Pins must be on bpffs; anything else would fail only at start, with a vaguer error. */
+TEST(bpf_pin_path_must_be_under_sys_fs_bpf)
+{
+	static const char *const bad[] = { "/tmp/danced", "/sys/fs/bpf/", "/sys/fs/bpfx/d",
+					   "/sys/fs/bpf/../../tmp/x", "danced" };
+	struct config *cfg = NULL;
+	char conf[256], err[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(conf, sizeof(conf), "[danced]\nbpf_pin_path = %s\n" WWW, bad[i]);
+		EXPECT_NE(0, load(_metadata, conf, &cfg, err, sizeof(err))) TH_LOG("%s", bad[i]);
+		EXPECT_NE(NULL, strstr(err, "bpf_pin_path")) TH_LOG("%s", err);
+	}
+	ASSERT_EQ(0,
+		  load(_metadata, "[danced]\nbpf_pin_path = /sys/fs/bpf/d2\nbpf_policy = no\n" WWW,
+		       &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_STREQ("/sys/fs/bpf/d2", cfg->bpf_pin_path);
+	EXPECT_FALSE(cfg->bpf_policy);
+	config_free(cfg);
+}
+
 TEST(print_writes_every_key_with_its_resolved_value)
 {
 	struct config *cfg = NULL, *again;
@@ -637,7 +660,9 @@ TEST(print_writes_every_key_with_its_resolved_value)
 				  "dns_negative_ttl = 5m\n"
 				  "dane_clientid_codepoint = 65282\n"
 				  "tls_flags_codepoint = 62\n"
-				  "request_client_auth_flag = 80\n\n[service www]\n"));
+				  "request_client_auth_flag = 80\n"
+				  "bpf_policy = yes\n"
+				  "bpf_pin_path = /sys/fs/bpf/danced\n\n[service www]\n"));
 	EXPECT_NE(NULL, strstr(printed, "\nbacklog = 1024\n"
 					"dane = off\n"
 					"# dane_names is not set: no client name is allowed DANE"

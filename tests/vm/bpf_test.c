@@ -18,9 +18,14 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <liburing.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <openssl/ssl.h>
 
 #include "../harness.h"
 #include "../lib/daemon.h"
+#include "../../agent/lib/dance.h"
 #include "danced.h"
 #include "danced.skel.h"
 
@@ -77,8 +82,10 @@ FIXTURE_SETUP(bpf)
 
 FIXTURE_TEARDOWN(bpf)
 {
-	close(self->cli);
-	close(self->srv);
+	if (self->cli >= 0)
+		close(self->cli);
+	if (self->srv >= 0)
+		close(self->srv);
 	close(self->lfd);
 	ring_buffer__free(self->rb);
 	danced_bpf__destroy(self->skel);
@@ -131,11 +138,16 @@ static int exchange(FIXTURE_DATA(bpf) * self)
 	return 0;
 }
 
-/* Read the events so far; the count and the last one are in self->seen. */
+/* Read the events so far; the count and the last one are in @seen. */
+static void drain(struct ring_buffer *rb, struct seen *seen)
+{
+	memset(seen, 0, sizeof(*seen));
+	ring_buffer__consume(rb);
+}
+
 static void drain_events(FIXTURE_DATA(bpf) * self)
 {
-	memset(&self->seen, 0, sizeof(self->seen));
-	ring_buffer__consume(self->rb);
+	drain(self->rb, &self->seen);
 }
 
 TEST_F(bpf, unprotected_port_is_untouched)
@@ -222,12 +234,39 @@ TEST_F(bpf, audit_mode_passes_and_records)
 
 TEST_F(bpf, the_agent_is_exempt)
 {
+	struct danced_agent a = { .tgid = getpid() };
+	int fd = bpf_map__fd(self->skel->maps.agent);
+	__u32 zero = 0;
+
 	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
 	EXPECT_EQ(-EACCES, exchange(self));
-	self->skel->bss->agent_tgid = getpid();
+	ASSERT_EQ(0, bpf_map_update_elem(fd, &zero, &a, BPF_ANY));
 	EXPECT_EQ(0, exchange(self));
-	self->skel->bss->agent_tgid = 0;
+	a.tgid = 0;
+	ASSERT_EQ(0, bpf_map_update_elem(fd, &zero, &a, BPF_ANY));
 	EXPECT_EQ(-EACCES, exchange(self));
+}
+
+/* An identity in "identities" lives as long as its TCP connection. */
+TEST_F(bpf, closing_a_socket_removes_its_identity)
+{
+	int idfd = bpf_map__fd(self->skel->maps.identities);
+	struct danced_ident id = { .auth = DANCED_AUTH_DANE, .port = self->port };
+	socklen_t len = sizeof(id.cookie);
+	struct danced_ident got;
+
+	ASSERT_EQ(0, getsockopt(self->srv, SOL_SOCKET, SO_COOKIE, &id.cookie, &len));
+	id.name_len = 1;
+	rname_of("c", id.rname, sizeof(id.rname));
+	ASSERT_EQ(0, bpf_map_update_elem(bpf_map__fd(self->skel->maps.sk_ident), &self->srv, &id,
+					 BPF_ANY));
+	ASSERT_EQ(0, bpf_map_update_elem(idfd, &id.cookie, &id, BPF_ANY));
+	EXPECT_EQ(0, bpf_map_lookup_elem(idfd, &id.cookie, &got));
+	close(self->srv);
+	close(self->cli);
+	self->srv = self->cli = -1;
+	usleep(100000);
+	EXPECT_EQ(-ENOENT, bpf_map_lookup_elem(idfd, &id.cookie, &got)); /* libbpf 1.x */
 }
 
 /* sendfile(2), splice(2) and io_uring reach the socket through the same hooks. */
@@ -270,6 +309,218 @@ TEST_F(bpf, every_data_path_is_covered)
 	close(p[0]);
 	close(p[1]);
 	close(file);
+}
+
+/* ---- danced feeding the policy, and a server that never checks --------------------- */
+
+struct tls_client {
+	int port;
+	const char *cert, *key, *ca;
+	char got[16]; /* what the server sent, if anything came through */
+	bool handshake_ok;
+	pthread_t thread;
+};
+
+static void *tls_client_main(void *arg)
+{
+	struct tls_client *c = arg;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	struct timeval tv = { .tv_sec = 3 };
+	SSL *ssl = NULL;
+	int fd, n;
+
+	SSL_CTX_load_verify_locations(ctx, c->ca, NULL);
+	SSL_CTX_use_certificate_chain_file(ctx, c->cert);
+	SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM);
+	fd = tcp_connect(c->port);
+	if (fd < 0)
+		goto out;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	SSL_set_tlsext_host_name(ssl, "localhost");
+	if (SSL_connect(ssl) != 1)
+		goto out;
+	c->handshake_ok = true;
+	SSL_write(ssl, "hello", 5);
+	n = SSL_read(ssl, c->got, sizeof(c->got) - 1);
+	if (n > 0)
+		c->got[n] = '\0';
+out:
+	SSL_free(ssl);
+	if (fd >= 0)
+		close(fd);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+FIXTURE(careless)
+{
+	struct env e;
+	int lfd, port;
+	struct dance *d;
+	struct dance_result *r;
+	int services, rules; /* the pinned maps, opened the way bpftool opens them */
+	struct ring_buffer *rb;
+	struct seen seen;
+};
+
+static int pinned_map(FIXTURE_DATA(careless) * self, const char *name)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%s/%s", self->e.bpf_pin, name);
+	return bpf_obj_get(path);
+}
+
+FIXTURE_SETUP(careless)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ASSERT_EQ(0, env_init(&self->e));
+	snprintf(self->e.bpf_pin, sizeof(self->e.bpf_pin), "danced-test-%d", getpid());
+	self->lfd = tcp_listen_any(&self->port);
+	ASSERT_LE(0, self->lfd);
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 1\nlog_level = debug\n"
+			      "[service www]\ncertificate = %s\nkey = %s\nca = %s\n"
+			      "client_auth = required\n",
+			      self->e.srv_cert, self->e.srv_key, self->e.cli_ca));
+	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
+	ASSERT_TRUE(log_contains(&self->e, "BPF policy: loaded and pinned"));
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+	self->r = calloc(1, sizeof(*self->r));
+	self->services = pinned_map(self, "services");
+	self->rules = pinned_map(self, "rules");
+	ASSERT_LE(0, self->services);
+	ASSERT_LE(0, self->rules);
+	self->rb = ring_buffer__new(pinned_map(self, "events"), collect, &self->seen, NULL);
+	ASSERT_NE(NULL, self->rb);
+}
+
+FIXTURE_TEARDOWN(careless)
+{
+	ring_buffer__free(self->rb);
+	close(self->services);
+	close(self->rules);
+	if (self->d)
+		dance_close(self->d);
+	free(self->r);
+	close(self->lfd);
+	env_fini(&self->e);
+}
+
+static int careless_protect(FIXTURE_DATA(careless) * self, __u8 dflt)
+{
+	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = dflt };
+	__u16 port = self->port;
+
+	return bpf_map_update_elem(self->services, &port, &svc, BPF_ANY);
+}
+
+/*
+ * One client against a server that never looks at the result: it reads what the client
+ * says and answers "ok". Returns what the server's recv and send gave.
+ */
+static void careless_round(struct __test_metadata *_metadata, FIXTURE_DATA(careless) * self,
+			   struct tls_client *c, ssize_t *got_in, ssize_t *sent)
+{
+	struct dance_params p = { 0 };
+	char buf[16];
+	int fd;
+
+	c->port = self->port;
+	c->ca = self->e.ca;
+	c->cert = c->cert ?: self->e.cli_cert;
+	c->key = c->key ?: self->e.cli_key;
+	pthread_create(&c->thread, NULL, tls_client_main, c);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
+	/* Careless: no look at self->r->auth or the name. */
+	*got_in = self->r->pending_len ?: dance_recv(fd, buf, sizeof(buf), 0);
+	*sent = send(fd, "ok", 2, MSG_NOSIGNAL);
+	if (*sent < 0)
+		*sent = -errno;
+	pthread_join(c->thread, NULL);
+	close(fd);
+}
+
+TEST_F(careless, the_kernel_checks_what_the_server_does_not)
+{
+	struct tls_client c = { 0 };
+	ssize_t in, out;
+	char rname[64];
+
+	/* Unprotected: anything goes. */
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_EQ(2, out);
+	EXPECT_STREQ("ok", c.got);
+	/* Protected, allowed by a suffix rule: the same. */
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	{
+		struct danced_rule_key k = { .port = htons(self->port) };
+		struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
+
+		rname_of("example.test", k.rname, sizeof(k.rname));
+		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+		ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+		c = (struct tls_client){ 0 };
+		careless_round(_metadata, self, &c, &in, &out);
+		EXPECT_TRUE(c.handshake_ok); /* danced's own I/O is never blocked */
+		EXPECT_EQ(2, out);
+		EXPECT_STREQ("ok", c.got);
+		/* Denied for this very name: nothing gets through, either way. */
+		r.verdict = DANCED_VERDICT_DENY;
+		rname_of("client.example.test", k.rname, sizeof(k.rname));
+		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+		ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	}
+	drain(self->rb, &self->seen);
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_TRUE(c.handshake_ok);
+	EXPECT_EQ(-EACCES, out);
+	EXPECT_STREQ("", c.got);
+	EXPECT_EQ(0U, self->r->pending_len); /* hello, if it came early, is withheld */
+	drain(self->rb, &self->seen);
+	EXPECT_LE(1, self->seen.n);
+	EXPECT_EQ(DANCED_WHY_DENIED, self->seen.last.why);
+	rname_of("client.example.test", rname, sizeof(rname));
+	EXPECT_STREQ(rname, self->seen.last.rname);
+}
+
+/* Pinned, the policy holds while danced is down, and a new danced picks it up as it is. */
+TEST_F(careless, enforcement_outlives_danced_and_a_restart_reuses_it)
+{
+	struct danced_rule_key k = { .port = htons(self->port) };
+	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
+	struct tls_client c = { 0 };
+	ssize_t in, out;
+	int cli, srv;
+
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	rname_of("client.example.test", k.rname, sizeof(k.rname));
+	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	dance_close(self->d);
+	self->d = NULL;
+	ASSERT_EQ(0, danced_stop(&self->e, SIGTERM));
+	/* danced is gone: a socket nobody identified moves no data. */
+	cli = tcp_connect(self->port);
+	ASSERT_LE(0, cli);
+	srv = accept(self->lfd, NULL, NULL);
+	ASSERT_LE(0, srv);
+	EXPECT_EQ(-1, send(srv, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	close(cli);
+	close(srv);
+	/* Back: the same programs, maps and rule. */
+	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
+	EXPECT_TRUE(log_contains(&self->e, "BPF policy: reusing"));
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_EQ(2, out);
+	EXPECT_STREQ("ok", c.got);
 }
 
 DANCED_HARNESS_MAIN

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * policy.c - the kernel's name policy (bpf/danced.bpf.c): load it, or find it pinned
+ * from an earlier run, and write each returned socket's verified identity into it.
+ *
+ * Receives, at start, the configuration; per connection, a conn whose handshake
+ * succeeded, just before its socket goes back. The programs and maps are pinned under
+ * bpf_pin_path, so enforcement stays on while danced is down or restarting (it fails
+ * closed: a socket without an identity on a protected port cannot move data), and a
+ * restarted danced reuses them as they are, rules included.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <openssl/crypto.h>
+
+#include "agent.h"
+#include "danced.h"
+#include "danced.skel.h"
+
+static struct {
+	bool on;
+	int sk_ident, identities, services, rules; /* map fds; -1 when off */
+} pol = { .sk_ident = -1, .identities = -1, .services = -1, .rules = -1 };
+
+/* libbpf speaks on stderr by default; only its warnings are worth an operator's time. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[512];
+
+	if (level != LIBBPF_WARN)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_debug("libbpf: %s", line);
+	return 0;
+}
+
+/* Turn a load failure into what to do about it. */
+static const char *load_why(int err)
+{
+	static const char lsm_path[] = "/sys/kernel/security/lsm";
+	char lsm[512] = "";
+	FILE *f;
+
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		return "the kernel has no BTF (/sys/kernel/btf/vmlinux): it needs "
+		       "CONFIG_DEBUG_INFO_BTF";
+	f = fopen(lsm_path, "r");
+	if (f) {
+		if (!fgets(lsm, sizeof(lsm), f))
+			lsm[0] = '\0';
+		fclose(f);
+		if (!strstr(lsm, "bpf"))
+			return "BPF LSM is not in the kernel's active LSM list "
+			       "(/sys/kernel/security/lsm): boot with lsm=...,bpf";
+	}
+	if (err == EPERM || err == EACCES)
+		return "missing privileges: loading BPF LSM programs needs root (CAP_BPF, "
+		       "CAP_PERFMON and CAP_SYS_ADMIN), and kernel lockdown must allow it";
+	return strerror(err);
+}
+
+static int pin_path(char *out, size_t max, const struct config *cfg, const char *name)
+{
+	int n = snprintf(out, max, "%s/%s", cfg->bpf_pin_path, name);
+
+	return n < 0 || (size_t)n >= max ? -ENAMETOOLONG : 0;
+}
+
+/* Attach each program and pin its link, so that it stays attached without us. */
+static int attach_and_pin(struct danced_bpf *skel, const struct config *cfg, char *err,
+			  size_t errlen)
+{
+	struct bpf_program *prog;
+	char path[256];
+	int ret;
+
+	bpf_object__for_each_program(prog, skel->obj) {
+		struct bpf_link *link = bpf_program__attach(prog);
+
+		if (!link) {
+			ret = -errno;
+			snprintf(err, errlen, "BPF policy: cannot attach %s: %s",
+				 bpf_program__name(prog), load_why(-ret));
+			return ret;
+		}
+		ret = pin_path(path, sizeof(path), cfg, bpf_program__name(prog));
+		if (!ret)
+			ret = bpf_link__pin(link, path);
+		bpf_link__destroy(link); /* the pin holds it now */
+		if (ret) {
+			snprintf(err, errlen, "BPF policy: cannot pin %s: %s", path,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Everything pinned by an earlier run: every program's link is there. */
+static bool pinned(struct danced_bpf *skel, const struct config *cfg)
+{
+	struct bpf_program *prog;
+	char path[256];
+
+	bpf_object__for_each_program(prog, skel->obj)
+		if (pin_path(path, sizeof(path), cfg, bpf_program__name(prog)) ||
+		    access(path, F_OK))
+			return false;
+	return true;
+}
+
+/**
+ * policy_init - load the policy programs, or reuse the pinned ones, before privileges go
+ *
+ * Return: 0 (also when bpf_policy = no); or a negative errno with @err saying what is
+ * missing: bpffs, BTF, BPF LSM in the active list, privileges.
+ */
+int policy_init(const struct config *cfg, char *err, size_t errlen)
+{
+	struct danced_agent me = { .tgid = getpid() };
+	struct danced_bpf *skel;
+	struct bpf_map *map;
+	struct statfs fs;
+	char path[256];
+	bool reuse;
+	__u32 zero = 0;
+	int ret, fd;
+
+	if (!cfg->bpf_policy)
+		return 0;
+	libbpf_set_print(libbpf_log);
+	if (statfs("/sys/fs/bpf", &fs) || fs.f_type != BPF_FS_MAGIC) {
+		snprintf(err, errlen,
+			 "BPF policy: no bpffs at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf), or "
+			 "set bpf_policy = no to run without kernel enforcement");
+		return -ENOENT;
+	}
+	if (mkdir(cfg->bpf_pin_path, 0700) && errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, errlen, "BPF policy: %s: %s", cfg->bpf_pin_path, strerror(-ret));
+		return ret;
+	}
+	skel = danced_bpf__open();
+	if (!skel) {
+		ret = -errno;
+		snprintf(err, errlen, "BPF policy: cannot open the programs: %s", strerror(-ret));
+		return ret;
+	}
+	/* libbpf reuses a map already pinned at its path, and pins a new one there. */
+	bpf_object__for_each_map(map, skel->obj) {
+		ret = pin_path(path, sizeof(path), cfg, bpf_map__name(map));
+		if (!ret && bpf_map__type(map) != BPF_MAP_TYPE_PERCPU_ARRAY)
+			ret = bpf_map__set_pin_path(map, path);
+		if (ret) {
+			snprintf(err, errlen, "BPF policy: %s: %s", path, strerror(-ret));
+			goto out;
+		}
+	}
+	reuse = pinned(skel, cfg);
+	ret = danced_bpf__load(skel);
+	if (ret) {
+		snprintf(err, errlen, "BPF policy: cannot load the programs: %s", load_why(-ret));
+		goto out;
+	}
+	if (!reuse) {
+		ret = attach_and_pin(skel, cfg, err, errlen);
+		if (ret)
+			goto out;
+	}
+	fd = bpf_map__fd(skel->maps.agent);
+	if (bpf_map_update_elem(fd, &zero, &me, BPF_ANY)) {
+		ret = -errno;
+		snprintf(err, errlen, "BPF policy: cannot register danced: %s", strerror(-ret));
+		goto out;
+	}
+	pol.sk_ident = dup(bpf_map__fd(skel->maps.sk_ident));
+	pol.identities = dup(bpf_map__fd(skel->maps.identities));
+	pol.services = dup(bpf_map__fd(skel->maps.services));
+	pol.rules = dup(bpf_map__fd(skel->maps.rules));
+	if (pol.sk_ident < 0 || pol.identities < 0 || pol.services < 0 || pol.rules < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "BPF policy: %s", strerror(-ret));
+		goto out;
+	}
+	pol.on = true;
+	log_info("BPF policy: %s under %s",
+		 reuse ? "reusing the programs and maps pinned" : "loaded and pinned",
+		 cfg->bpf_pin_path);
+	ret = 0;
+out:
+	/* The programs stay attached through their pinned links, the maps through pins. */
+	danced_bpf__destroy(skel);
+	if (ret)
+		policy_fini();
+	return ret;
+}
+
+void policy_fini(void)
+{
+	if (pol.sk_ident >= 0)
+		close(pol.sk_ident);
+	if (pol.identities >= 0)
+		close(pol.identities);
+	if (pol.services >= 0)
+		close(pol.services);
+	if (pol.rules >= 0)
+		close(pol.rules);
+	pol.sk_ident = pol.identities = pol.services = pol.rules = -1;
+	pol.on = false;
+}
+
+/* The name the policy judges: DANE's verified name, or an X.509 peer's first dNSName. */
+static size_t policy_name(const struct dance_result *r, char *out, size_t max)
+{
+	const char *name = r->auth == DANCE_AUTH_DANE ? r->verified_name : r->peer_names;
+	size_t n = strcspn(name, " ");
+
+	if (r->auth == DANCE_AUTH_NONE || n >= max)
+		return 0;
+	memcpy(out, name, n);
+	out[n] = '\0';
+	return n;
+}
+
+/*
+ * Would the kernel refuse this identity's I/O? The same decision as the hooks', made
+ * here only for plaintext danced read before offload, which no hook will see.
+ */
+static bool refused(const struct danced_ident *id)
+{
+	struct danced_service svc;
+	struct danced_rule_key k = { .port = htons(id->port) };
+	struct danced_rule r;
+
+	if (bpf_map_lookup_elem(pol.services, &id->port, &svc) || svc.mode != DANCED_MODE_ENFORCE)
+		return false;
+	if (id->auth == DANCED_AUTH_NONE || !id->name_len)
+		return true;
+	k.prefixlen = 8 * (sizeof(k.port) + sizeof(k.rname));
+	memcpy(k.rname, id->rname, sizeof(k.rname));
+	if (!bpf_map_lookup_elem(pol.rules, &k, &r))
+		return r.verdict != DANCED_VERDICT_ALLOW;
+	return svc.dflt != DANCED_VERDICT_ALLOW;
+}
+
+/**
+ * policy_identify - record who is behind a socket, before the server gets it
+ *
+ * Socket storage (by fd) is what the hooks read; "identities" (by cookie) is what
+ * operators list. Without this, a protected port would refuse the socket's I/O, so a
+ * failure fails the connection rather than handing over a socket that cannot work.
+ * Plaintext that danced read behind the handshake is withheld when the policy refuses
+ * the name, as the kernel would have refused the read.
+ *
+ * Return: 0 (also with the policy off), or the negated errno of the map update.
+ */
+int policy_identify(struct conn *c, struct dance_result *r)
+{
+	struct danced_ident id = { 0 };
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char name[DANCE_HOST_MAX];
+	size_t n, i;
+
+	if (!pol.on || c->svc->cfg->role != ROLE_SERVER)
+		return 0;
+	id.cookie = r->cookie;
+	id.auth = r->auth;
+	id.tls_version = r->tls_version;
+	id.cipher = r->cipher;
+	if (!getsockname(c->fd, (struct sockaddr *)&ss, &len))
+		id.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+							   ((struct sockaddr_in *)&ss)->sin_port);
+	n = policy_name(r, name, sizeof(name));
+	if (n + 1 > sizeof(id.rname) || n > DANCED_BPF_NAME_MAX - 1)
+		n = 0;
+	id.name_len = n;
+	/* Reversed and dot-terminated: suffix rules are then prefixes (bpf/danced.h). */
+	for (i = 0; i < n; i++)
+		id.rname[i] = tolower((unsigned char)name[n - 1 - i]);
+	if (n)
+		id.rname[n] = '.';
+	if (bpf_map_update_elem(pol.sk_ident, &c->fd, &id, BPF_ANY) ||
+	    bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_ANY))
+		return -errno;
+	/* Plaintext read during the handshake would reach the server past the hooks. */
+	if (r->pending_len && refused(&id)) {
+		OPENSSL_cleanse(r->pending, r->pending_len);
+		r->pending_len = 0;
+		r->flags &= ~DANCE_RES_PEER_CLOSED;
+	}
+	return 0;
+}
