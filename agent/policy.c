@@ -33,7 +33,10 @@ static struct {
 	int sk_ident, identities, services, rules; /* map fds; -1 when off */
 } pol = { .sk_ident = -1, .identities = -1, .services = -1, .rules = -1 };
 
-/* libbpf speaks on stderr by default; only its warnings are worth an operator's time. */
+/*
+ * libbpf speaks on stderr by default; only its warnings are worth an operator's time,
+ * and they come with a failure that stops danced, so they go out as warnings.
+ */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	char line[512];
@@ -42,7 +45,7 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 		return 0;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
-	log_debug("libbpf: %s", line);
+	log_warn("libbpf: %s", line);
 	return 0;
 }
 
@@ -160,9 +163,11 @@ int policy_init(const struct config *cfg, char *err, size_t errlen)
 	}
 	/* libbpf reuses a map already pinned at its path, and pins a new one there. */
 	bpf_object__for_each_map(map, skel->obj) {
-		ret = pin_path(path, sizeof(path), cfg, bpf_map__name(map));
-		if (!ret && bpf_map__type(map) != BPF_MAP_TYPE_PERCPU_ARRAY)
-			ret = bpf_map__set_pin_path(map, path);
+		/* Not the read-only data (format strings) nor per-CPU scratch: not state. */
+		if (bpf_map__is_internal(map) || bpf_map__type(map) == BPF_MAP_TYPE_PERCPU_ARRAY)
+			continue;
+		ret = pin_path(path, sizeof(path), cfg, bpf_map__name(map)) ?:
+			      bpf_map__set_pin_path(map, path);
 		if (ret) {
 			snprintf(err, errlen, "BPF policy: %s: %s", path, strerror(-ret));
 			goto out;

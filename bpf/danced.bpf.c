@@ -67,6 +67,15 @@ struct {
 	__type(value, struct danced_rule_key);
 } scratch SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DANCED_BPF_REVOKE_MAX);
+	__type(key, char[256]);
+	__type(value, __u8);
+} revoke SEC(".maps");
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
+
 /* danced's tgid; its own handshake I/O on protected ports must pass. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -191,5 +200,41 @@ int BPF_PROG(danced_sock_state, const struct sock *sk, int oldstate, int newstat
 	id = bpf_sk_storage_get(&sk_ident, (struct sock *)sk, 0, 0);
 	if (id)
 		bpf_map_delete_elem(&identities, &id->cookie);
+	return 0;
+}
+
+/*
+ * The sweep, run by reading its pinned iterator: every TCP socket with an identity that
+ * is revoked by name, or that an enforcing service's rules now deny, is destroyed (its
+ * owner's next call fails with ECONNABORTED, and the peer gets a reset). One line per
+ * socket, "cookie name", so that the reader can count and report.
+ */
+SEC("iter/tcp")
+int danced_sweep(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	const struct danced_service *svc;
+	struct danced_ident *id;
+	struct tcp_sock *tp;
+	__u16 port;
+
+	if (!skc)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	id = bpf_sk_storage_get(&sk_ident, (struct sock *)tp, 0, 0);
+	if (!id)
+		return 0;
+	if (!bpf_map_lookup_elem(&revoke, id->rname)) {
+		port = skc->skc_num;
+		svc = bpf_map_lookup_elem(&services, &port);
+		if (!svc || svc->mode != DANCED_MODE_ENFORCE ||
+		    verdict(id, svc, port) == DANCED_VERDICT_ALLOW)
+			return 0;
+	}
+	if (bpf_sock_destroy(skc))
+		return 0;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%llu %s\n", id->cookie, id->rname);
 	return 0;
 }

@@ -78,6 +78,13 @@ struct danced_agent {
 	__u32 pad;
 };
 
+/*
+ * "revoke", a hash of names (key: rname as in danced_ident, value: __u8 1): the sweep
+ * (reading the pinned iterator "danced_sweep") destroys every live socket whose
+ * identity is listed here, and every one on an enforcing port that the rules now deny.
+ */
+#define DANCED_BPF_REVOKE_MAX 1024
+
 /* "events", a ring buffer: one record per refused (or, in audit mode, refusable) call. */
 #define DANCED_EV_SEND 1
 #define DANCED_EV_RECV 2

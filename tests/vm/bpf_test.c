@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -318,8 +319,17 @@ struct tls_client {
 	const char *cert, *key, *ca;
 	char got[16]; /* what the server sent, if anything came through */
 	bool handshake_ok;
+	long done_ms; /* when its read ended */
 	pthread_t thread;
 };
+
+static long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 static void *tls_client_main(void *arg)
 {
@@ -344,6 +354,7 @@ static void *tls_client_main(void *arg)
 	c->handshake_ok = true;
 	SSL_write(ssl, "hello", 5);
 	n = SSL_read(ssl, c->got, sizeof(c->got) - 1);
+	c->done_ms = now_ms();
 	if (n > 0)
 		c->got[n] = '\0';
 out:
@@ -369,7 +380,7 @@ static int pinned_map(FIXTURE_DATA(careless) * self, const char *name)
 {
 	char path[160];
 
-	snprintf(path, sizeof(path), "/sys/fs/bpf/%s/%s", self->e.bpf_pin, name);
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/%.60s", self->e.bpf_pin, name);
 	return bpf_obj_get(path);
 }
 
@@ -521,6 +532,90 @@ TEST_F(careless, enforcement_outlives_danced_and_a_restart_reuses_it)
 	careless_round(_metadata, self, &c, &in, &out);
 	EXPECT_EQ(2, out);
 	EXPECT_STREQ("ok", c.got);
+}
+
+/* Read the pinned sweep iterator, as `cat` would: the number of sockets it destroyed. */
+static int sweep(FIXTURE_DATA(careless) * self)
+{
+	char path[160], buf[4096];
+	int fd, n, lines = 0;
+	ssize_t got;
+
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/danced_sweep", self->e.bpf_pin);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	while ((got = read(fd, buf, sizeof(buf))) > 0)
+		for (n = 0; n < got; n++)
+			lines += buf[n] == '\n';
+	close(fd);
+	return got < 0 ? -errno : lines;
+}
+
+/* A live connection, handed to a server that then just waits. */
+static int live(struct __test_metadata *_metadata, FIXTURE_DATA(careless) * self,
+		struct tls_client *c)
+{
+	struct dance_params p = { 0 };
+	int fd;
+
+	c->port = self->port;
+	c->ca = self->e.ca;
+	c->cert = self->e.cli_cert;
+	c->key = self->e.cli_key;
+	pthread_create(&c->thread, NULL, tls_client_main, c);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0 || dance_handshake(self->d, fd, &p, self->r))
+		return -1;
+	return fd;
+}
+
+/* Revocation: a rule turned to deny, or a name revoked, cuts live connections. */
+TEST_F(careless, sweep_destroys_live_sockets_the_policy_now_refuses)
+{
+	int revoke = pinned_map(self, "revoke");
+	struct danced_rule_key k = { .port = htons(self->port) };
+	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
+	struct tls_client c = { 0 };
+	char rname[256];
+	__u8 one = 1;
+	long t0;
+	int fd;
+
+	ASSERT_LE(0, revoke);
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	rname_of("client.example.test", k.rname, sizeof(k.rname));
+	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	EXPECT_EQ(0, sweep(self)); /* nothing to do */
+
+	fd = live(_metadata, self, &c);
+	ASSERT_LE(0, fd);
+	r.verdict = DANCED_VERDICT_DENY;
+	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	t0 = now_ms();
+	EXPECT_EQ(1, sweep(self));
+	pthread_join(c.thread, NULL);
+	EXPECT_GT(1000, c.done_ms - t0); /* the client learns within a second */
+	EXPECT_STREQ("", c.got);
+	EXPECT_EQ(-1, send(fd, "x", 1, MSG_NOSIGNAL));
+	close(fd);
+
+	/* Allowed again, but revoked by name: cut, while the rules stay as they are. */
+	r.verdict = DANCED_VERDICT_ALLOW;
+	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	c = (struct tls_client){ 0 };
+	fd = live(_metadata, self, &c);
+	ASSERT_LE(0, fd);
+	memset(rname, 0, sizeof(rname));
+	rname_of("client.example.test", rname, sizeof(rname));
+	ASSERT_EQ(0, bpf_map_update_elem(revoke, rname, &one, BPF_ANY));
+	EXPECT_EQ(1, sweep(self));
+	pthread_join(c.thread, NULL);
+	EXPECT_STREQ("", c.got);
+	close(fd);
+	ASSERT_EQ(0, bpf_map_delete_elem(revoke, rname));
+	close(revoke);
 }
 
 DANCED_HARNESS_MAIN
