@@ -28,6 +28,7 @@ DANCED := $(B)/danced
 LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)
 LIBDANCE := $(B)/libdance.a
 EXAMPLE := $(B)/dance-echo
+DANCECTL := $(B)/dancectl
 HSRATE := $(B)/hsrate
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
@@ -36,7 +37,7 @@ VMROOT := $(B)/vm-root
 
 .SECONDARY:
 .PHONY: all deps check unit vm-check demo bench vm-shell vm-fetch format format-check clean
-all: $(DANCED) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -73,6 +74,7 @@ $(BPF_SKEL): $(B)/bpf/danced.bpf.o
 	bpftool gen skeleton $< name danced_bpf > $@.tmp && mv $@.tmp $@
 
 $(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o: CFLAGS += -I$(B)/bpf -Ibpf
+$(B)/obj/agent/ctl/dancectl.o: CFLAGS += -Ibpf
 $(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o: $(BPF_SKEL)
 
 $(LIBDANCE): $(LIBDANCE_OBJS)
@@ -90,21 +92,25 @@ $(DANCED): $(B)/obj/agent/main.o $(AGENT_LIB) $(LIBDANCE)
 $(EXAMPLE): $(B)/obj/agent/lib/examples/dance_echo.o $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(DANCECTL): $(B)/obj/agent/ctl/dancectl.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(EXAMPLE) $(HSRATE) tests/run-tests tests/demo/guest \
+$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) tests/run-tests tests/demo/guest \
 		tests/demo/mkcerts tests/demo/mkzone bench/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
-	cp $(DANCED) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
+	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
 	printf '%s\n' /usr/bin/openssl /usr/bin/curl /usr/sbin/knotd /usr/sbin/keymgr \
-		/usr/bin/ldns-keygen /usr/bin/ldns-signzone /usr/bin/kdig > $(VMROOT)/.host-bins
+		/usr/bin/ldns-keygen /usr/bin/ldns-signzone /usr/bin/kdig /usr/sbin/bpftool \
+		> $(VMROOT)/.host-bins
 	@touch $@
 
 deps:

@@ -54,12 +54,12 @@ struct danced_service {
 /*
  * "rules", an LPM trie: the longest match wins. The key is the port followed by the
  * reversed name; prefixlen counts bits of both:
- *   exact "a.example.com" on port 443: port 443, rname "moc.elpmaxe.a.",
- *       prefixlen = 8 * (2 + 14)
- *   everything under "example.com": rname "moc.elpmaxe.", prefixlen = 8 * (2 + 12)
- * A suffix rule never matches the bare name it names: "example.com" itself needs an
- * exact rule. Labels end at the '.', so "_device.example.com" never matches
- * "x_device.example.com".
+ *   "a.example.com" exactly, on port 443: port 443, rname "moc.elpmaxe.a." and the
+ *       zero byte after it, prefixlen = 8 * (2 + 14 + 1)
+ *   "example.com" and everything under it: rname "moc.elpmaxe.", prefixlen = 8 * (2 + 12)
+ * Labels end at the '.', so a rule for "_device.example.com" never matches
+ * "x_device.example.com"; an exact rule for a domain is longer than the domain's suffix
+ * rule, so it wins for that name.
  */
 struct danced_rule_key {
 	__u32 prefixlen;

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <liburing.h>
@@ -118,7 +119,8 @@ static int rule(FIXTURE_DATA(bpf) * self, const char *name, __u8 verdict)
 	size_t n;
 
 	rname_of(suffix ? name + 2 : name, k.rname, sizeof(k.rname));
-	n = strlen(k.rname); /* with the '.': a suffix ends at a label boundary */
+	/* With the '.', a suffix ends at a label boundary; an exact name adds its zero. */
+	n = strlen(k.rname) + !suffix;
 	k.prefixlen = 8 * (sizeof(k.port) + n);
 	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.rules), &k, &r, BPF_ANY);
 }
@@ -197,6 +199,9 @@ TEST_F(bpf, exact_and_suffix_rules_and_the_default)
 	drain_events(self);
 	EXPECT_EQ(DANCED_WHY_DENIED, self->seen.last.why);
 	EXPECT_STREQ("moc.elpmaxe.ecived_.1s.", self->seen.last.rname);
+	/* An exact rule is for that name only, not for names under it. */
+	ASSERT_EQ(0, identify(self, self->srv, "x.s1._device.example.com", DANCED_AUTH_DANE));
+	EXPECT_EQ(0, exchange(self));
 	/* A suffix ends at a label: x_device.example.com is not under _device.example.com. */
 	ASSERT_EQ(0, identify(self, self->srv, "x_device.example.com", DANCED_AUTH_DANE));
 	EXPECT_EQ(-EACCES, exchange(self));
@@ -483,7 +488,7 @@ TEST_F(careless, the_kernel_checks_what_the_server_does_not)
 		/* Denied for this very name: nothing gets through, either way. */
 		r.verdict = DANCED_VERDICT_DENY;
 		rname_of("client.example.test", k.rname, sizeof(k.rname));
-		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1); /* exact */
 		ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
 	}
 	drain(self->rb, &self->seen);
@@ -511,7 +516,7 @@ TEST_F(careless, enforcement_outlives_danced_and_a_restart_reuses_it)
 
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
 	rname_of("client.example.test", k.rname, sizeof(k.rname));
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1); /* exact */
 	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
 	dance_close(self->d);
 	self->d = NULL;
@@ -585,7 +590,7 @@ TEST_F(careless, sweep_destroys_live_sockets_the_policy_now_refuses)
 	ASSERT_LE(0, revoke);
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
 	rname_of("client.example.test", k.rname, sizeof(k.rname));
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1); /* exact */
 	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
 	EXPECT_EQ(0, sweep(self)); /* nothing to do */
 
@@ -616,6 +621,106 @@ TEST_F(careless, sweep_destroys_live_sockets_the_policy_now_refuses)
 	close(fd);
 	ASSERT_EQ(0, bpf_map_delete_elem(revoke, rname));
 	close(revoke);
+}
+
+/* dancectl with the pins of this test's danced; its output in @out. */
+static int ctl(FIXTURE_DATA(careless) * self, char *out, size_t max, const char *a1, const char *a2,
+	       const char *a3, const char *a4, const char *a5)
+{
+	char pin[96];
+	char *argv[] = { (char *)bin("dancectl"),
+			 "-p",
+			 pin,
+			 (char *)a1,
+			 (char *)a2,
+			 (char *)a3,
+			 (char *)a4,
+			 (char *)a5,
+			 NULL };
+
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/%.60s", self->e.bpf_pin);
+	return run(argv, NULL, 0, out, max, 30);
+}
+
+TEST_F(careless, dancectl_drives_the_policy)
+{
+	struct tls_client c = { 0 };
+	char port[8], out[4096], evlog[160];
+	ssize_t in, sent;
+	pid_t ev;
+	int fd;
+
+	snprintf(port, sizeof(port), "%d", self->port);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "service", port, "enforce", "deny"));
+	EXPECT_NE(NULL, strstr(out, "0 live connections cut")) TH_LOG("%s", out);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "allow", port, "*.example.test", NULL));
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "list", NULL, NULL, NULL));
+	EXPECT_NE(NULL, strstr(out, "enforce")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "allow   *.example.test")) TH_LOG("%s", out);
+	careless_round(_metadata, self, &c, &in, &sent);
+	EXPECT_EQ(2, sent);
+
+	/* A live connection shows up, then a revoke cuts it. */
+	c = (struct tls_client){ 0 };
+	fd = live(_metadata, self, &c);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "identities", NULL, NULL, NULL, NULL));
+	EXPECT_NE(NULL, strstr(out, "x509  1.3")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "client.example.test")) TH_LOG("%s", out);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "--json", "identities", NULL, NULL, NULL));
+	EXPECT_NE(NULL, strstr(out, "\"name\":\"client.example.test\"")) TH_LOG("%s", out);
+	EXPECT_EQ(0,
+		  ctl(self, out, sizeof(out), "revoke", "client.example.test", NULL, NULL, NULL));
+	EXPECT_NE(NULL, strstr(out, "client.example.test: 1 live connection cut"))
+	TH_LOG("%s", out);
+	pthread_join(c.thread, NULL);
+	EXPECT_STREQ("", c.got);
+	close(fd);
+
+	/* An exact deny beats the suffix allow; events tell who was refused. */
+	snprintf(evlog, sizeof(evlog), "%.100s/events.log", self->e.dir);
+	{
+		char pin[96];
+		char *argv[] = { (char *)bin("dancectl"), "-p", pin, "events", NULL };
+
+		snprintf(pin, sizeof(pin), "/sys/fs/bpf/%.60s", self->e.bpf_pin);
+		ev = spawn(argv, evlog);
+	}
+	EXPECT_EQ(0,
+		  ctl(self, out, sizeof(out), "policy", "deny", port, "client.example.test", NULL));
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &sent);
+	EXPECT_EQ(-EACCES, sent);
+	usleep(700000);
+	kill(ev, SIGTERM);
+	waitpid(ev, NULL, 0);
+	{
+		FILE *f = fopen(evlog, "r");
+		size_t n = f ? fread(out, 1, sizeof(out) - 1, f) : 0;
+
+		out[n] = '\0';
+		if (f)
+			fclose(f);
+	}
+	EXPECT_NE(NULL, strstr(out, "refused pid=")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "name=client.example.test reason=denied")) TH_LOG("%s", out);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "remove", port, "client.example.test",
+			 NULL));
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &sent);
+	EXPECT_EQ(2, sent);
+
+	/* Bad input is refused with a reason; missing pins say what to check. */
+	EXPECT_EQ(2, ctl(self, out, sizeof(out), "policy", "allow", port, "bad name!", NULL));
+	EXPECT_NE(NULL, strstr(out, "is not a DNS name")) TH_LOG("%s", out);
+	EXPECT_EQ(2, ctl(self, out, sizeof(out), "policy", "service", "70000", "enforce", NULL));
+	{
+		char *argv[] = { (char *)bin("dancectl"), "-p", "/sys/fs/bpf/nothing-here",
+				 "identities", NULL };
+
+		EXPECT_EQ(1, run(argv, NULL, 0, out, sizeof(out), 30));
+		EXPECT_NE(NULL, strstr(out, "is danced's policy loaded?")) TH_LOG("%s", out);
+	}
 }
 
 DANCED_HARNESS_MAIN

@@ -1,0 +1,526 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dancectl - the operator's view of danced's kernel policy: identities of live sockets,
+ * protected services and name rules, revocation, and the refusal events as they happen.
+ *
+ * It works on the maps danced pinned (bpf/danced.h has their layouts), so it needs
+ * neither danced running nor anything bpftool could not do: it is a friendlier front
+ * end to the same bytes.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "danced.h"
+
+static const char usage_text[] =
+	"usage: dancectl [-p DIR] [--json] COMMAND [ARGS]\n"
+	"\n"
+	"Inspect and change danced's kernel policy: which verified client names may exchange\n"
+	"data on which protected ports. It works on the maps danced pinned under DIR\n"
+	"(default /sys/fs/bpf/danced), whether danced runs or not; every change takes effect\n"
+	"at the next send or receive of every socket, without restarting anything.\n"
+	"\n"
+	"COMMANDS\n"
+	"    identities\n"
+	"        The live sockets danced returned: cookie, local port, verified name, how it\n"
+	"        was verified, TLS version and cipher.\n"
+	"    policy list\n"
+	"        Protected services (port, mode, default, cgroup) and rules (port, name,\n"
+	"        verdict).\n"
+	"    policy service PORT enforce|audit|off [allow|deny]\n"
+	"        Protect a local port: enforce refuses data I/O (EACCES) of sockets whose\n"
+	"        name no rule allows (and of sockets danced did not return); audit lets it\n"
+	"        through and records an event; off removes the protection. The last word is\n"
+	"        the default verdict for names no rule matches (default: deny).\n"
+	"    policy default PORT allow|deny\n"
+	"        Change a protected service's default verdict.\n"
+	"    policy allow|deny PORT NAME\n"
+	"        A rule: NAME exactly, or a domain and every name under it written as\n"
+	"        *.DOMAIN (for example *._device.example.com). The most specific rule wins,\n"
+	"        so an exact rule for DOMAIN overrides *.DOMAIN for DOMAIN itself.\n"
+	"    policy remove PORT NAME\n"
+	"        Remove a rule.\n"
+	"    revoke NAME\n"
+	"        Cut every live connection whose verified name is NAME, now.\n"
+	"    events\n"
+	"        Follow refusals (and audit-mode hits) as they happen, one line each:\n"
+	"        pid, command, port, operation, name and reason. Ctrl-C stops.\n"
+	"\n"
+	"    After a change that can refuse (deny, default deny, enforce), live connections\n"
+	"    the policy now refuses are cut at once and their number is reported.\n"
+	"\n"
+	"OPTIONS\n"
+	"    -p, --pin-path DIR  where danced pinned its maps (danced.conf: bpf_pin_path)\n"
+	"    -j, --json          machine-readable output: one JSON document\n"
+	"    -h, --help          this text\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 done; 1 the policy maps are missing or a map operation failed (the message\n"
+	"    says which); 2 bad usage.\n"
+	"\n"
+	"EXAMPLES\n"
+	"    dancectl policy service 8883 enforce deny\n"
+	"    dancectl policy allow 8883 '*._device.example.com'\n"
+	"    dancectl policy deny 8883 sensor9._device.example.com\n"
+	"    dancectl --json identities\n";
+
+static const char *pin_dir = "/sys/fs/bpf/danced";
+static bool json;
+
+static int map_fd(const char *name)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		fprintf(stderr,
+			"dancectl: %s: %s (is danced's policy loaded? see bpf_policy and "
+			"bpf_pin_path in danced.conf(5))\n",
+			path, strerror(errno));
+	return fd;
+}
+
+/* "a.example.com" <-> "moc.elpmaxe.a." (bpf/danced.h); false for an unusable name. */
+static bool reverse_name(const char *name, char *out, size_t max)
+{
+	size_t n = strlen(name), i;
+
+	memset(out, 0, max);
+	if (!n || n + 2 > max || n > DANCED_BPF_NAME_MAX - 1)
+		return false;
+	for (i = 0; i < n; i++) {
+		unsigned char ch = name[n - 1 - i];
+
+		if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.')
+			return false;
+		out[i] = tolower(ch);
+	}
+	out[n] = '.';
+	return true;
+}
+
+static void forward_name(const char *rname, char *out, size_t max)
+{
+	size_t n = strnlen(rname, 256), i;
+
+	if (n && rname[n - 1] == '.')
+		n--;
+	if (n + 1 > max)
+		n = max - 1;
+	for (i = 0; i < n; i++)
+		out[i] = rname[n - 1 - i];
+	out[n] = '\0';
+}
+
+static int parse_port(const char *s, __u16 *port)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (*end || v < 1 || v > 65535) {
+		fprintf(stderr, "dancectl: '%s' is not a port (1 to 65535)\n", s);
+		return -EINVAL;
+	}
+	*port = v;
+	return 0;
+}
+
+static const char *auth_name(__u32 auth)
+{
+	return auth == DANCED_AUTH_DANE ? "dane" : auth == DANCED_AUTH_X509 ? "x509" : "none";
+}
+
+static int cmd_identities(void)
+{
+	int fd = map_fd("identities");
+	__u64 key, *prev = NULL;
+	struct danced_ident id;
+	char name[256];
+	bool first = true;
+
+	if (fd < 0)
+		return 1;
+	if (json)
+		printf("[");
+	else
+		printf("%-20s %-6s %-5s %-7s %-6s %s\n", "COOKIE", "PORT", "AUTH", "TLS", "CIPHER",
+		       "NAME");
+	while (!bpf_map_get_next_key(fd, prev, &key)) {
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &id))
+			continue;
+		forward_name(id.rname, name, sizeof(name));
+		if (json)
+			printf("%s{\"cookie\":%llu,\"port\":%u,\"auth\":\"%s\",\"tls_version\":%u,"
+			       "\"cipher\":%u,\"name\":\"%s\"}",
+			       first ? "" : ",", (unsigned long long)id.cookie, id.port,
+			       auth_name(id.auth), id.tls_version, id.cipher, name);
+		else
+			printf("%-20llu %-6u %-5s %-7s 0x%04x %s\n", (unsigned long long)id.cookie,
+			       id.port, auth_name(id.auth),
+			       id.tls_version == 0x0304 ? "1.3" : "1.2", id.cipher,
+			       name[0] ? name : "-");
+		first = false;
+	}
+	if (json)
+		printf("]\n");
+	close(fd);
+	return 0;
+}
+
+static const char *mode_name(__u8 mode)
+{
+	return mode == DANCED_MODE_ENFORCE ? "enforce" :
+	       mode == DANCED_MODE_AUDIT   ? "audit" :
+					     "off";
+}
+
+static int cmd_list(void)
+{
+	int sfd = map_fd("services"), rfd = map_fd("rules");
+	struct danced_rule_key k, *prevk = NULL;
+	struct danced_service svc;
+	struct danced_rule r;
+	__u16 port, *prevp = NULL;
+	char name[256];
+	bool first = true;
+
+	if (sfd < 0 || rfd < 0)
+		return 1;
+	printf(json ? "{\"services\":[" : "SERVICES\n%-6s %-8s %-8s %s\n", "PORT", "MODE",
+	       "DEFAULT", "CGROUP");
+	while (!bpf_map_get_next_key(sfd, prevp, &port)) {
+		prevp = &port;
+		if (bpf_map_lookup_elem(sfd, &port, &svc))
+			continue;
+		if (json)
+			printf("%s{\"port\":%u,\"mode\":\"%s\",\"default\":\"%s\",\"cgroup\":%llu}",
+			       first ? "" : ",", port, mode_name(svc.mode),
+			       svc.dflt ? "allow" : "deny", (unsigned long long)svc.cgroup_id);
+		else
+			printf("%-6u %-8s %-8s %llu\n", port, mode_name(svc.mode),
+			       svc.dflt ? "allow" : "deny", (unsigned long long)svc.cgroup_id);
+		first = false;
+	}
+	printf(json ? "],\"rules\":[" : "RULES\n%-6s %-7s %s\n", "PORT", "VERDICT", "NAME");
+	first = true;
+	while (!bpf_map_get_next_key(rfd, prevk, &k)) {
+		size_t n = k.prefixlen / 8 - sizeof(k.port);
+		char rname[256] = "";
+		bool suffix;
+
+		prevk = &k;
+		if (bpf_map_lookup_elem(rfd, &k, &r))
+			continue;
+		if (n > sizeof(k.rname))
+			n = sizeof(k.rname);
+		memcpy(rname, k.rname, n);
+		/* An exact rule's prefix takes the zero byte after the name's dot too. */
+		suffix = !(n && !rname[n - 1]);
+		name[0] = '*';
+		name[1] = '.';
+		forward_name(rname, name + 2, sizeof(name) - 2);
+		if (!suffix)
+			memmove(name, name + 2, strlen(name + 2) + 1);
+		if (json)
+			printf("%s{\"port\":%u,\"name\":\"%s\",\"verdict\":\"%s\"}",
+			       first ? "" : ",", ntohs(k.port), name, r.verdict ? "allow" : "deny");
+		else
+			printf("%-6u %-7s %s\n", ntohs(k.port), r.verdict ? "allow" : "deny", name);
+		first = false;
+	}
+	if (json)
+		printf("]}\n");
+	close(sfd);
+	close(rfd);
+	return 0;
+}
+
+/* Run the sweep: cut live sockets the policy now refuses. The count, or -1. */
+static int sweep(void)
+{
+	char path[256], buf[4096];
+	int fd, lines = 0;
+	ssize_t n, i;
+
+	snprintf(path, sizeof(path), "%s/danced_sweep", pin_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "dancectl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	close(fd);
+	return n < 0 ? -1 : lines;
+}
+
+static int report_sweep(void)
+{
+	int n = sweep();
+
+	if (n < 0)
+		return 1;
+	if (json)
+		printf("{\"connections_cut\":%d}\n", n);
+	else
+		printf("%d live connection%s cut\n", n, n == 1 ? "" : "s");
+	return 0;
+}
+
+static int cmd_service(int argc, char **argv)
+{
+	struct danced_service svc = { .dflt = DANCED_VERDICT_DENY };
+	int fd, ret;
+	__u16 port;
+
+	if (argc < 2 || argc > 3 || parse_port(argv[0], &port))
+		return 2;
+	if (!strcmp(argv[1], "enforce"))
+		svc.mode = DANCED_MODE_ENFORCE;
+	else if (!strcmp(argv[1], "audit"))
+		svc.mode = DANCED_MODE_AUDIT;
+	else if (strcmp(argv[1], "off"))
+		return 2;
+	if (argc == 3 && !strcmp(argv[2], "allow"))
+		svc.dflt = DANCED_VERDICT_ALLOW;
+	else if (argc == 3 && strcmp(argv[2], "deny"))
+		return 2;
+	fd = map_fd("services");
+	if (fd < 0)
+		return 1;
+	ret = svc.mode ? bpf_map_update_elem(fd, &port, &svc, BPF_ANY) :
+			 bpf_map_delete_elem(fd, &port);
+	close(fd);
+	if (ret && !(ret == -ENOENT && !svc.mode)) {
+		fprintf(stderr, "dancectl: services: %s\n", strerror(-ret));
+		return 1;
+	}
+	return svc.mode == DANCED_MODE_ENFORCE ? report_sweep() : 0;
+}
+
+static int cmd_default(int argc, char **argv)
+{
+	struct danced_service svc;
+	__u16 port;
+	int fd, ret;
+
+	if (argc != 2 || parse_port(argv[0], &port) ||
+	    (strcmp(argv[1], "allow") && strcmp(argv[1], "deny")))
+		return 2;
+	fd = map_fd("services");
+	if (fd < 0)
+		return 1;
+	ret = bpf_map_lookup_elem(fd, &port, &svc);
+	if (ret) {
+		fprintf(stderr, "dancectl: port %u is not a protected service (policy service)\n",
+			port);
+		close(fd);
+		return 1;
+	}
+	svc.dflt = !strcmp(argv[1], "allow");
+	ret = bpf_map_update_elem(fd, &port, &svc, BPF_EXIST);
+	close(fd);
+	if (ret) {
+		fprintf(stderr, "dancectl: services: %s\n", strerror(-ret));
+		return 1;
+	}
+	return svc.dflt ? 0 : report_sweep();
+}
+
+static int rule_key(const char *port_s, const char *name, struct danced_rule_key *k)
+{
+	bool suffix = !strncmp(name, "*.", 2);
+	__u16 port;
+
+	memset(k, 0, sizeof(*k));
+	if (parse_port(port_s, &port))
+		return -EINVAL;
+	if (!reverse_name(suffix ? name + 2 : name, k->rname, sizeof(k->rname))) {
+		fprintf(stderr, "dancectl: '%s' is not a DNS name (letters, digits, '-', '_')\n",
+			name);
+		return -EINVAL;
+	}
+	k->port = htons(port);
+	/* Suffix: the reversed domain and its dot, which the names under it start with;
+	 * exact: also the zero byte that follows every stored name (bpf/danced.h). */
+	k->prefixlen = 8 * (sizeof(k->port) + strlen(k->rname) + !suffix);
+	return 0;
+}
+
+static int cmd_rule(const char *verb, int argc, char **argv)
+{
+	struct danced_rule r = { .verdict = !strcmp(verb, "allow") };
+	struct danced_rule_key k;
+	int fd, ret;
+
+	if (argc != 2 || rule_key(argv[0], argv[1], &k))
+		return 2;
+	fd = map_fd("rules");
+	if (fd < 0)
+		return 1;
+	ret = !strcmp(verb, "remove") ? bpf_map_delete_elem(fd, &k) :
+					bpf_map_update_elem(fd, &k, &r, BPF_ANY);
+	close(fd);
+	if (ret) {
+		fprintf(stderr, "dancectl: rules: %s %s: %s\n", verb, argv[1], strerror(-ret));
+		return 1;
+	}
+	return !strcmp(verb, "deny") ? report_sweep() : 0;
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+	char rname[256];
+	__u8 one = 1;
+	int fd, n;
+
+	if (argc != 1 || !reverse_name(argv[0], rname, sizeof(rname)))
+		return 2;
+	fd = map_fd("revoke");
+	if (fd < 0)
+		return 1;
+	if (bpf_map_update_elem(fd, rname, &one, BPF_ANY)) {
+		fprintf(stderr, "dancectl: revoke: %s\n", strerror(errno));
+		close(fd);
+		return 1;
+	}
+	n = sweep();
+	bpf_map_delete_elem(fd, rname);
+	close(fd);
+	if (n < 0)
+		return 1;
+	if (json)
+		printf("{\"name\":\"%s\",\"connections_cut\":%d}\n", argv[0], n);
+	else
+		printf("%s: %d live connection%s cut\n", argv[0], n, n == 1 ? "" : "s");
+	return 0;
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int print_event(void *ctx, void *data, size_t len)
+{
+	const struct danced_event *ev = data;
+	char name[256], comm[17];
+
+	(void)ctx;
+	if (len < sizeof(*ev))
+		return 0;
+	forward_name(ev->rname, name, sizeof(name));
+	memcpy(comm, ev->comm, 16);
+	comm[16] = '\0';
+	if (json)
+		printf("{\"pid\":%u,\"comm\":\"%s\",\"port\":%u,\"op\":\"%s\",\"name\":\"%s\","
+		       "\"reason\":\"%s\",\"audit\":%s,\"cookie\":%llu}\n",
+		       ev->pid, comm, ev->port, ev->op == DANCED_EV_SEND ? "send" : "recv", name,
+		       ev->why == DANCED_WHY_NO_IDENTITY ? "no-identity" : "denied",
+		       ev->audit ? "true" : "false", (unsigned long long)ev->cookie);
+	else
+		printf("%s pid=%u comm=%s port=%u op=%s name=%s reason=%s\n",
+		       ev->audit ? "audit" : "refused", ev->pid, comm, ev->port,
+		       ev->op == DANCED_EV_SEND ? "send" : "recv", name[0] ? name : "-",
+		       ev->why == DANCED_WHY_NO_IDENTITY ? "no-identity" : "denied");
+	fflush(stdout);
+	return 0;
+}
+
+static int cmd_events(void)
+{
+	int fd = map_fd("events");
+	struct ring_buffer *rb;
+
+	if (fd < 0)
+		return 1;
+	rb = ring_buffer__new(fd, print_event, NULL, NULL);
+	if (!rb) {
+		fprintf(stderr, "dancectl: events: %s\n", strerror(errno));
+		return 1;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	while (!stop) {
+		int ret = ring_buffer__poll(rb, 500);
+
+		if (ret < 0 && ret != -EINTR) {
+			fprintf(stderr, "dancectl: events: %s\n", strerror(-ret));
+			break;
+		}
+	}
+	ring_buffer__free(rb);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pin-path", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt, ret = 2;
+
+	while ((opt = getopt_long(argc, argv, "+p:jh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			pin_dir = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			fputs(usage_text, stderr);
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	libbpf_set_print(NULL);
+	if (argc < 1)
+		ret = 2;
+	else if (!strcmp(argv[0], "identities") && argc == 1)
+		ret = cmd_identities();
+	else if (!strcmp(argv[0], "revoke"))
+		ret = cmd_revoke(argc - 1, argv + 1);
+	else if (!strcmp(argv[0], "events") && argc == 1)
+		ret = cmd_events();
+	else if (!strcmp(argv[0], "policy") && argc >= 2) {
+		if (!strcmp(argv[1], "list") && argc == 2)
+			ret = cmd_list();
+		else if (!strcmp(argv[1], "service"))
+			ret = cmd_service(argc - 2, argv + 2);
+		else if (!strcmp(argv[1], "default"))
+			ret = cmd_default(argc - 2, argv + 2);
+		else if (!strcmp(argv[1], "allow") || !strcmp(argv[1], "deny") ||
+			 !strcmp(argv[1], "remove"))
+			ret = cmd_rule(argv[1], argc - 2, argv + 2);
+	}
+	if (ret == 2)
+		fputs(usage_text, stderr);
+	return ret;
+}
