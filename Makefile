@@ -100,10 +100,12 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) tests/run-tests tests/demo/guest \
+$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) tests/run-tests README.md \
+		tests/demo/guest \
 		tests/demo/mkcerts tests/demo/mkzone bench/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
+	cp README.md $(VMROOT)/ # bpf_test runs its bpftool walkthrough
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
 	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo

@@ -246,7 +246,7 @@ static size_t policy_name(const struct dance_result *r, char *out, size_t max)
 static bool refused(const struct danced_ident *id)
 {
 	struct danced_service svc;
-	struct danced_rule_key k = { .port = htons(id->port) };
+	struct danced_rule_key k = { .port = id->port };
 	struct danced_rule r;
 
 	if (bpf_map_lookup_elem(pol.services, &id->port, &svc) || svc.mode != DANCED_MODE_ENFORCE)

@@ -16,7 +16,6 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_endian.h>
 
 #include "danced.h"
 
@@ -127,7 +126,7 @@ static __u8 verdict(const struct danced_ident *id, const struct danced_service *
 	if (!k)
 		return DANCED_VERDICT_DENY;
 	k->prefixlen = 8 * sizeof(k->port) + 8 * sizeof(k->rname);
-	k->port = bpf_htons(port);
+	k->port = port;
 	__builtin_memcpy(k->rname, id->rname, sizeof(k->rname));
 	r = bpf_map_lookup_elem(&rules, k);
 	return r ? r->verdict : svc->dflt;

@@ -63,7 +63,7 @@ struct danced_service {
  */
 struct danced_rule_key {
 	__u32 prefixlen;
-	__u16 port; /* big endian here, so that the trie compares it byte by byte */
+	__u16 port; /* host order: every rule covers all 16 bits, so byte order is moot */
 	char rname[DANCED_BPF_NAME_MAX];
 };
 

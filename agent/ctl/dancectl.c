@@ -238,9 +238,9 @@ static int cmd_list(void)
 			memmove(name, name + 2, strlen(name + 2) + 1);
 		if (json)
 			printf("%s{\"port\":%u,\"name\":\"%s\",\"verdict\":\"%s\"}",
-			       first ? "" : ",", ntohs(k.port), name, r.verdict ? "allow" : "deny");
+			       first ? "" : ",", k.port, name, r.verdict ? "allow" : "deny");
 		else
-			printf("%-6u %-7s %s\n", ntohs(k.port), r.verdict ? "allow" : "deny", name);
+			printf("%-6u %-7s %s\n", k.port, r.verdict ? "allow" : "deny", name);
 		first = false;
 	}
 	if (json)
@@ -356,7 +356,7 @@ static int rule_key(const char *port_s, const char *name, struct danced_rule_key
 			name);
 		return -EINVAL;
 	}
-	k->port = htons(port);
+	k->port = port;
 	/* Suffix: the reversed domain and its dot, which the names under it start with;
 	 * exact: also the zero byte that follows every stored name (bpf/danced.h). */
 	k->prefixlen = 8 * (sizeof(k->port) + strlen(k->rname) + !suffix);

@@ -113,7 +113,7 @@ static int identify(FIXTURE_DATA(bpf) * self, int fd, const char *name, __u32 au
 /* @name exact, or with a leading "*." everything under the rest. */
 static int rule(FIXTURE_DATA(bpf) * self, const char *name, __u8 verdict)
 {
-	struct danced_rule_key k = { .port = htons(self->port) };
+	struct danced_rule_key k = { .port = self->port };
 	struct danced_rule r = { .verdict = verdict };
 	bool suffix = !strncmp(name, "*.", 2);
 	size_t n;
@@ -214,7 +214,7 @@ TEST_F(bpf, exact_and_suffix_rules_and_the_default)
 
 TEST_F(bpf, rules_are_per_port)
 {
-	struct danced_rule_key k = { .port = htons(self->port + 1) };
+	struct danced_rule_key k = { .port = self->port + 1 };
 	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
 
 	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
@@ -474,7 +474,7 @@ TEST_F(careless, the_kernel_checks_what_the_server_does_not)
 	/* Protected, allowed by a suffix rule: the same. */
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
 	{
-		struct danced_rule_key k = { .port = htons(self->port) };
+		struct danced_rule_key k = { .port = self->port };
 		struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
 
 		rname_of("example.test", k.rname, sizeof(k.rname));
@@ -508,7 +508,7 @@ TEST_F(careless, the_kernel_checks_what_the_server_does_not)
 /* Pinned, the policy holds while danced is down, and a new danced picks it up as it is. */
 TEST_F(careless, enforcement_outlives_danced_and_a_restart_reuses_it)
 {
-	struct danced_rule_key k = { .port = htons(self->port) };
+	struct danced_rule_key k = { .port = self->port };
 	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
 	struct tls_client c = { 0 };
 	ssize_t in, out;
@@ -579,7 +579,7 @@ static int live(struct __test_metadata *_metadata, FIXTURE_DATA(careless) * self
 TEST_F(careless, sweep_destroys_live_sockets_the_policy_now_refuses)
 {
 	int revoke = pinned_map(self, "revoke");
-	struct danced_rule_key k = { .port = htons(self->port) };
+	struct danced_rule_key k = { .port = self->port };
 	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
 	struct tls_client c = { 0 };
 	char rname[256];
@@ -721,6 +721,60 @@ TEST_F(careless, dancectl_drives_the_policy)
 		EXPECT_EQ(1, run(argv, NULL, 0, out, sizeof(out), 30));
 		EXPECT_NE(NULL, strstr(out, "is danced's policy loaded?")) TH_LOG("%s", out);
 	}
+}
+
+/* The README's bpftool walkthrough, command for command, against this danced. */
+TEST_F(careless, readme_bpftool_walkthrough_works_as_written)
+{
+	static char script[8192], out[16384], readme[1 << 17];
+	struct tls_client c = { 0 };
+	char path[160], cmd[512], *begin, *end;
+	ssize_t in, sent;
+	FILE *f = fopen("/danced/README.md", "r");
+	size_t n;
+	int fd;
+
+	ASSERT_NE(NULL, f);
+	n = fread(readme, 1, sizeof(readme) - 1, f);
+	fclose(f);
+	readme[n] = '\0';
+	begin = strstr(readme, "# walkthrough: begin");
+	end = begin ? strstr(begin, "# walkthrough: end") : NULL;
+	ASSERT_TRUE(begin && end);
+	n = end - begin;
+	ASSERT_GT(sizeof(script), n);
+	memcpy(script, begin, n);
+	snprintf(path, sizeof(path), "%.100s/walkthrough.sh", self->e.dir);
+	f = fopen(path, "w");
+	ASSERT_NE(NULL, f);
+	fwrite(script, 1, n, f);
+	fclose(f);
+
+	/* A live connection from client.example.test, which step 4 must cut. */
+	fd = live(_metadata, self, &c);
+	ASSERT_LE(0, fd);
+	snprintf(cmd, sizeof(cmd),
+		 "pin=/sys/fs/bpf/%.60s port=%d domain=example.test name=client.example.test; "
+		 ". %s",
+		 self->e.bpf_pin, self->port, path);
+	{
+		char *argv[] = { "/bin/sh", "-ec", cmd, NULL };
+
+		EXPECT_EQ(0, run(argv, NULL, 0, out, sizeof(out), 60)) TH_LOG("%s", out);
+	}
+	pthread_join(c.thread, NULL);
+	EXPECT_STREQ("", c.got); /* cut by the sweep in step 4 */
+	close(fd);
+	/* The sweep printed the cut socket: its cookie, then its reversed name. */
+	EXPECT_NE(NULL, strstr(out, " tset.elpmaxe.tneilc.\n"))
+	TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "\"mode\": 2")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "\"rname\": \"tset.elpmaxe.\"")) TH_LOG("%s", out);
+	/* What is left: the domain allowed, the exception gone, nothing revoked. */
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &sent);
+	EXPECT_EQ(2, sent);
+	EXPECT_STREQ("ok", c.got);
 }
 
 DANCED_HARNESS_MAIN
