@@ -207,6 +207,7 @@ enum op {
 	OP_DNS, /* libunbound's descriptor is readable (worker 0) */
 	OP_CONN_DNS_TIMEOUT, /* a conn's deadline while it waits for DNS */
 	OP_IGNORE, /* completions nobody needs (timeout removals) */
+	OP_POLICY, /* the kernel policy's events are readable (worker 0) */
 	OP_MAX,
 };
 
@@ -350,6 +351,8 @@ int tlsa_next(const struct tlsa_set *set, size_t *off, const uint8_t **rdata, ui
 int policy_init(const struct config *cfg, char *err, size_t errlen);
 void policy_fini(void);
 int policy_identify(struct conn *c, struct dance_result *r);
+int policy_events_fd(void);
+void policy_events_drain(void);
 
 /* conn.c, DNS waits */
 void mailbox_post(struct conn *c);

@@ -71,6 +71,18 @@ static void arm_dns(struct worker *w)
 	io_uring_sqe_set_data64(sqe, op_data(w, OP_DNS));
 }
 
+/* Worker 0 also reads the kernel policy's refusals, to log them. */
+static void arm_policy(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->index || policy_events_fd() < 0)
+		return;
+	sqe = loop_sqe(w);
+	io_uring_prep_poll_multishot(sqe, policy_events_fd(), POLLIN);
+	io_uring_sqe_set_data64(sqe, op_data(w, OP_POLICY));
+}
+
 static void arm_wake(struct worker *w)
 {
 	struct io_uring_sqe *sqe = loop_sqe(w);
@@ -120,6 +132,11 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		if (!more)
 			arm_dns(w);
 		break;
+	case OP_POLICY:
+		policy_events_drain();
+		if (!more)
+			arm_policy(w);
+		break;
 	case OP_CONN_DNS_TIMEOUT:
 		conn_dns_timeout_done(obj, cqe->res);
 		break;
@@ -149,6 +166,7 @@ static void *worker_main(void *arg)
 	frontdoor_arm(w);
 	arm_wake(w);
 	arm_dns(w);
+	arm_policy(w);
 	for (;;) {
 		if (atomic_load(&agent.stopping)) {
 			/* Let handshakes in flight finish, within the longest deadline. */

@@ -28,10 +28,15 @@
 #include "danced.h"
 #include "danced.skel.h"
 
+#define EVENTS_LOGGED_PER_SEC 20 /* a server retrying in a loop must not flood the log */
+
 static struct {
 	bool on;
-	int sk_ident, identities, services, rules; /* map fds; -1 when off */
-} pol = { .sk_ident = -1, .identities = -1, .services = -1, .rules = -1 };
+	int sk_ident, identities, services, rules, events; /* map fds; -1 when off */
+	struct ring_buffer *rb; /* "events", read by worker 0 */
+	uint64_t sec; /* the second being counted, and what it logged and held back */
+	unsigned int logged, held;
+} pol = { .sk_ident = -1, .identities = -1, .services = -1, .rules = -1, .events = -1 };
 
 /*
  * libbpf speaks on stderr by default; only its warnings are worth an operator's time,
@@ -124,6 +129,64 @@ static bool pinned(struct danced_bpf *skel, const struct config *cfg)
 	return true;
 }
 
+/* One line per refusal the kernel reported, at most EVENTS_LOGGED_PER_SEC a second. */
+static int log_event(void *ctx, void *data, size_t len)
+{
+	const struct danced_event *ev = data;
+	uint64_t sec = now_ns() / 1000000000ULL;
+	char name[DANCE_HOST_MAX], comm[17];
+	size_t n, i;
+
+	(void)ctx;
+	if (len < sizeof(*ev))
+		return 0;
+	if (sec != pol.sec) {
+		if (pol.held)
+			log_notice("policy: %u more refusals in the last second were not logged",
+				   pol.held);
+		pol.sec = sec;
+		pol.logged = pol.held = 0;
+	}
+	if (pol.logged++ >= EVENTS_LOGGED_PER_SEC) {
+		pol.held++;
+		return 0;
+	}
+	n = strnlen(ev->rname, sizeof(ev->rname));
+	if (n && ev->rname[n - 1] == '.')
+		n--;
+	if (n >= sizeof(name))
+		n = sizeof(name) - 1;
+	for (i = 0; i < n; i++)
+		name[i] = isprint((unsigned char)ev->rname[n - 1 - i]) ? ev->rname[n - 1 - i] : '?';
+	name[n] = '\0';
+	memcpy(comm, ev->comm, 16);
+	comm[16] = '\0';
+	for (i = 0; comm[i]; i++)
+		if (!isprint((unsigned char)comm[i]))
+			comm[i] = '?';
+	log_notice("policy: %s %s by pid %u (%s) on port %u: %s",
+		   ev->audit ? "audit, would refuse" : "refused",
+		   ev->op == DANCED_EV_SEND ? "send" : "receive", ev->pid, comm, ev->port,
+		   ev->why == DANCED_WHY_NO_IDENTITY ? "the socket has no verified identity" :
+		   n				     ? name :
+						       "-");
+	if (ev->why == DANCED_WHY_DENIED)
+		log_debug("policy: %s is not allowed on port %u", name, ev->port);
+	return 0;
+}
+
+/* Worker 0 polls this; -1 when the policy is off. */
+int policy_events_fd(void)
+{
+	return pol.rb ? ring_buffer__epoll_fd(pol.rb) : -1;
+}
+
+void policy_events_drain(void)
+{
+	if (pol.rb)
+		ring_buffer__consume(pol.rb);
+}
+
 /**
  * policy_init - load the policy programs, or reuse the pinned ones, before privileges go
  *
@@ -194,9 +257,17 @@ int policy_init(const struct config *cfg, char *err, size_t errlen)
 	pol.identities = dup(bpf_map__fd(skel->maps.identities));
 	pol.services = dup(bpf_map__fd(skel->maps.services));
 	pol.rules = dup(bpf_map__fd(skel->maps.rules));
-	if (pol.sk_ident < 0 || pol.identities < 0 || pol.services < 0 || pol.rules < 0) {
+	pol.events = dup(bpf_map__fd(skel->maps.events));
+	if (pol.sk_ident < 0 || pol.identities < 0 || pol.services < 0 || pol.rules < 0 ||
+	    pol.events < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "BPF policy: %s", strerror(-ret));
+		goto out;
+	}
+	pol.rb = ring_buffer__new(pol.events, log_event, NULL, NULL);
+	if (!pol.rb) {
+		ret = -errno;
+		snprintf(err, errlen, "BPF policy: cannot read its events: %s", strerror(-ret));
 		goto out;
 	}
 	pol.on = true;
@@ -222,7 +293,11 @@ void policy_fini(void)
 		close(pol.services);
 	if (pol.rules >= 0)
 		close(pol.rules);
-	pol.sk_ident = pol.identities = pol.services = pol.rules = -1;
+	ring_buffer__free(pol.rb);
+	pol.rb = NULL;
+	if (pol.events >= 0)
+		close(pol.events);
+	pol.sk_ident = pol.identities = pol.services = pol.rules = pol.events = -1;
 	pol.on = false;
 }
 

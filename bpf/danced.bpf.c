@@ -58,6 +58,19 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} watch SEC(".maps");
+
+/* One event, built once and copied into both buffers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct danced_event);
+} scratch_ev SEC(".maps");
+
 /* The lookup key is built here, not on the stack: it is bigger than the stack allows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -95,11 +108,14 @@ static bool is_agent(void)
 static void report(struct sock *sk, const struct danced_ident *id, __u16 port, __u8 op, __u8 why,
 		   __u8 audit)
 {
-	struct danced_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	struct danced_event *ev;
+	__u32 zero = 0;
 
+	ev = bpf_map_lookup_elem(&scratch_ev, &zero);
 	if (!ev)
-		return; /* full: the verdict stands, the record is lost */
+		return;
 	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->ts = bpf_ktime_get_ns();
 	ev->pid = bpf_get_current_pid_tgid() >> 32;
 	ev->port = port;
 	ev->op = op;
@@ -110,7 +126,9 @@ static void report(struct sock *sk, const struct danced_ident *id, __u16 port, _
 		ev->cookie = id->cookie;
 		__builtin_memcpy(ev->rname, id->rname, sizeof(ev->rname));
 	}
-	bpf_ringbuf_submit(ev, 0);
+	/* A full buffer loses the record, never the verdict. */
+	bpf_ringbuf_output(&events, ev, sizeof(*ev), 0);
+	bpf_ringbuf_output(&watch, ev, sizeof(*ev), 0);
 }
 
 /* The verdict for a verified identity on a service: the longest rule, else the default. */

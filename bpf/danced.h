@@ -85,7 +85,12 @@ struct danced_agent {
  */
 #define DANCED_BPF_REVOKE_MAX 1024
 
-/* "events", a ring buffer: one record per refused (or, in audit mode, refusable) call. */
+/*
+ * "events" and "watch", two ring buffers with the same records: one per refused (or, in
+ * audit mode, refusable) call. A ring buffer has one reader: danced reads "events" and
+ * logs them; "watch" is for followers such as `dancectl events`. A full buffer drops
+ * new records; the verdict stands either way.
+ */
 #define DANCED_EV_SEND 1
 #define DANCED_EV_RECV 2
 
@@ -94,6 +99,7 @@ struct danced_agent {
 
 struct danced_event {
 	__u64 cookie;
+	__u64 ts; /* CLOCK_MONOTONIC, ns: a follower skips what happened before it came */
 	__u32 pid;
 	__u16 port;
 	__u8 op; /* DANCED_EV_* */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/stat.h>
@@ -425,9 +426,8 @@ static int print_event(void *ctx, void *data, size_t len)
 	const struct danced_event *ev = data;
 	char name[256], comm[17];
 
-	(void)ctx;
-	if (len < sizeof(*ev))
-		return 0;
+	if (len < sizeof(*ev) || ev->ts < *(const __u64 *)ctx)
+		return 0; /* buffered before we came */
 	forward_name(ev->rname, name, sizeof(name));
 	memcpy(comm, ev->comm, 16);
 	comm[16] = '\0';
@@ -448,12 +448,16 @@ static int print_event(void *ctx, void *data, size_t len)
 
 static int cmd_events(void)
 {
-	int fd = map_fd("events");
+	int fd = map_fd("watch");
 	struct ring_buffer *rb;
+	struct timespec t;
+	__u64 start;
 
 	if (fd < 0)
 		return 1;
-	rb = ring_buffer__new(fd, print_event, NULL, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	start = (__u64)t.tv_sec * 1000000000ULL + t.tv_nsec;
+	rb = ring_buffer__new(fd, print_event, &start, NULL);
 	if (!rb) {
 		fprintf(stderr, "dancectl: events: %s\n", strerror(errno));
 		return 1;

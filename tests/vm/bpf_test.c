@@ -409,7 +409,8 @@ FIXTURE_SETUP(careless)
 	self->rules = pinned_map(self, "rules");
 	ASSERT_LE(0, self->services);
 	ASSERT_LE(0, self->rules);
-	self->rb = ring_buffer__new(pinned_map(self, "events"), collect, &self->seen, NULL);
+	/* danced reads "events"; a second reader would take records from it. */
+	self->rb = ring_buffer__new(pinned_map(self, "watch"), collect, &self->seen, NULL);
 	ASSERT_NE(NULL, self->rb);
 }
 
@@ -503,6 +504,11 @@ TEST_F(careless, the_kernel_checks_what_the_server_does_not)
 	EXPECT_EQ(DANCED_WHY_DENIED, self->seen.last.why);
 	rname_of("client.example.test", rname, sizeof(rname));
 	EXPECT_STREQ(rname, self->seen.last.rname);
+	/* danced reads the other ring and logs the refusal for the operator. */
+	usleep(500000);
+	EXPECT_TRUE(log_contains(&self->e, "policy: refused send by pid"));
+	EXPECT_TRUE(log_contains(&self->e, "on port"));
+	EXPECT_TRUE(log_contains(&self->e, ": client.example.test"));
 }
 
 /* Pinned, the policy holds while danced is down, and a new danced picks it up as it is. */
