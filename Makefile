@@ -30,6 +30,7 @@ LIBDANCE := $(B)/libdance.a
 EXAMPLE := $(B)/dance-echo
 DANCECTL := $(B)/dancectl
 HSRATE := $(B)/hsrate
+POLICYCOST := $(B)/policycost
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test)
@@ -37,7 +38,7 @@ VMROOT := $(B)/vm-root
 
 .SECONDARY:
 .PHONY: all deps check unit vm-check demo bench vm-shell vm-fetch format format-check clean
-all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -73,14 +74,18 @@ $(B)/bpf/danced.bpf.o: bpf/danced.bpf.c bpf/danced.h $(B)/bpf/vmlinux.h
 $(BPF_SKEL): $(B)/bpf/danced.bpf.o
 	bpftool gen skeleton $< name danced_bpf > $@.tmp && mv $@.tmp $@
 
-$(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o: CFLAGS += -I$(B)/bpf -Ibpf
+BPF_USERS := $(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o $(B)/obj/bench/policycost.o
+$(BPF_USERS): CFLAGS += -I$(B)/bpf -Ibpf
 $(B)/obj/agent/ctl/dancectl.o: CFLAGS += -Ibpf
-$(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o: $(BPF_SKEL)
+$(BPF_USERS): $(BPF_SKEL)
 
 $(LIBDANCE): $(LIBDANCE_OBJS)
 	$(AR) rcs $@ $^
 
 $(HSRATE): $(B)/obj/bench/hsrate.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(POLICYCOST): $(B)/obj/bench/policycost.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(AGENT_LIB): $(AGENT_OBJS)
@@ -100,14 +105,15 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) tests/run-tests README.md \
+$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) \
+		tests/run-tests README.md \
 		tests/demo/guest \
 		tests/demo/mkcerts tests/demo/mkzone bench/guest
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp README.md $(VMROOT)/ # bpf_test runs its bpftool walkthrough
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
-	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
+	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
 	printf '%s\n' /usr/bin/openssl /usr/bin/curl /usr/sbin/knotd /usr/sbin/keymgr \
