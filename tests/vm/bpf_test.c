@@ -6,6 +6,9 @@
  * danced writes them, rules in the LPM trie, and every data path a server might use.
  */
 #include <errno.h>
+#include <sys/mount.h>
+#include <grp.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -781,6 +784,65 @@ TEST_F(careless, readme_bpftool_walkthrough_works_as_written)
 	careless_round(_metadata, self, &c, &in, &sent);
 	EXPECT_EQ(2, sent);
 	EXPECT_STREQ("ok", c.got);
+}
+
+/* ---- when the policy cannot load, danced says why and does not start -------------- */
+
+enum how { NO_BPFFS, UNPRIVILEGED };
+
+/* danced in a child that first takes away bpffs or root; its exit status. */
+static int danced_without(struct env *e, enum how how)
+{
+	pid_t pid = fork();
+	int status, fd;
+
+	if (!pid) {
+		fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, STDERR_FILENO);
+		if (how == NO_BPFFS &&
+		    (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		     umount2("/sys/fs/bpf", MNT_DETACH)))
+			_exit(99);
+		if (how == UNPRIVILEGED && (setgroups(0, NULL) || setgid(65534) || setuid(65534)))
+			_exit(99);
+		execl(bin("danced"), "danced", "-c", e->conf, (char *)NULL);
+		_exit(98);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(load_failures_say_what_is_missing)
+{
+	struct env e;
+	char cmd[512];
+
+	ASSERT_EQ(0, env_init(&e));
+	snprintf(e.bpf_pin, sizeof(e.bpf_pin), "danced-test-lf-%d", getpid());
+	ASSERT_EQ(0, env_conf(&e, "[service www]\ncertificate = %s\nkey = %s\n", e.srv_cert,
+			      e.srv_key));
+	EXPECT_EQ(1, danced_without(&e, NO_BPFFS));
+	EXPECT_TRUE(log_contains(&e, "BPF policy: no bpffs at /sys/fs/bpf"));
+	EXPECT_TRUE(log_contains(&e, "set bpf_policy = no"));
+	/* Unprivileged: it can read its files, but not load BPF LSM programs. */
+	snprintf(cmd, sizeof(cmd), "chmod 0755 %s && chmod 0644 %s/*", e.dir, e.dir);
+	ASSERT_EQ(0, system(cmd));
+	snprintf(cmd, sizeof(cmd), "mkdir -p /sys/fs/bpf/%s && chmod 0777 /sys/fs/bpf/%s",
+		 e.bpf_pin, e.bpf_pin);
+	ASSERT_EQ(0, system(cmd));
+	EXPECT_EQ(1, danced_without(&e, UNPRIVILEGED));
+	EXPECT_TRUE(log_contains(&e, "BPF policy: cannot load the programs: missing privileges"))
+	{
+		FILE *f = fopen(e.log, "r");
+		char line[512];
+
+		while (f && fgets(line, sizeof(line), f))
+			TH_LOG("danced: %s", line);
+		if (f)
+			fclose(f);
+	}
+	env_fini(&e);
 }
 
 DANCED_HARNESS_MAIN
