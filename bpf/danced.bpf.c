@@ -165,7 +165,9 @@ static int check(struct socket *sock, __u8 op)
 	svc = bpf_map_lookup_elem(&services, &port);
 	if (!svc || !svc->mode)
 		return 0;
-	if (svc->cgroup_id && bpf_get_current_cgroup_id() != svc->cgroup_id)
+	/* A service scoped to a cgroup: its subtree only, wherever the process sits in it. */
+	if (svc->cgroup_id &&
+	    bpf_get_current_ancestor_cgroup_id(svc->cgroup_level) != svc->cgroup_id)
 		return 0;
 	if (is_agent())
 		return 0;

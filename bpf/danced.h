@@ -47,8 +47,8 @@ struct danced_service {
 	__u8 mode; /* DANCED_MODE_* */
 	__u8 dflt; /* DANCED_VERDICT_* for a verified name no rule matches */
 	__u16 pad;
-	__u32 pad2;
-	__u64 cgroup_id; /* 0: any cgroup; else only sockets of processes in this cgroup v2 */
+	__u32 cgroup_level; /* depth of cgroup_id below the cgroup v2 root (which is 0) */
+	__u64 cgroup_id; /* 0: any process; else only processes in this cgroup v2 or below */
 };
 
 /*

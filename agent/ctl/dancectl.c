@@ -19,7 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <limits.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -40,11 +43,13 @@ static const char usage_text[] =
 	"    policy list\n"
 	"        Protected services (port, mode, default, cgroup) and rules (port, name,\n"
 	"        verdict).\n"
-	"    policy service PORT enforce|audit|off [allow|deny]\n"
+	"    policy service PORT enforce|audit|off [allow|deny] [cgroup DIR]\n"
 	"        Protect a local port: enforce refuses data I/O (EACCES) of sockets whose\n"
 	"        name no rule allows (and of sockets danced did not return); audit lets it\n"
-	"        through and records an event; off removes the protection. The last word is\n"
-	"        the default verdict for names no rule matches (default: deny).\n"
+	"        through and records an event; off removes the protection. allow or deny\n"
+	"        is the default verdict for names no rule matches (default: deny). With\n"
+	"        cgroup DIR (a cgroup v2 directory, such as a systemd service's), only\n"
+	"        processes in that cgroup or below it are held to the policy.\n"
 	"    policy default PORT allow|deny\n"
 	"        Change a protected service's default verdict.\n"
 	"    policy allow|deny PORT NAME\n"
@@ -284,12 +289,44 @@ static int report_sweep(void)
 	return 0;
 }
 
+/* A cgroup v2 directory's id (its inode number) and its depth below the root. */
+static int cgroup_of(const char *dir, struct danced_service *svc)
+{
+	char path[PATH_MAX], *slash;
+	struct statfs fs;
+	struct stat st;
+
+	if (!realpath(dir, path) || stat(path, &st) || statfs(path, &fs)) {
+		fprintf(stderr, "dancectl: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (fs.f_type != CGROUP2_SUPER_MAGIC || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "dancectl: %s is not a cgroup v2 directory\n", dir);
+		return -1;
+	}
+	svc->cgroup_id = st.st_ino;
+	svc->cgroup_level = 0;
+	/* Up to the root of the hierarchy: the last directory still on cgroup2. */
+	while ((slash = strrchr(path, '/')) && slash != path) {
+		*slash = '\0';
+		if (statfs(path, &fs) || fs.f_type != CGROUP2_SUPER_MAGIC)
+			break;
+		svc->cgroup_level++;
+	}
+	return 0;
+}
+
 static int cmd_service(int argc, char **argv)
 {
 	struct danced_service svc = { .dflt = DANCED_VERDICT_DENY };
 	int fd, ret;
 	__u16 port;
 
+	if (argc >= 4 && !strcmp(argv[argc - 2], "cgroup")) {
+		if (cgroup_of(argv[argc - 1], &svc))
+			return 1;
+		argc -= 2;
+	}
 	if (argc < 2 || argc > 3 || parse_port(argv[0], &port))
 		return 2;
 	if (!strcmp(argv[1], "enforce"))

@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -254,6 +255,44 @@ TEST_F(bpf, the_agent_is_exempt)
 	a.tgid = 0;
 	ASSERT_EQ(0, bpf_map_update_elem(fd, &zero, &a, BPF_ANY));
 	EXPECT_EQ(-EACCES, exchange(self));
+}
+
+/* A service scoped to a cgroup holds processes in it, or below it, and no others. */
+TEST_F(bpf, a_cgroup_scoped_service_holds_only_its_processes)
+{
+	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
+	char outer[96], inner[128], procs[160];
+	__u16 port = self->port;
+	struct stat st;
+	int status;
+	pid_t pid;
+
+	snprintf(outer, sizeof(outer), "/sys/fs/cgroup/danced-bpf-test-%d", getpid());
+	snprintf(inner, sizeof(inner), "%s/inner", outer);
+	ASSERT_EQ(0, mkdir(outer, 0755));
+	ASSERT_EQ(0, mkdir(inner, 0755));
+	ASSERT_EQ(0, stat(outer, &st));
+	svc.cgroup_id = st.st_ino; /* a cgroup's id is its directory's inode number */
+	svc.cgroup_level = 1;
+	ASSERT_EQ(0, bpf_map_update_elem(bpf_map__fd(self->skel->maps.services), &port, &svc,
+					 BPF_ANY));
+	EXPECT_EQ(0, exchange(self)); /* this process is outside */
+	pid = fork();
+	if (!pid) {
+		FILE *f;
+
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", inner);
+		f = fopen(procs, "w");
+		if (!f || fprintf(f, "0\n") < 0 || fclose(f))
+			_exit(2);
+		_exit(send(self->srv, "x", 1, 0) == -1 && errno == EACCES ? 0 : 1);
+	}
+	ASSERT_LT(0, pid);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) TH_LOG("status %d", status);
+	EXPECT_EQ(0, exchange(self)); /* still outside */
+	rmdir(inner);
+	rmdir(outer);
 }
 
 /* An identity in "identities" lives as long as its TCP connection. */
@@ -666,6 +705,24 @@ TEST_F(careless, dancectl_drives_the_policy)
 	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "list", NULL, NULL, NULL));
 	EXPECT_NE(NULL, strstr(out, "enforce")) TH_LOG("%s", out);
 	EXPECT_NE(NULL, strstr(out, "allow   *.example.test")) TH_LOG("%s", out);
+	/* Scoped to a cgroup: the service shows its id; not a cgroup: refused. */
+	EXPECT_EQ(2, ctl(self, out, sizeof(out), "policy", "service", port, "enforce", "cgroup"));
+	{
+		char *argv[] = { (char *)bin("dancectl"),
+				 "-p",
+				 "/sys/fs/bpf/x",
+				 "policy",
+				 "service",
+				 port,
+				 "enforce",
+				 "deny",
+				 "cgroup",
+				 "/tmp",
+				 NULL };
+
+		EXPECT_EQ(1, run(argv, NULL, 0, out, sizeof(out), 30));
+		EXPECT_NE(NULL, strstr(out, "is not a cgroup v2 directory")) TH_LOG("%s", out);
+	}
 	careless_round(_metadata, self, &c, &in, &sent);
 	EXPECT_EQ(2, sent);
 
