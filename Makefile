@@ -74,7 +74,8 @@ $(B)/bpf/danced.bpf.o: bpf/danced.bpf.c bpf/danced.h $(B)/bpf/vmlinux.h
 $(BPF_SKEL): $(B)/bpf/danced.bpf.o
 	bpftool gen skeleton $< name danced_bpf > $@.tmp && mv $@.tmp $@
 
-BPF_USERS := $(B)/obj/tests/vm/bpf_test.o $(B)/obj/agent/policy.o $(B)/obj/bench/policycost.o
+BPF_USERS := $(B)/obj/tests/vm/bpf_test.o $(B)/obj/tests/vm/dane_test.o $(B)/obj/agent/policy.o \
+	$(B)/obj/bench/policycost.o
 $(BPF_USERS): CFLAGS += -I$(B)/bpf -Ibpf
 $(B)/obj/agent/ctl/dancectl.o: CFLAGS += -Ibpf
 $(BPF_USERS): $(BPF_SKEL)

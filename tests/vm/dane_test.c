@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <bpf/bpf.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -29,6 +30,7 @@
 #include "../lib/dnsfix.h"
 #include "../lib/pki.h"
 #include "../../agent/lib/dance.h"
+#include "danced.h"
 
 #define CLIENTID 65282 /* danced's default dane_clientid codepoint */
 #define TLS_FLAGS 62
@@ -734,6 +736,73 @@ TEST_F(dane, through_a_forwarder)
 	expect_refused(_metadata, self, &c, -EACCES, "tlsa-bogus");
 	c = CLIENT(.name = "client.insecure." Z, .cert = self->ee_cert, .key = self->ee_key);
 	expect_refused(_metadata, self, &c, -EACCES, "tlsa-insecure");
+}
+
+/* The kernel's policy: a valid DANE identity the rules do not allow moves no data. */
+TEST_F(dane, kernel_policy_holds_a_dane_client_the_rules_do_not_allow)
+{
+	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
+	struct danced_rule_key k = { .port = self->port };
+	struct danced_rule allow = { .verdict = DANCED_VERDICT_ALLOW }, deny = { 0 };
+	struct dclient c = CLIENT(.name = "_smtp-client.device1." Z, .cert = self->ee_cert,
+				  .key = self->ee_key);
+	struct dance_params p = { 0 };
+	char path[160], buf[8];
+	__u16 port = self->port;
+	int fd, services, rules;
+
+	dance_close(self->d);
+	self->d = NULL;
+	ASSERT_EQ(0, danced_stop(&self->e, SIGTERM));
+	snprintf(self->e.bpf_pin, sizeof(self->e.bpf_pin), "danced-dane-%d", getpid());
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 1\n"
+			      "dns_trust_anchor_file = none\ndns_trust_anchor = %s\n"
+			      "dns_stub = " Z ". %s\n"
+			      "[service www]\ncertificate = %s\nkey = %s\ndefault = yes\n"
+			      "dane = required\ntls_min = 1.3\ndane_names = " Z "\n",
+			      self->f.trust_anchor, self->f.stubs[0].addr, self->e.srv_cert,
+			      self->e.srv_key));
+	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/services", self->e.bpf_pin);
+	services = bpf_obj_get(path);
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/rules", self->e.bpf_pin);
+	rules = bpf_obj_get(path);
+	ASSERT_LE(0, services);
+	ASSERT_LE(0, rules);
+	/* Everything under the zone, except one name. */
+	ASSERT_EQ(0, bpf_map_update_elem(services, &port, &svc, BPF_ANY));
+	strcpy(k.rname, "elpmaxe.erutxif.");
+	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
+	expect_dane_ok(_metadata, self, &c, "_smtp-client.device1." Z, 3, 1, 1);
+	memset(k.rname, 0, sizeof(k.rname));
+	strcpy(k.rname, "elpmaxe.erutxif.1ecived.tneilc-ptms_.");
+	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1);
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &deny, BPF_ANY));
+
+	/* DANE still says yes; the kernel says no, both ways, to a server that never checks. */
+	c = CLIENT(.name = "_smtp-client.device1." Z, .cert = self->ee_cert, .key = self->ee_key,
+		   .port = self->port);
+	pthread_create(&c.thread, NULL, dclient_main, &c);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth);
+	EXPECT_EQ(0U, self->r->pending_len); /* its ping, if early, is withheld */
+	EXPECT_EQ(-1, dance_recv(fd, buf, sizeof(buf), 0));
+	EXPECT_EQ(EACCES, errno);
+	EXPECT_EQ(-1, send(fd, "pong", 4, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	close(fd);
+	pthread_join(c.thread, NULL);
+	EXPECT_STREQ("", c.reply);
+	usleep(500000);
+	EXPECT_TRUE(log_contains(&self->e, "policy: refused"));
+	EXPECT_TRUE(log_contains(&self->e, ": _smtp-client.device1." Z));
+	close(services);
+	close(rules);
 }
 
 /* The old drafts' TLS 1.2 signal: only where the operator opted in. */
