@@ -50,6 +50,12 @@ static void usage(FILE *f)
 		"the record crypto. There is no fallback to userspace TLS: a socket that cannot\n"
 		"be offloaded fails with the reason.\n"
 		"\n"
+		"Clients may be authenticated by DANE (their TLSA record, DNSSEC-validated inside\n"
+		"danced; draft-ietf-dance-client-auth) as well as by X.509. Each returned socket's\n"
+		"verified name goes into the kernel's policy (BPF LSM programs pinned under\n"
+		"bpf_pin_path), which refuses data I/O on protected ports to names it does not\n"
+		"allow, even if the server forgets to check; dancectl --help and bpftool manage it.\n"
+		"\n"
 		"Options:\n"
 		"  -c FILE   configuration file (default %s); see danced.conf(5)\n"
 		"  -n        check the configuration, load its certificates and keys, print the\n"
@@ -61,7 +67,8 @@ static void usage(FILE *f)
 		"Signals:\n"
 		"  SIGHUP    reload the configuration; handshakes in flight finish with the old\n"
 		"            one; a configuration that fails to load is logged and ignored\n"
-		"            (the handoff socket, workers and listen addresses need a restart)\n"
+		"            (the handoff socket, workers, listen addresses, dns_* and bpf_*\n"
+		"            settings need a restart)\n"
 		"  SIGTERM, SIGINT\n"
 		"            stop accepting, let handshakes in flight finish (up to their\n"
 		"            deadline), then exit; established connections are unaffected\n"
@@ -69,7 +76,10 @@ static void usage(FILE *f)
 		"Logging goes to stderr, one line per event, with a <N> syslog-level prefix that\n"
 		"journald understands. Key material is never logged.\n"
 		"\n"
-		"Requirements: a kernel with kTLS (CONFIG_TLS, the 'tls' module) and io_uring.\n"
+		"Requirements: a kernel with kTLS (CONFIG_TLS, the 'tls' module) and io_uring;\n"
+		"for the policy (bpf_policy = yes, the default), root at start, bpffs at\n"
+		"/sys/fs/bpf, kernel BTF and 'bpf' in the active LSM list. The policy stays\n"
+		"pinned and enforced when danced stops; rm -r the pin directory to remove it.\n"
 		"Exit status: 0 after a clean stop; 1 when start-up fails; 2 for bad usage.\n",
 		DEFAULT_CONFIG);
 }
@@ -185,6 +195,8 @@ static void reload(const char *path)
 	if (!dns_config_equal(old, cfg) || config_uses_dns(cfg) != config_uses_dns(old))
 		log_warn("reload: dns_* settings, and whether DANE is used at all, keep their "
 			 "values until a restart");
+	if (old->bpf_policy != cfg->bpf_policy || strcmp(old->bpf_pin_path, cfg->bpf_pin_path))
+		log_warn("reload: bpf_policy and bpf_pin_path keep their values until a restart");
 	state_put(cur);
 	state_swap(&agent, st);
 	log_set_level(cfg->log_level);
