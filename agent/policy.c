@@ -135,7 +135,7 @@ static int log_event(void *ctx, void *data, size_t len)
 	const struct danced_event *ev = data;
 	uint64_t sec = now_ns() / 1000000000ULL;
 	char name[DANCE_HOST_MAX], comm[17];
-	size_t n, i;
+	size_t i;
 
 	(void)ctx;
 	if (len < sizeof(*ev))
@@ -151,14 +151,7 @@ static int log_event(void *ctx, void *data, size_t len)
 		pol.held++;
 		return 0;
 	}
-	n = strnlen(ev->rname, sizeof(ev->rname));
-	if (n && ev->rname[n - 1] == '.')
-		n--;
-	if (n >= sizeof(name))
-		n = sizeof(name) - 1;
-	for (i = 0; i < n; i++)
-		name[i] = isprint((unsigned char)ev->rname[n - 1 - i]) ? ev->rname[n - 1 - i] : '?';
-	name[n] = '\0';
+	danced_fname(ev->rname, sizeof(ev->rname), name, sizeof(name));
 	memcpy(comm, ev->comm, 16);
 	comm[16] = '\0';
 	for (i = 0; comm[i]; i++)
@@ -168,7 +161,7 @@ static int log_event(void *ctx, void *data, size_t len)
 		   ev->audit ? "audit, would refuse" : "refused",
 		   ev->op == DANCED_EV_SEND ? "send" : "receive", ev->pid, comm, ev->port,
 		   ev->why == DANCED_WHY_NO_IDENTITY ? "the socket has no verified identity" :
-		   n				     ? name :
+		   name[0]			     ? name :
 						       "-");
 	if (ev->why == DANCED_WHY_DENIED)
 		log_debug("policy: %s is not allowed on port %u", name, ev->port);
@@ -352,7 +345,7 @@ int policy_identify(struct conn *c, struct dance_result *r)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	char name[DANCE_HOST_MAX];
-	size_t n, i;
+	size_t n;
 
 	if (!pol.on || c->svc->cfg->role != ROLE_SERVER)
 		return 0;
@@ -363,15 +356,9 @@ int policy_identify(struct conn *c, struct dance_result *r)
 	if (!getsockname(c->fd, (struct sockaddr *)&ss, &len))
 		id.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
 							   ((struct sockaddr_in *)&ss)->sin_port);
-	n = policy_name(r, name, sizeof(name));
-	if (n + 1 > sizeof(id.rname) || n > DANCED_BPF_NAME_MAX - 1)
-		n = 0;
-	id.name_len = n;
 	/* Reversed and dot-terminated: suffix rules are then prefixes (bpf/danced.h). */
-	for (i = 0; i < n; i++)
-		id.rname[i] = tolower((unsigned char)name[n - 1 - i]);
-	if (n)
-		id.rname[n] = '.';
+	n = policy_name(r, name, sizeof(name));
+	id.name_len = danced_rname(name, n, id.rname, sizeof(id.rname)) ? n : 0;
 	if (bpf_map_update_elem(pol.sk_ident, &c->fd, &id, BPF_ANY) ||
 	    bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_ANY))
 		return -errno;

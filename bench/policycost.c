@@ -107,9 +107,7 @@ int main(int argc, char **argv)
 	p = port[2];
 	strcpy(id.rname, "moc.elpmaxe.a.");
 	id.port = p;
-	k.port = p;
-	memcpy(k.rname, id.rname, strlen(id.rname));
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1);
+	danced_rule_key_init(&k, p, id.rname, true);
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.services), &p, &svc, BPF_ANY) ||
 	    bpf_map_update_elem(bpf_map__fd(skel->maps.rules), &k, &r, BPF_ANY) ||
 	    bpf_map_update_elem(bpf_map__fd(skel->maps.sk_ident), &b[2], &id, BPF_ANY)) {

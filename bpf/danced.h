@@ -110,4 +110,55 @@ struct danced_event {
 	char rname[256];
 };
 
+#ifndef __bpf__
+/* Userspace only: the stored forms, in one place for danced, dancectl and the bench. */
+#include <ctype.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+/*
+ * @name's first @n bytes as stored (see danced_ident): reversed, lower case, then '.',
+ * zero-padded to @max. False, with @out all zeros, when it does not fit a rule key.
+ */
+static inline bool danced_rname(const char *name, size_t n, char *out, size_t max)
+{
+	size_t i;
+
+	memset(out, 0, max);
+	if (!n || n + 1 > DANCED_BPF_NAME_MAX || n + 1 > max)
+		return false;
+	for (i = 0; i < n; i++)
+		out[i] = tolower((unsigned char)name[n - 1 - i]);
+	out[n] = '.';
+	return true;
+}
+
+/* Back from the stored form to a printable name ('?' for any other byte). */
+static inline void danced_fname(const char *rname, size_t rmax, char *out, size_t max)
+{
+	size_t n = strnlen(rname, rmax), i;
+
+	if (n && rname[n - 1] == '.')
+		n--;
+	if (n + 1 > max)
+		n = max - 1;
+	for (i = 0; i < n; i++)
+		out[i] = isprint((unsigned char)rname[n - 1 - i]) ? rname[n - 1 - i] : '?';
+	out[n] = '\0';
+}
+
+/* A rule's key: @rname exactly (with the zero after it), or it and all under it. */
+static inline void danced_rule_key_init(struct danced_rule_key *k, __u16 port, const char *rname,
+					bool exact)
+{
+	size_t n = strnlen(rname, sizeof(k->rname) - 1);
+
+	memset(k, 0, sizeof(*k));
+	k->port = port;
+	memcpy(k->rname, rname, n);
+	k->prefixlen = 8 * (sizeof(k->port) + n + exact);
+}
+#endif
+
 #endif

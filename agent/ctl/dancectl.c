@@ -100,36 +100,15 @@ static int map_fd(const char *name)
 	return fd;
 }
 
-/* "a.example.com" <-> "moc.elpmaxe.a." (bpf/danced.h); false for an unusable name. */
+/* "a.example.com" -> "moc.elpmaxe.a." (bpf/danced.h); false for an unusable name. */
 static bool reverse_name(const char *name, char *out, size_t max)
 {
-	size_t n = strlen(name), i;
+	const char *p;
 
-	memset(out, 0, max);
-	if (!n || n + 2 > max || n > DANCED_BPF_NAME_MAX - 1)
-		return false;
-	for (i = 0; i < n; i++) {
-		unsigned char ch = name[n - 1 - i];
-
-		if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.')
+	for (p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
 			return false;
-		out[i] = tolower(ch);
-	}
-	out[n] = '.';
-	return true;
-}
-
-static void forward_name(const char *rname, char *out, size_t max)
-{
-	size_t n = strnlen(rname, 256), i;
-
-	if (n && rname[n - 1] == '.')
-		n--;
-	if (n + 1 > max)
-		n = max - 1;
-	for (i = 0; i < n; i++)
-		out[i] = rname[n - 1 - i];
-	out[n] = '\0';
+	return danced_rname(name, strlen(name), out, max);
 }
 
 static int parse_port(const char *s, __u16 *port)
@@ -169,7 +148,7 @@ static int cmd_identities(void)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &id))
 			continue;
-		forward_name(id.rname, name, sizeof(name));
+		danced_fname(id.rname, sizeof(id.rname), name, sizeof(name));
 		if (json)
 			printf("%s{\"cookie\":%llu,\"port\":%u,\"auth\":\"%s\",\"tls_version\":%u,"
 			       "\"cipher\":%u,\"name\":\"%s\"}",
@@ -239,7 +218,7 @@ static int cmd_list(void)
 		suffix = !(n && !rname[n - 1]);
 		name[0] = '*';
 		name[1] = '.';
-		forward_name(rname, name + 2, sizeof(name) - 2);
+		danced_fname(rname, sizeof(rname), name + 2, sizeof(name) - 2);
 		if (!suffix)
 			memmove(name, name + 2, strlen(name + 2) + 1);
 		if (json)
@@ -384,20 +363,17 @@ static int cmd_default(int argc, char **argv)
 static int rule_key(const char *port_s, const char *name, struct danced_rule_key *k)
 {
 	bool suffix = !strncmp(name, "*.", 2);
+	char rname[256];
 	__u16 port;
 
-	memset(k, 0, sizeof(*k));
 	if (parse_port(port_s, &port))
 		return -EINVAL;
-	if (!reverse_name(suffix ? name + 2 : name, k->rname, sizeof(k->rname))) {
+	if (!reverse_name(suffix ? name + 2 : name, rname, sizeof(rname))) {
 		fprintf(stderr, "dancectl: '%s' is not a DNS name (letters, digits, '-', '_')\n",
 			name);
 		return -EINVAL;
 	}
-	k->port = port;
-	/* Suffix: the reversed domain and its dot, which the names under it start with;
-	 * exact: also the zero byte that follows every stored name (bpf/danced.h). */
-	k->prefixlen = 8 * (sizeof(k->port) + strlen(k->rname) + !suffix);
+	danced_rule_key_init(k, port, rname, !suffix);
 	return 0;
 }
 
@@ -465,7 +441,7 @@ static int print_event(void *ctx, void *data, size_t len)
 
 	if (len < sizeof(*ev) || ev->ts < *(const __u64 *)ctx)
 		return 0; /* buffered before we came */
-	forward_name(ev->rname, name, sizeof(name));
+	danced_fname(ev->rname, sizeof(ev->rname), name, sizeof(name));
 	memcpy(comm, ev->comm, 16);
 	comm[16] = '\0';
 	if (json)
