@@ -21,7 +21,7 @@ LDFLAGS += -pie -Wl,-z,relro,-z,now
 LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 # The daemon's stages, in an archive so that a test links only the stages it uses.
-AGENT_OBJS := $(addprefix $(B)/obj/agent/,ktls.o config.o log.o handshake.o verify.o conn.o \
+AGENT_OBJS := $(addprefix $(B)/obj/agent/,ktls.o config.o log.o admit.o handshake.o verify.o conn.o \
 	handoff.o loop.o frontdoor.o dane.o policy.o)
 AGENT_LIB := $(B)/libdanced.a
 DANCED := $(B)/danced

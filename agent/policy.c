@@ -22,7 +22,6 @@
 #include <sys/statfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <openssl/crypto.h>
 
 #include "agent.h"
 #include "danced.h"
@@ -329,17 +328,35 @@ static bool refused(const struct danced_ident *id)
 }
 
 /**
+ * policy_hold - danced takes a socket: its own handshake I/O must pass the hooks
+ *
+ * Return: 1 when the socket is now held, 0 when the policy is off (nothing to hold), or
+ * a negative errno.
+ */
+int policy_hold(int fd)
+{
+	(void)fd;
+	return 0; /* danced's tgid is exempt as a whole (the agent map) */
+}
+
+/* A failed handshake: the hold goes and no identity is written. */
+void policy_release(int fd)
+{
+	(void)fd;
+}
+
+/**
  * policy_identify - record who is behind a socket, before the server gets it
  *
  * Socket storage (by fd) is what the hooks read; "identities" (by cookie) is what
  * operators list. Without this, a protected port would refuse the socket's I/O, so a
  * failure fails the connection rather than handing over a socket that cannot work.
- * Plaintext that danced read behind the handshake is withheld when the policy refuses
- * the name, as the kernel would have refused the read.
  *
- * Return: 0 (also with the policy off), or the negated errno of the map update.
+ * Return: 0 (also with the policy off); 1 when the kernel will refuse the socket's I/O,
+ * so plaintext danced read behind the handshake must be withheld as the kernel would
+ * have refused its read; or the negated errno of the map update.
  */
-int policy_identify(struct conn *c, struct dance_result *r)
+int policy_identify(int fd, const struct svc_config *cfg, struct dance_result *r)
 {
 	struct danced_ident id = { 0 };
 	struct sockaddr_storage ss;
@@ -347,26 +364,20 @@ int policy_identify(struct conn *c, struct dance_result *r)
 	char name[DANCE_HOST_MAX];
 	size_t n;
 
-	if (!pol.on || c->svc->cfg->role != ROLE_SERVER)
+	if (!pol.on || cfg->role != ROLE_SERVER)
 		return 0;
 	id.cookie = r->cookie;
 	id.auth = r->auth;
 	id.tls_version = r->tls_version;
 	id.cipher = r->cipher;
-	if (!getsockname(c->fd, (struct sockaddr *)&ss, &len))
+	if (!getsockname(fd, (struct sockaddr *)&ss, &len))
 		id.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
 							   ((struct sockaddr_in *)&ss)->sin_port);
 	/* Reversed and dot-terminated: suffix rules are then prefixes (bpf/danced.h). */
 	n = policy_name(r, name, sizeof(name));
 	id.name_len = danced_rname(name, n, id.rname, sizeof(id.rname)) ? n : 0;
-	if (bpf_map_update_elem(pol.sk_ident, &c->fd, &id, BPF_ANY) ||
+	if (bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_ANY) ||
 	    bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_ANY))
 		return -errno;
-	/* Plaintext read during the handshake would reach the server past the hooks. */
-	if (r->pending_len && refused(&id)) {
-		OPENSSL_cleanse(r->pending, r->pending_len);
-		r->pending_len = 0;
-		r->flags &= ~DANCE_RES_PEER_CLOSED;
-	}
-	return 0;
+	return refused(&id) ? 1 : 0;
 }
