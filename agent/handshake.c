@@ -759,7 +759,7 @@ void tls_describe(struct tls *t, struct dance_result *r)
 			 SSL_CIPHER_standard_name(cipher) ?: SSL_CIPHER_get_name(cipher));
 	}
 	SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
-	if (alpn_len < sizeof(r->alpn)) {
+	if (alpn_len && alpn_len < sizeof(r->alpn)) { /* none: alpn is NULL */
 		memcpy(r->alpn, alpn, alpn_len);
 		r->alpn[alpn_len] = '\0';
 	}
