@@ -32,7 +32,8 @@ DANCECTL := $(B)/dancectl
 HSRATE := $(B)/hsrate
 POLICYCOST := $(B)/policycost
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
-UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
+UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
+	admit_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test)
 VMROOT := $(B)/vm-root
 

@@ -223,13 +223,14 @@ int admit(struct admit_ticket *t, const struct state *st, const struct svc_confi
 	n = atomic_fetch_add(&agent.inflight, 1);
 	if (n >= cfg->max_handshakes) {
 		atomic_fetch_sub(&agent.inflight, 1);
-		return fail_set(f, -EBUSY, "danced is busy: %u handshakes in flight (max_handshakes)",
-				n);
+		return fail_set(f, -EBUSY,
+				"danced is busy: %u handshakes in flight (max_handshakes)", n);
 	}
 	pthread_mutex_lock(&adm.lock);
 	slot = service_slot(svc->name);
 	if (slot >= 0 && adm.svc[slot].inflight >= svc->max_handshakes) {
-		fail_set(f, -EBUSY, "busy: service %s has %u handshakes in flight (its max_handshakes)",
+		fail_set(f, -EBUSY,
+			 "busy: service %s has %u handshakes in flight (its max_handshakes)",
 			 svc->name, adm.svc[slot].inflight);
 		goto out_refuse;
 	}

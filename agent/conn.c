@@ -30,19 +30,6 @@
 
 #define conn_of(ptr, member) ((struct conn *)((char *)(ptr)-offsetof(struct conn, member)))
 
-int fail_set(struct fail *f, int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (f->status)
-		return f->status; /* the first failure is the cause */
-	f->status = status;
-	va_start(ap, fmt);
-	vsnprintf(f->why, sizeof(f->why), fmt, ap);
-	va_end(ap);
-	return status;
-}
-
 /* ---- per-worker pools ------------------------------------------------------------- */
 
 /* A TLS I/O buffer: held only while bytes wait in it or a recv may fill it. */

@@ -94,3 +94,17 @@ const char *log_addr(const struct sockaddr_storage *ss, char *out, size_t max)
 	}
 	return out;
 }
+
+/* Record why something failed; the first failure is the cause and stays. */
+int fail_set(struct fail *f, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (f->status)
+		return f->status;
+	f->status = status;
+	va_start(ap, fmt);
+	vsnprintf(f->why, sizeof(f->why), fmt, ap);
+	va_end(ap);
+	return status;
+}
