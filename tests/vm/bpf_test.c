@@ -21,16 +21,20 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "../harness.h"
 #include "../lib/daemon.h"
+#include "../lib/pki.h"
 #include "../../agent/lib/dance.h"
 #include "danced.h"
 #include "danced.skel.h"
@@ -357,6 +361,156 @@ TEST_F(bpf, every_data_path_is_covered)
 	close(p[0]);
 	close(p[1]);
 	close(file);
+}
+
+/* ---- what the policy judges: TCP sockets, a port within one network namespace ------ */
+
+static int protect_port(FIXTURE_DATA(bpf) * self, __u16 port, __u8 mode, __u8 dflt)
+{
+	struct danced_service s = { .mode = mode, .dflt = dflt };
+
+	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.services), &port, &s, BPF_ANY);
+}
+
+static int udp_socket(struct sockaddr_in *a)
+{
+	struct timeval tv = { .tv_sec = 3 };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (a && bind(fd, (struct sockaddr *)a, sizeof(*a))) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/* QUIC on 443 next to HTTPS on 443: UDP has its own ports, and is not the TCP service. */
+TEST_F(bpf, udp_on_the_protected_port_number_is_not_judged)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(self->port) }, b;
+	socklen_t len = sizeof(b);
+	char x = 'x';
+	int u1, u2;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
+	u1 = udp_socket(&a); /* local port: the protected number */
+	ASSERT_LE(0, u1) TH_LOG("bind udp %d: %s", self->port, strerror(-u1));
+	u2 = udp_socket(NULL);
+	ASSERT_LE(0, u2);
+	ASSERT_EQ(0, connect(u2, (struct sockaddr *)&a, sizeof(a)));
+	ASSERT_EQ(0, getsockname(u2, (struct sockaddr *)&b, &len));
+	EXPECT_EQ(1, send(u2, &x, 1, 0));
+	EXPECT_EQ(1, recv(u1, &x, 1, 0)) TH_LOG("recv on udp %d: %s", self->port, strerror(errno));
+	EXPECT_EQ(1, sendto(u1, &x, 1, 0, (struct sockaddr *)&b, sizeof(b)))
+	TH_LOG("send from udp %d: %s", self->port, strerror(errno));
+	EXPECT_EQ(1, recv(u2, &x, 1, 0));
+	drain_events(self);
+	EXPECT_EQ(0, self->seen.n);
+	/* The TCP service on that number still is protected. */
+	EXPECT_EQ(-EACCES, exchange(self));
+	close(u1);
+	close(u2);
+}
+
+/* A raw socket's "port" is its protocol number: never a TCP service's port. */
+TEST_F(bpf, raw_sockets_are_not_judged)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = 3 };
+	char buf[64];
+	int r;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_EQ(0, protect_port(self, 253, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
+	r = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, 253); /* 253: for experiments, RFC 3692 */
+	ASSERT_LE(0, r) TH_LOG("raw socket: %s", strerror(errno));
+	setsockopt(r, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	EXPECT_EQ(1, sendto(r, "x", 1, 0, (struct sockaddr *)&a, sizeof(a)))
+	TH_LOG("sendto: %s", strerror(errno));
+	/* It sees its own packet come back over loopback: IP header and the byte. */
+	EXPECT_LT(1, recv(r, buf, sizeof(buf), 0)) TH_LOG("recv: %s", strerror(errno));
+	drain_events(self);
+	EXPECT_EQ(0, self->seen.n);
+	close(r);
+}
+
+/* This process, in a network namespace of its own with loopback up. */
+static int enter_new_netns(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd, ret = 0;
+
+	if (unshare(CLONE_NEWNET))
+		return -errno;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (!ret && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* In the calling process's network namespace: a TCP pair on @port, one byte each way. */
+static int exchange_on(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int l, c, s, one = 1, ret = 0;
+	char b = 'x';
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1))
+		return -errno;
+	c = tcp_connect(port);
+	s = c < 0 ? -1 : accept(l, NULL, NULL);
+	if (c < 0 || s < 0)
+		ret = -EIO;
+	else if (send(s, &b, 1, 0) != 1 || recv(c, &b, 1, 0) != 1 || send(c, &b, 1, 0) != 1 ||
+		 recv(s, &b, 1, 0) != 1)
+		ret = errno == EACCES ? -EACCES : -EIO;
+	if (c >= 0)
+		close(c);
+	if (s >= 0)
+		close(s);
+	close(l);
+	return ret;
+}
+
+/* A forked child runs @fn; its exit status (an errno), or -1 when it did not exit. */
+static int in_child(int (*fn)(int), int arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (!pid)
+		_exit(-fn(arg));
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+static int same_port_elsewhere(int port)
+{
+	int ret = enter_new_netns();
+
+	return ret ?: exchange_on(port);
+}
+
+/* Another container's service on the same port number is not this one. */
+TEST_F(bpf, the_same_port_in_another_netns_is_not_the_service)
+{
+	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
+	EXPECT_EQ(0, in_child(same_port_elsewhere, self->port)) TH_LOG("0, or the child's errno");
+	EXPECT_EQ(-EACCES, exchange(self)); /* here, it is protected */
 }
 
 /* ---- danced feeding the policy, and a server that never checks --------------------- */
@@ -841,6 +995,233 @@ TEST_F(careless, readme_bpftool_walkthrough_works_as_written)
 	careless_round(_metadata, self, &c, &in, &sent);
 	EXPECT_EQ(2, sent);
 	EXPECT_STREQ("ok", c.got);
+}
+
+/* ---- names from X.509 and names from DANE -------------------------------------------- */
+
+/* A rule on the fixture's port: @name exactly, or (with a leading "*.") all under it. */
+static int careless_rule(FIXTURE_DATA(careless) * self, const char *name, __u8 verdict)
+{
+	struct danced_rule_key k = { .port = self->port };
+	struct danced_rule r = { .verdict = verdict };
+	bool suffix = !strncmp(name, "*.", 2);
+
+	rname_of(suffix ? name + 2 : name, k.rname, sizeof(k.rname));
+	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + !suffix);
+	return bpf_map_update_elem(self->rules, &k, &r, BPF_ANY);
+}
+
+/* A client certificate from the clients' CA with these SAN dNSNames, as @file.pem/.key. */
+static int client_cert(FIXTURE_DATA(careless) * self, const char *file, const char *const *names,
+		       char *cert, char *key, size_t max)
+{
+	struct pki_ca ca = { 0 };
+	char path[160];
+	FILE *f;
+	int ret;
+
+	snprintf(path, sizeof(path), "%.100s/client-ca.key", self->e.dir);
+	f = fopen(path, "r");
+	ca.key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	f = fopen(self->e.cli_ca, "r");
+	ca.cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	snprintf(cert, max, "%.100s/%s.pem", self->e.dir, file);
+	snprintf(key, max, "%.100s/%s.key", self->e.dir, file);
+	ret = ca.key && ca.cert ? pki_leaf(&ca, names[0], names, 0, cert, key) : -EIO;
+	pki_ca_free(&ca);
+	return ret;
+}
+
+/* A rule written for a DANE-proven name: a CA-issued certificate with that name is not it. */
+TEST_F(careless, a_rule_for_a_dane_name_does_not_admit_a_ca_certificate)
+{
+	struct tls_client c = { 0 };
+	ssize_t in, out;
+
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW));
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_TRUE(c.handshake_ok);
+	EXPECT_EQ(-EACCES, out);
+	EXPECT_STREQ("", c.got);
+}
+
+/* "*.example.test" in a certificate names no one client: it is never the identity. */
+TEST_F(careless, a_wildcard_san_is_never_the_identity)
+{
+	static const char *const wild[] = { "*.example.test", NULL };
+	char cert[160], key[160];
+	struct tls_client c = { 0 };
+	ssize_t in, out;
+
+	ASSERT_EQ(0, client_cert(self, "wild", wild, cert, key, sizeof(cert)));
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	/* Not under a suffix rule ... */
+	ASSERT_EQ(0, careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW));
+	c.cert = cert;
+	c.key = key;
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_TRUE(c.handshake_ok);
+	EXPECT_EQ(-EACCES, out);
+	/* ... nor by an exact rule that spells the wildcard, as bpftool lets one write. */
+	{
+		struct danced_rule_key k = { .port = self->port };
+		struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
+
+		rname_of("*.example.test", k.rname, sizeof(k.rname));
+		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1);
+		ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	}
+	c = (struct tls_client){ .cert = cert, .key = key };
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_TRUE(c.handshake_ok);
+	EXPECT_EQ(-EACCES, out);
+}
+
+/* ---- danced's own handshakes, and nothing else, pass a protected port ----------------- */
+
+static int danced_exec(void *arg)
+{
+	struct env *e = arg;
+	int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	execl(bin("danced"), "danced", "-c", e->conf, (char *)NULL);
+	_exit(127);
+}
+
+/* danced as PID 1 of a new PID namespace (as in a container); still our child. */
+static int danced_start_in_pidns(struct env *e)
+{
+	static char stack[64 * 1024] __attribute__((aligned(16)));
+
+	e->pid = clone(danced_exec, stack + sizeof(stack), CLONE_NEWPID | SIGCHLD, e);
+	if (e->pid < 0)
+		return -errno;
+	return wait_connectable(e->sock, 0, 20000);
+}
+
+TEST_F(careless, danced_in_a_pid_namespace_serves_a_protected_port)
+{
+	struct tls_client c = { 0 };
+	ssize_t in, out;
+
+	dance_close(self->d);
+	self->d = NULL;
+	ASSERT_EQ(0, danced_stop(&self->e, SIGTERM));
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0, careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW));
+	ASSERT_EQ(0, danced_start_in_pidns(&self->e)) TH_LOG("log: %s", self->e.log);
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_TRUE(c.handshake_ok);
+	EXPECT_EQ(2, out);
+	EXPECT_STREQ("ok", c.got);
+}
+
+struct after {
+	int untouched; /* a socket danced never saw */
+	int held; /* one danced had mid-handshake, or -1 */
+};
+
+/* What a process (with danced's old PID) can do on the protected port: 0, or bits. */
+static int try_io(void *arg)
+{
+	const struct after *a = arg;
+	char b;
+	int bad = 0;
+
+	if (send(a->untouched, "x", 1, MSG_NOSIGNAL) != -1 || errno != EACCES)
+		bad |= 1;
+	if (a->held >= 0 && (send(a->held, "x", 1, MSG_NOSIGNAL) != -1 || errno != EACCES))
+		bad |= 2;
+	if (a->held >= 0 && (recv(a->held, &b, 1, MSG_DONTWAIT) != -1 || errno != EACCES))
+		bad |= 4;
+	return bad;
+}
+
+/* Run @fn in a child that has PID @want (by ns_last_pid); its status, or -1. */
+static int as_pid(pid_t want, int (*fn)(void *), void *arg)
+{
+	int i, status;
+
+	for (i = 0; i < 50; i++) {
+		FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+		pid_t pid;
+
+		if (!f)
+			return -1;
+		fprintf(f, "%d", want - 1);
+		if (fclose(f))
+			return -1;
+		pid = fork();
+		if (!pid)
+			_exit(getpid() == want ? fn(arg) : 100);
+		if (pid < 0 || waitpid(pid, &status, 0) != pid)
+			return -1;
+		if (pid == want)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	}
+	return -1;
+}
+
+/*
+ * danced stops (@sig): whoever gets its PID next is nobody special. With @mid, a socket
+ * danced was handshaking when it stopped stays shut for everyone, the server included.
+ */
+static void stopped_danced_exempts_nobody(struct __test_metadata *_metadata,
+					  FIXTURE_DATA(careless) * self, int sig, bool mid)
+{
+	struct dance_params p = { .timeout_ms = 60000 };
+	struct after a = { .held = -1 };
+	int cli, cli2 = -1;
+	pid_t old;
+
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0, careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW));
+	cli = tcp_connect(self->port);
+	ASSERT_LE(0, cli);
+	a.untouched = accept(self->lfd, NULL, NULL);
+	ASSERT_LE(0, a.untouched);
+	if (mid) {
+		/* The client says nothing: danced holds the socket, waiting for a ClientHello. */
+		cli2 = tcp_connect(self->port);
+		ASSERT_LE(0, cli2);
+		a.held = accept(self->lfd, NULL, NULL);
+		ASSERT_LE(0, a.held);
+		ASSERT_EQ(0, dance_submit(self->d, a.held, &p, 1));
+		usleep(500000);
+	}
+	old = self->e.pid;
+	ASSERT_EQ(sig == SIGKILL ? 128 + SIGKILL : 0, danced_stop(&self->e, sig));
+	EXPECT_EQ(0, try_io(&a)) TH_LOG("1: send, 2: send mid-handshake, 3: recv mid-handshake");
+	EXPECT_EQ(0, as_pid(old, try_io, &a))
+	TH_LOG("with danced's old pid %d: -1 no such pid; bits 1: send, 2: send mid-handshake, "
+	       "4: recv mid-handshake passed",
+	       old);
+	close(cli);
+	close(a.untouched);
+	if (mid) {
+		close(cli2);
+		close(a.held);
+	}
+}
+
+TEST_F(careless, after_sigterm_danceds_old_pid_is_nobody)
+{
+	stopped_danced_exempts_nobody(_metadata, self, SIGTERM, false);
+}
+
+TEST_F(careless, after_sigkill_danceds_old_pid_and_its_held_socket_pass_nothing)
+{
+	stopped_danced_exempts_nobody(_metadata, self, SIGKILL, true);
 }
 
 /* ---- when the policy cannot load, danced says why and does not start -------------- */
