@@ -129,6 +129,7 @@ struct __attribute__((aligned(16))) conn {
 	bool svc_fixed; /* the request named the service: no SNI switching */
 	bool offloaded; /* kTLS is installed */
 	bool counted; /* in agent.inflight */
+	bool held; /* policy_hold() marked the socket: identify or release it */
 	int fail_status; /* set where a failure is detected, reported at the end */
 	const char *fail_reason;
 	char why[DANCE_REASON_MAX];
@@ -350,7 +351,9 @@ int tlsa_next(const struct tlsa_set *set, size_t *off, const uint8_t **rdata, ui
 /* policy.c */
 int policy_init(const struct config *cfg, char *err, size_t errlen);
 void policy_fini(void);
-int policy_identify(struct conn *c, struct dance_result *r);
+int policy_hold(int fd);
+int policy_identify(int fd, const struct svc_config *cfg, struct dance_result *r);
+void policy_release(int fd);
 int policy_events_fd(void);
 void policy_events_drain(void);
 

@@ -244,7 +244,8 @@ void conn_finish(struct conn *c, int status, const char *reason)
 		handshake_describe(c, r);
 		if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
 			r->cookie = cookie;
-		status = policy_identify(c, r);
+		status = policy_identify(c->fd, c->svc->cfg, r);
+		c->held = c->held && status; /* on success, the identity replaced the hold */
 		if (status) {
 			/* A protected port would refuse it anyway: say why now, and close. */
 			r->status = status;
@@ -254,6 +255,9 @@ void conn_finish(struct conn *c, int status, const char *reason)
 		}
 	}
 	if (status) {
+		if (c->held)
+			policy_release(c->fd);
+		c->held = false;
 		r->pending_len = 0;
 		r->flags = 0;
 		if (c->touched && c->fd >= 0)

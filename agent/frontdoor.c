@@ -207,7 +207,8 @@ void frontdoor_accepted(struct worker *w, struct listener *l, int res, bool more
 		arm_listeners(w);
 		return;
 	}
-	c = conn_new(w, res, st);
+	/* Before any I/O: on a protected port, only a held socket lets danced's through. */
+	c = policy_hold(res) ? NULL : conn_new(w, res, st);
 	if (!c) {
 		atomic_fetch_sub(&agent.inflight, 1);
 		close(res);
@@ -215,6 +216,7 @@ void frontdoor_accepted(struct worker *w, struct listener *l, int res, bool more
 		arm_listeners(w);
 		return;
 	}
+	c->held = true;
 	c->svc = s;
 	c->svc_fixed = true;
 	c->pool = l->pool;

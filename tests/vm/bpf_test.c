@@ -17,11 +17,13 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <net/if.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -72,7 +74,16 @@ FIXTURE(bpf)
 	struct seen seen;
 	int lfd, port;
 	int cli, srv; /* srv has the protected local port */
+	__u32 netns; /* this process's network namespace */
 };
+
+/* A network namespace's inode number: what keys a service (bpf/danced.h). */
+static __u32 netns_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : st.st_ino;
+}
 
 FIXTURE_SETUP(bpf)
 {
@@ -88,6 +99,8 @@ FIXTURE_SETUP(bpf)
 	ASSERT_LE(0, self->cli);
 	self->srv = accept(self->lfd, NULL, NULL);
 	ASSERT_LE(0, self->srv);
+	self->netns = netns_of("/proc/self/ns/net");
+	ASSERT_NE(0U, self->netns);
 }
 
 FIXTURE_TEARDOWN(bpf)
@@ -101,12 +114,17 @@ FIXTURE_TEARDOWN(bpf)
 	danced_bpf__destroy(self->skel);
 }
 
+static int protect_port(FIXTURE_DATA(bpf) * self, __u32 netns, __u16 port, __u8 mode, __u8 dflt)
+{
+	struct danced_service_key k = { .netns = netns, .port = port };
+	struct danced_service s = { .mode = mode, .dflt = dflt };
+
+	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.services), &k, &s, BPF_ANY);
+}
+
 static int protect(FIXTURE_DATA(bpf) * self, __u8 mode, __u8 dflt)
 {
-	struct danced_service s = { .mode = mode, .dflt = dflt };
-	__u16 port = self->port;
-
-	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.services), &port, &s, BPF_ANY);
+	return protect_port(self, self->netns, self->port, mode, dflt);
 }
 
 static int identify(FIXTURE_DATA(bpf) * self, int fd, const char *name, __u32 auth)
@@ -118,19 +136,35 @@ static int identify(FIXTURE_DATA(bpf) * self, int fd, const char *name, __u32 au
 	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.sk_ident), &fd, &id, BPF_ANY);
 }
 
-/* @name exact, or with a leading "*." everything under the rest. */
+/*
+ * A rule's key the way bpftool users write it: @name exact, or with a leading "*."
+ * everything under the rest, on @port in @netns.
+ */
+static void rule_key_of(struct danced_rule_key *k, __u32 netns, __u16 port, const char *name)
+{
+	bool suffix = !strncmp(name, "*.", 2);
+
+	memset(k, 0, sizeof(*k));
+	k->netns = netns;
+	k->port = port;
+	rname_of(suffix ? name + 2 : name, k->rname, sizeof(k->rname));
+	/* With the '.', a suffix ends at a label boundary; an exact name adds its zero. */
+	k->prefixlen = 8 * (sizeof(k->netns) + sizeof(k->port) + strlen(k->rname) + !suffix);
+}
+
+static int rule_proof(FIXTURE_DATA(bpf) * self, const char *name, __u8 verdict, __u8 proof)
+{
+	struct danced_rule r = { .verdict = verdict, .proof = proof };
+	struct danced_rule_key k;
+
+	rule_key_of(&k, self->netns, self->port, name);
+	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.rules), &k, &r, BPF_ANY);
+}
+
+/* A rule as zeros would leave it: for DANE proofs. */
 static int rule(FIXTURE_DATA(bpf) * self, const char *name, __u8 verdict)
 {
-	struct danced_rule_key k = { .port = self->port };
-	struct danced_rule r = { .verdict = verdict };
-	bool suffix = !strncmp(name, "*.", 2);
-	size_t n;
-
-	rname_of(suffix ? name + 2 : name, k.rname, sizeof(k.rname));
-	/* With the '.', a suffix ends at a label boundary; an exact name adds its zero. */
-	n = strlen(k.rname) + !suffix;
-	k.prefixlen = 8 * (sizeof(k.port) + n);
-	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.rules), &k, &r, BPF_ANY);
+	return rule_proof(self, name, verdict, DANCED_PROOF_DANE);
 }
 
 /* One byte each way between the peers; 0, or the negated errno of the failing side. */
@@ -220,15 +254,17 @@ TEST_F(bpf, exact_and_suffix_rules_and_the_default)
 	EXPECT_EQ(-EACCES, exchange(self));
 }
 
-TEST_F(bpf, rules_are_per_port)
+TEST_F(bpf, rules_belong_to_their_service)
 {
-	struct danced_rule_key k = { .port = self->port + 1 };
 	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
+	struct danced_rule_key k;
 
 	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
 	ASSERT_EQ(0, identify(self, self->srv, "a.example.com", DANCED_AUTH_DANE));
-	rname_of("a.example.com", k.rname, sizeof(k.rname));
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+	/* The same name on the next port, and on this port in another namespace. */
+	rule_key_of(&k, self->netns, self->port + 1, "a.example.com");
+	ASSERT_EQ(0, bpf_map_update_elem(bpf_map__fd(self->skel->maps.rules), &k, &r, BPF_ANY));
+	rule_key_of(&k, self->netns + 1, self->port, "a.example.com");
 	ASSERT_EQ(0, bpf_map_update_elem(bpf_map__fd(self->skel->maps.rules), &k, &r, BPF_ANY));
 	EXPECT_EQ(-EACCES, exchange(self));
 	ASSERT_EQ(0, rule(self, "a.example.com", DANCED_VERDICT_ALLOW));
@@ -246,19 +282,207 @@ TEST_F(bpf, audit_mode_passes_and_records)
 	EXPECT_STREQ("moc.elpmaxe.b.", self->seen.last.rname);
 }
 
-TEST_F(bpf, the_agent_is_exempt)
+/* This process, in a network namespace of its own with loopback up. */
+static int enter_new_netns(void)
 {
-	struct danced_agent a = { .tgid = getpid() };
-	int fd = bpf_map__fd(self->skel->maps.agent);
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd, ret = 0;
+
+	if (unshare(CLONE_NEWNET))
+		return -errno;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (!ret && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* A TCP listener on 127.0.0.1:@port in the calling process's network namespace. */
+static int tcp_listen_on(int port, int *fd)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*fd < 0)
+		return -errno;
+	setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(*fd, (struct sockaddr *)&a, sizeof(a)) || listen(*fd, 4)) {
+		close(*fd);
+		return -errno;
+	}
+	return 0;
+}
+
+/* In the calling process's network namespace: a TCP pair on @port, one byte each way. */
+static int exchange_on(int port)
+{
+	int l, c, s, ret;
+	char b = 'x';
+
+	ret = tcp_listen_on(port, &l);
+	if (ret)
+		return ret;
+	c = tcp_connect(port);
+	s = c < 0 ? -1 : accept(l, NULL, NULL);
+	if (c < 0 || s < 0)
+		ret = -EIO;
+	else if (send(s, &b, 1, 0) != 1 || recv(c, &b, 1, 0) != 1 || send(c, &b, 1, 0) != 1 ||
+		 recv(s, &b, 1, 0) != 1)
+		ret = errno == EACCES ? -EACCES : -EIO;
+	if (c >= 0)
+		close(c);
+	if (s >= 0)
+		close(s);
+	close(l);
+	return ret;
+}
+
+/* A forked child runs @fn; its exit status (an errno), or -1 when it did not exit. */
+static int in_child(int (*fn)(int), int arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (!pid)
+		_exit(-fn(arg));
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* ---- danced's exemption: a socket it holds, touched by danced itself ---------------- */
+
+/* Make this process the live danced, as danced registers itself: 0 or -errno. */
+static int be_danced(FIXTURE_DATA(bpf) * self, __u64 token)
+{
+	struct danced_agent a = { .token = token, .pid = getpid() };
+	struct danced_agent_task t = { .token = token };
+	int pidfd = syscall(SYS_pidfd_open, getpid(), 0), ret;
 	__u32 zero = 0;
 
+	if (pidfd < 0)
+		return -errno;
+	ret = bpf_map_update_elem(bpf_map__fd(self->skel->maps.agent_task), &pidfd, &t, BPF_ANY) ?:
+		      bpf_map_update_elem(bpf_map__fd(self->skel->maps.agent), &zero, &a, BPF_ANY);
+	close(pidfd);
+	return ret;
+}
+
+static int hold(FIXTURE_DATA(bpf) * self, int fd, __u64 token)
+{
+	struct danced_ident id = { .hold = token };
+
+	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.sk_ident), &fd, &id, BPF_ANY);
+}
+
+static __u64 live_token(FIXTURE_DATA(bpf) * self)
+{
+	struct danced_agent a = { 0 };
+	__u32 zero = 0;
+
+	bpf_map_lookup_elem(bpf_map__fd(self->skel->maps.agent), &zero, &a);
+	return a.token;
+}
+
+static void *send_one(void *arg)
+{
+	int fd = *(int *)arg;
+
+	return (void *)(long)(send(fd, "x", 1, MSG_NOSIGNAL) == 1 ? 0 : errno);
+}
+
+static void *sleeper(void *arg)
+{
+	pause();
+	return arg;
+}
+
+static int send_from_child(int fd)
+{
+	return send(fd, "x", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+TEST_F(bpf, a_held_socket_passes_for_danced_and_nobody_else)
+{
+	const __u64 token = 0x5eed5eed5eed5eedULL;
+	struct danced_ident got;
+	pthread_t t;
+	void *res;
+	char b;
+
 	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0, be_danced(self, token));
+	/* danced, but the socket is not held: judged like anybody's. */
 	EXPECT_EQ(-EACCES, exchange(self));
-	ASSERT_EQ(0, bpf_map_update_elem(fd, &zero, &a, BPF_ANY));
+	drain_events(self);
+	ASSERT_EQ(0, hold(self, self->srv, token));
 	EXPECT_EQ(0, exchange(self));
-	a.tgid = 0;
-	ASSERT_EQ(0, bpf_map_update_elem(fd, &zero, &a, BPF_ANY));
+	/* The hold noted the service for danced, which cannot read a namespace's inode. */
+	ASSERT_EQ(0, bpf_map_lookup_elem(bpf_map__fd(self->skel->maps.sk_ident), &self->srv, &got));
+	EXPECT_EQ(self->netns, got.netns);
+	EXPECT_EQ(self->port, got.port);
+	/* Every thread of danced is danced (workers, io_uring's too) ... */
+	ASSERT_EQ(0, pthread_create(&t, NULL, send_one, &self->srv));
+	pthread_join(t, &res);
+	EXPECT_EQ(0L, (long)res);
+	ASSERT_EQ(1, recv(self->cli, &b, 1, 0));
+	/* ... and no other process, not even one danced forked. */
+	EXPECT_EQ(EACCES, in_child(send_from_child, self->srv));
+	drain_events(self);
+	EXPECT_EQ(1, self->seen.n);
+	EXPECT_EQ(DANCED_WHY_NO_IDENTITY, self->seen.last.why);
+	/* A hold of another danced run is nobody's. */
+	ASSERT_EQ(0, hold(self, self->srv, token + 1));
 	EXPECT_EQ(-EACCES, exchange(self));
+	/* danced stopped (token 0): its holds are nobody's either. */
+	ASSERT_EQ(0, hold(self, self->srv, token));
+	ASSERT_EQ(0, be_danced(self, 0));
+	EXPECT_EQ(-EACCES, exchange(self));
+}
+
+/* A danced that dies without a word (SIGKILL) takes its token with it. */
+TEST_F(bpf, danceds_death_ends_its_token)
+{
+	int go[2], status;
+	pid_t pid;
+	char b;
+
+	ASSERT_EQ(0, pipe(go));
+	ASSERT_EQ(0, be_danced(self, 7));
+	/* Any other process ending changes nothing. */
+	pid = fork();
+	if (!pid)
+		_exit(0);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(7ULL, live_token(self));
+	/* A process that registered as danced, with a second thread, killed. */
+	pid = fork();
+	if (!pid) {
+		pthread_t t;
+
+		if (be_danced(self, 8))
+			_exit(1);
+		pthread_create(&t, NULL, sleeper, NULL);
+		if (write(go[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	ASSERT_LT(0, pid);
+	ASSERT_EQ(1, read(go[0], &b, 1));
+	EXPECT_EQ(8ULL, live_token(self));
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0ULL, live_token(self));
+	close(go[0]);
+	close(go[1]);
 }
 
 /* A service scoped to a cgroup holds processes in it, or below it, and no others. */
@@ -266,7 +490,7 @@ TEST_F(bpf, a_cgroup_scoped_service_holds_only_its_processes)
 {
 	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
 	char outer[96], inner[128], procs[160];
-	__u16 port = self->port;
+	struct danced_service_key key = { .netns = self->netns, .port = self->port };
 	struct stat st;
 	int status;
 	pid_t pid;
@@ -278,8 +502,8 @@ TEST_F(bpf, a_cgroup_scoped_service_holds_only_its_processes)
 	ASSERT_EQ(0, stat(outer, &st));
 	svc.cgroup_id = st.st_ino; /* a cgroup's id is its directory's inode number */
 	svc.cgroup_level = 1;
-	ASSERT_EQ(0, bpf_map_update_elem(bpf_map__fd(self->skel->maps.services), &port, &svc,
-					 BPF_ANY));
+	ASSERT_EQ(0,
+		  bpf_map_update_elem(bpf_map__fd(self->skel->maps.services), &key, &svc, BPF_ANY));
 	EXPECT_EQ(0, exchange(self)); /* this process is outside */
 	pid = fork();
 	if (!pid) {
@@ -365,13 +589,6 @@ TEST_F(bpf, every_data_path_is_covered)
 
 /* ---- what the policy judges: TCP sockets, a port within one network namespace ------ */
 
-static int protect_port(FIXTURE_DATA(bpf) * self, __u16 port, __u8 mode, __u8 dflt)
-{
-	struct danced_service s = { .mode = mode, .dflt = dflt };
-
-	return bpf_map_update_elem(bpf_map__fd(self->skel->maps.services), &port, &s, BPF_ANY);
-}
-
 static int udp_socket(struct sockaddr_in *a)
 {
 	struct timeval tv = { .tv_sec = 3 };
@@ -425,7 +642,8 @@ TEST_F(bpf, raw_sockets_are_not_judged)
 	int r;
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ASSERT_EQ(0, protect_port(self, 253, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0,
+		  protect_port(self, self->netns, 253, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
 	r = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, 253); /* 253: for experiments, RFC 3692 */
 	ASSERT_LE(0, r) TH_LOG("raw socket: %s", strerror(errno));
 	setsockopt(r, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -436,66 +654,6 @@ TEST_F(bpf, raw_sockets_are_not_judged)
 	drain_events(self);
 	EXPECT_EQ(0, self->seen.n);
 	close(r);
-}
-
-/* This process, in a network namespace of its own with loopback up. */
-static int enter_new_netns(void)
-{
-	struct ifreq ifr = { .ifr_name = "lo" };
-	int fd, ret = 0;
-
-	if (unshare(CLONE_NEWNET))
-		return -errno;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-		ret = -errno;
-	ifr.ifr_flags |= IFF_UP;
-	if (!ret && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
-/* In the calling process's network namespace: a TCP pair on @port, one byte each way. */
-static int exchange_on(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int l, c, s, one = 1, ret = 0;
-	char b = 'x';
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1))
-		return -errno;
-	c = tcp_connect(port);
-	s = c < 0 ? -1 : accept(l, NULL, NULL);
-	if (c < 0 || s < 0)
-		ret = -EIO;
-	else if (send(s, &b, 1, 0) != 1 || recv(c, &b, 1, 0) != 1 || send(c, &b, 1, 0) != 1 ||
-		 recv(s, &b, 1, 0) != 1)
-		ret = errno == EACCES ? -EACCES : -EIO;
-	if (c >= 0)
-		close(c);
-	if (s >= 0)
-		close(s);
-	close(l);
-	return ret;
-}
-
-/* A forked child runs @fn; its exit status (an errno), or -1 when it did not exit. */
-static int in_child(int (*fn)(int), int arg)
-{
-	int status;
-	pid_t pid = fork();
-
-	if (!pid)
-		_exit(-fn(arg));
-	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
 }
 
 static int same_port_elsewhere(int port)
@@ -511,6 +669,73 @@ TEST_F(bpf, the_same_port_in_another_netns_is_not_the_service)
 	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
 	EXPECT_EQ(0, in_child(same_port_elsewhere, self->port)) TH_LOG("0, or the child's errno");
 	EXPECT_EQ(-EACCES, exchange(self)); /* here, it is protected */
+}
+
+static int protect_elsewhere(int port)
+{
+	int ret = enter_new_netns(), fd;
+	struct danced_service_key k = { .port = port };
+	struct danced_service s = { .mode = DANCED_MODE_ENFORCE };
+
+	if (ret)
+		return ret;
+	k.netns = netns_of("/proc/self/ns/net");
+	fd = bpf_obj_get("/sys/fs/bpf/danced-bpf-test-services");
+	if (!k.netns || fd < 0 || bpf_map_update_elem(fd, &k, &s, BPF_ANY))
+		return -EIO;
+	return exchange_on(port);
+}
+
+/* ... and protected there when keyed by that namespace, not here. */
+TEST_F(bpf, a_service_is_protected_in_the_netns_it_is_keyed_by)
+{
+	ASSERT_EQ(0, bpf_obj_pin(bpf_map__fd(self->skel->maps.services),
+				 "/sys/fs/bpf/danced-bpf-test-services"));
+	EXPECT_EQ(EACCES, in_child(protect_elsewhere, self->port)) TH_LOG("the child's errno");
+	unlink("/sys/fs/bpf/danced-bpf-test-services");
+	EXPECT_EQ(0, exchange(self));
+}
+
+/* ---- which proofs a rule admits -------------------------------------------------------- */
+
+TEST_F(bpf, an_allow_rule_admits_only_the_proofs_it_names)
+{
+	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0, identify(self, self->srv, "s1.example.com", DANCED_AUTH_X509));
+	/* A rule as zeros leave it, but allowing: DANE only. */
+	ASSERT_EQ(0, rule(self, "s1.example.com", DANCED_VERDICT_ALLOW));
+	EXPECT_EQ(-EACCES, exchange(self));
+	drain_events(self);
+	EXPECT_EQ(DANCED_WHY_PROOF, self->seen.last.why);
+	EXPECT_EQ((__u8)DANCED_AUTH_X509, self->seen.last.auth);
+	ASSERT_EQ(0, identify(self, self->srv, "s1.example.com", DANCED_AUTH_DANE));
+	EXPECT_EQ(0, exchange(self));
+	/* x509: the other way round. */
+	ASSERT_EQ(0, rule_proof(self, "s1.example.com", DANCED_VERDICT_ALLOW, DANCED_PROOF_X509));
+	EXPECT_EQ(-EACCES, exchange(self));
+	ASSERT_EQ(0, identify(self, self->srv, "s1.example.com", DANCED_AUTH_X509));
+	EXPECT_EQ(0, exchange(self));
+	/* any: both. */
+	ASSERT_EQ(0, rule_proof(self, "s1.example.com", DANCED_VERDICT_ALLOW, DANCED_PROOF_ANY));
+	EXPECT_EQ(0, exchange(self));
+	ASSERT_EQ(0, identify(self, self->srv, "s1.example.com", DANCED_AUTH_DANE));
+	EXPECT_EQ(0, exchange(self));
+	/* A proof the rule does not know admits nobody. */
+	ASSERT_EQ(0, rule_proof(self, "s1.example.com", DANCED_VERDICT_ALLOW, 7));
+	EXPECT_EQ(-EACCES, exchange(self));
+	/* A proof that does not fit never falls back to a default that would allow. */
+	ASSERT_EQ(0, protect(self, DANCED_MODE_ENFORCE, DANCED_VERDICT_ALLOW));
+	ASSERT_EQ(0, rule_proof(self, "s1.example.com", DANCED_VERDICT_ALLOW, DANCED_PROOF_X509));
+	EXPECT_EQ(-EACCES, exchange(self));
+	ASSERT_EQ(0, identify(self, self->srv, "s2.example.com", DANCED_AUTH_X509));
+	EXPECT_EQ(0, exchange(self)); /* no rule: the default, for any proof */
+	/* A deny refuses its name however it was proven, whatever its proof byte says. */
+	ASSERT_EQ(0, rule_proof(self, "*.example.com", DANCED_VERDICT_DENY, DANCED_PROOF_DANE));
+	EXPECT_EQ(-EACCES, exchange(self));
+	ASSERT_EQ(0, identify(self, self->srv, "s2.example.com", DANCED_AUTH_DANE));
+	EXPECT_EQ(-EACCES, exchange(self));
+	drain_events(self);
+	EXPECT_EQ(DANCED_WHY_DENIED, self->seen.last.why);
 }
 
 /* ---- danced feeding the policy, and a server that never checks --------------------- */
@@ -575,6 +800,7 @@ FIXTURE(careless)
 	int services, rules; /* the pinned maps, opened the way bpftool opens them */
 	struct ring_buffer *rb;
 	struct seen seen;
+	__u32 netns;
 };
 
 static int pinned_map(FIXTURE_DATA(careless) * self, const char *name)
@@ -603,6 +829,7 @@ FIXTURE_SETUP(careless)
 	self->r = calloc(1, sizeof(*self->r));
 	self->services = pinned_map(self, "services");
 	self->rules = pinned_map(self, "rules");
+	self->netns = netns_of("/proc/self/ns/net");
 	ASSERT_LE(0, self->services);
 	ASSERT_LE(0, self->rules);
 	/* danced reads "events"; a second reader would take records from it. */
@@ -624,10 +851,23 @@ FIXTURE_TEARDOWN(careless)
 
 static int careless_protect(FIXTURE_DATA(careless) * self, __u8 dflt)
 {
+	struct danced_service_key k = { .netns = self->netns, .port = self->port };
 	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = dflt };
-	__u16 port = self->port;
 
-	return bpf_map_update_elem(self->services, &port, &svc, BPF_ANY);
+	return bpf_map_update_elem(self->services, &k, &svc, BPF_ANY);
+}
+
+/*
+ * A rule on the fixture's service: @name exactly, or (with a leading "*.") all under it.
+ * The fixture's client proves its name with a certificate from the clients' CA: x509.
+ */
+static int careless_rule(FIXTURE_DATA(careless) * self, const char *name, __u8 verdict, __u8 proof)
+{
+	struct danced_rule r = { .verdict = verdict, .proof = proof };
+	struct danced_rule_key k;
+
+	rule_key_of(&k, self->netns, self->port, name);
+	return bpf_map_update_elem(self->rules, &k, &r, BPF_ANY);
 }
 
 /*
@@ -670,24 +910,15 @@ TEST_F(careless, the_kernel_checks_what_the_server_does_not)
 	EXPECT_STREQ("ok", c.got);
 	/* Protected, allowed by a suffix rule: the same. */
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
-	{
-		struct danced_rule_key k = { .port = self->port };
-		struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
-
-		rname_of("example.test", k.rname, sizeof(k.rname));
-		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
-		ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
-		c = (struct tls_client){ 0 };
-		careless_round(_metadata, self, &c, &in, &out);
-		EXPECT_TRUE(c.handshake_ok); /* danced's own I/O is never blocked */
-		EXPECT_EQ(2, out);
-		EXPECT_STREQ("ok", c.got);
-		/* Denied for this very name: nothing gets through, either way. */
-		r.verdict = DANCED_VERDICT_DENY;
-		rname_of("client.example.test", k.rname, sizeof(k.rname));
-		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1); /* exact */
-		ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
-	}
+	ASSERT_EQ(0,
+		  careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW, DANCED_PROOF_X509));
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_TRUE(c.handshake_ok); /* danced's own I/O is never blocked */
+	EXPECT_EQ(2, out);
+	EXPECT_STREQ("ok", c.got);
+	/* Denied for this very name: nothing gets through, either way. */
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_DENY, 0));
 	drain(self->rb, &self->seen);
 	c = (struct tls_client){ 0 };
 	careless_round(_metadata, self, &c, &in, &out);
@@ -710,16 +941,13 @@ TEST_F(careless, the_kernel_checks_what_the_server_does_not)
 /* Pinned, the policy holds while danced is down, and a new danced picks it up as it is. */
 TEST_F(careless, enforcement_outlives_danced_and_a_restart_reuses_it)
 {
-	struct danced_rule_key k = { .port = self->port };
-	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
 	struct tls_client c = { 0 };
 	ssize_t in, out;
 	int cli, srv;
 
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
-	rname_of("client.example.test", k.rname, sizeof(k.rname));
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1); /* exact */
-	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW,
+				   DANCED_PROOF_X509));
 	dance_close(self->d);
 	self->d = NULL;
 	ASSERT_EQ(0, danced_stop(&self->e, SIGTERM));
@@ -768,8 +996,8 @@ static int live(struct __test_metadata *_metadata, FIXTURE_DATA(careless) * self
 
 	c->port = self->port;
 	c->ca = self->e.ca;
-	c->cert = self->e.cli_cert;
-	c->key = self->e.cli_key;
+	c->cert = c->cert ?: self->e.cli_cert;
+	c->key = c->key ?: self->e.cli_key;
 	pthread_create(&c->thread, NULL, tls_client_main, c);
 	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0 || dance_handshake(self->d, fd, &p, self->r))
@@ -781,9 +1009,9 @@ static int live(struct __test_metadata *_metadata, FIXTURE_DATA(careless) * self
 TEST_F(careless, sweep_destroys_live_sockets_the_policy_now_refuses)
 {
 	int revoke = pinned_map(self, "revoke");
-	struct danced_rule_key k = { .port = self->port };
-	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
+	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW, .proof = DANCED_PROOF_X509 };
 	struct tls_client c = { 0 };
+	struct danced_rule_key k;
 	char rname[256];
 	__u8 one = 1;
 	long t0;
@@ -791,14 +1019,14 @@ TEST_F(careless, sweep_destroys_live_sockets_the_policy_now_refuses)
 
 	ASSERT_LE(0, revoke);
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
-	rname_of("client.example.test", k.rname, sizeof(k.rname));
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1); /* exact */
+	rule_key_of(&k, self->netns, self->port, "client.example.test");
 	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
 	EXPECT_EQ(0, sweep(self)); /* nothing to do */
 
 	fd = live(_metadata, self, &c);
 	ASSERT_LE(0, fd);
-	r.verdict = DANCED_VERDICT_DENY;
+	/* Still allowed, but for DANE proofs only: this client's certificate no longer is. */
+	r.proof = DANCED_PROOF_DANE;
 	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
 	t0 = now_ms();
 	EXPECT_EQ(1, sweep(self));
@@ -809,7 +1037,7 @@ TEST_F(careless, sweep_destroys_live_sockets_the_policy_now_refuses)
 	close(fd);
 
 	/* Allowed again, but revoked by name: cut, while the rules stay as they are. */
-	r.verdict = DANCED_VERDICT_ALLOW;
+	r.proof = DANCED_PROOF_ANY;
 	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
 	c = (struct tls_client){ 0 };
 	fd = live(_metadata, self, &c);
@@ -855,10 +1083,21 @@ TEST_F(careless, dancectl_drives_the_policy)
 	snprintf(port, sizeof(port), "%d", self->port);
 	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "service", port, "enforce", "deny"));
 	EXPECT_NE(NULL, strstr(out, "0 live connections cut")) TH_LOG("%s", out);
-	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "allow", port, "*.example.test", NULL));
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "allow", port, "*.example.test",
+			 "--proof=x509"));
 	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "list", NULL, NULL, NULL));
 	EXPECT_NE(NULL, strstr(out, "enforce")) TH_LOG("%s", out);
-	EXPECT_NE(NULL, strstr(out, "allow   *.example.test")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "allow   x509  *.example.test")) TH_LOG("%s", out);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "--json", "policy", "list", NULL, NULL));
+	EXPECT_NE(NULL, strstr(out, "\"name\":\"*.example.test\",\"verdict\":\"allow\","
+				    "\"proof\":\"x509\""))
+	TH_LOG("%s", out);
+	/* A deny refuses every proof; a proof is one of three. */
+	EXPECT_EQ(2, ctl(self, out, sizeof(out), "policy", "deny", port, "x.example.test",
+			 "--proof=dane"));
+	EXPECT_NE(NULL, strstr(out, "--proof is for allow rules")) TH_LOG("%s", out);
+	EXPECT_EQ(2, ctl(self, out, sizeof(out), "policy", "allow", port, "x.example.test",
+			 "--proof=pgp"));
 	/* Scoped to a cgroup: the service shows its id; not a cgroup: refused. */
 	EXPECT_EQ(2, ctl(self, out, sizeof(out), "policy", "service", port, "enforce", "cgroup"));
 	{
@@ -923,7 +1162,8 @@ TEST_F(careless, dancectl_drives_the_policy)
 			fclose(f);
 	}
 	EXPECT_NE(NULL, strstr(out, "refused pid=")) TH_LOG("%s", out);
-	EXPECT_NE(NULL, strstr(out, "name=client.example.test reason=denied")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "name=client.example.test reason=denied auth=x509"))
+	TH_LOG("%s", out);
 	EXPECT_EQ(0, ctl(self, out, sizeof(out), "policy", "remove", port, "client.example.test",
 			 NULL));
 	c = (struct tls_client){ 0 };
@@ -974,7 +1214,8 @@ TEST_F(careless, readme_bpftool_walkthrough_works_as_written)
 	fd = live(_metadata, self, &c);
 	ASSERT_LE(0, fd);
 	snprintf(cmd, sizeof(cmd),
-		 "pin=/sys/fs/bpf/%.60s port=%d domain=example.test name=client.example.test; "
+		 "pin=/sys/fs/bpf/%.60s port=%d domain=example.test name=client.example.test "
+		 "proof=01; "
 		 ". %s",
 		 self->e.bpf_pin, self->port, path);
 	{
@@ -990,6 +1231,7 @@ TEST_F(careless, readme_bpftool_walkthrough_works_as_written)
 	TH_LOG("%s", out);
 	EXPECT_NE(NULL, strstr(out, "\"mode\": 2")) TH_LOG("%s", out);
 	EXPECT_NE(NULL, strstr(out, "\"rname\": \"tset.elpmaxe.\"")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "\"proof\": 1")) TH_LOG("%s", out);
 	/* What is left: the domain allowed, the exception gone, nothing revoked. */
 	c = (struct tls_client){ 0 };
 	careless_round(_metadata, self, &c, &in, &sent);
@@ -998,18 +1240,6 @@ TEST_F(careless, readme_bpftool_walkthrough_works_as_written)
 }
 
 /* ---- names from X.509 and names from DANE -------------------------------------------- */
-
-/* A rule on the fixture's port: @name exactly, or (with a leading "*.") all under it. */
-static int careless_rule(FIXTURE_DATA(careless) * self, const char *name, __u8 verdict)
-{
-	struct danced_rule_key k = { .port = self->port };
-	struct danced_rule r = { .verdict = verdict };
-	bool suffix = !strncmp(name, "*.", 2);
-
-	rname_of(suffix ? name + 2 : name, k.rname, sizeof(k.rname));
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + !suffix);
-	return bpf_map_update_elem(self->rules, &k, &r, BPF_ANY);
-}
 
 /* A client certificate from the clients' CA with these SAN dNSNames, as @file.pem/.key. */
 static int client_cert(FIXTURE_DATA(careless) * self, const char *file, const char *const *names,
@@ -1043,25 +1273,67 @@ TEST_F(careless, a_rule_for_a_dane_name_does_not_admit_a_ca_certificate)
 	ssize_t in, out;
 
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
-	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW));
+	/* Zeros for the proof, as bpftool users write them: DANE. */
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW, 0));
 	careless_round(_metadata, self, &c, &in, &out);
 	EXPECT_TRUE(c.handshake_ok);
 	EXPECT_EQ(-EACCES, out);
 	EXPECT_STREQ("", c.got);
+	drain(self->rb, &self->seen);
+	EXPECT_EQ(DANCED_WHY_PROOF, self->seen.last.why);
+	EXPECT_EQ((__u8)DANCED_AUTH_X509, self->seen.last.auth);
+	usleep(500000);
+	EXPECT_TRUE(log_contains(&self->e, "(proven by x509, which its rule does not accept)"));
+	/* x509, or any: the certificate's name is admitted. */
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW,
+				   DANCED_PROOF_X509));
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_EQ(2, out);
+	EXPECT_STREQ("ok", c.got);
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW,
+				   DANCED_PROOF_ANY));
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_EQ(2, out);
+	/* A service's default allow admits any verified name, however proven. */
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_ALLOW));
+	ASSERT_EQ(0, careless_rule(self, "other.example.test", DANCED_VERDICT_ALLOW, 0));
+	c = (struct tls_client){ 0 };
+	careless_round(_metadata, self, &c, &in, &out);
+	EXPECT_EQ(2, out);
+}
+
+/* The name an operator sees for the socket @sk in "identities". */
+static void identity_name(FIXTURE_DATA(careless) * self, int sk, char *out, size_t max)
+{
+	int fd = pinned_map(self, "identities");
+	socklen_t len = sizeof(__u64);
+	struct danced_ident id;
+	__u64 cookie;
+
+	out[0] = '\0';
+	if (fd >= 0 && !getsockopt(sk, SOL_SOCKET, SO_COOKIE, &cookie, &len) &&
+	    !bpf_map_lookup_elem(fd, &cookie, &id))
+		danced_fname(id.rname, sizeof(id.rname), out, max);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* "*.example.test" in a certificate names no one client: it is never the identity. */
 TEST_F(careless, a_wildcard_san_is_never_the_identity)
 {
 	static const char *const wild[] = { "*.example.test", NULL };
-	char cert[160], key[160];
+	static const char *const two[] = { "*.example.test", "client2.example.test", NULL };
+	char cert[160], key[160], name[256];
 	struct tls_client c = { 0 };
 	ssize_t in, out;
+	int fd;
 
 	ASSERT_EQ(0, client_cert(self, "wild", wild, cert, key, sizeof(cert)));
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
 	/* Not under a suffix rule ... */
-	ASSERT_EQ(0, careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW));
+	ASSERT_EQ(0, careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW, DANCED_PROOF_ANY));
 	c.cert = cert;
 	c.key = key;
 	careless_round(_metadata, self, &c, &in, &out);
@@ -1069,17 +1341,130 @@ TEST_F(careless, a_wildcard_san_is_never_the_identity)
 	EXPECT_EQ(-EACCES, out);
 	/* ... nor by an exact rule that spells the wildcard, as bpftool lets one write. */
 	{
-		struct danced_rule_key k = { .port = self->port };
-		struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
+		struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW,
+					 .proof = DANCED_PROOF_ANY };
+		struct danced_rule_key k;
 
-		rname_of("*.example.test", k.rname, sizeof(k.rname));
-		k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1);
+		rule_key_of(&k, self->netns, self->port, "x.example.test");
+		k.rname[strlen(k.rname) - 2] = '*'; /* "tset.elpmaxe.*." and its zero */
 		ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
 	}
 	c = (struct tls_client){ .cert = cert, .key = key };
 	careless_round(_metadata, self, &c, &in, &out);
 	EXPECT_TRUE(c.handshake_ok);
 	EXPECT_EQ(-EACCES, out);
+	/* With a wildcard first and a name after it, the name is the identity. */
+	ASSERT_EQ(0, client_cert(self, "two", two, cert, key, sizeof(cert)));
+	c = (struct tls_client){ .cert = cert, .key = key };
+	fd = live(_metadata, self, &c);
+	ASSERT_LE(0, fd);
+	identity_name(self, fd, name, sizeof(name));
+	EXPECT_STREQ("client2.example.test", name);
+	EXPECT_EQ(2, send(fd, "ok", 2, MSG_NOSIGNAL));
+	pthread_join(c.thread, NULL);
+	EXPECT_STREQ("ok", c.got);
+	close(fd);
+}
+
+/* ---- a service in a container: its network namespace -------------------------------- */
+
+/*
+ * In a network namespace of its own, as a container would: a server on the fixture's
+ * port number hands a TLS connection to danced (the handoff socket is a path, so it
+ * reaches across), tells the parent, and waits for it to protect and sweep there.
+ * 0, or which step failed.
+ */
+static int serve_elsewhere(FIXTURE_DATA(careless) * self, int up, int down)
+{
+	struct tls_client c = { .port = self->port,
+				.ca = self->e.ca,
+				.cert = self->e.cli_cert,
+				.key = self->e.cli_key };
+	struct dance_params p = { 0 };
+	struct dance_result *r = calloc(1, sizeof(*r));
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	struct dance *d;
+	int l, fd;
+	char b;
+
+	if (!r || enter_new_netns() || tcp_listen_on(self->port, &l))
+		return 1;
+	pthread_create(&c.thread, NULL, tls_client_main, &c);
+	fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0 || dance_open(self->e.sock, &d) || dance_handshake(d, fd, &p, r))
+		return 2;
+	if (r->auth != DANCE_AUTH_X509 || write(up, "r", 1) != 1 || read(down, &b, 1) != 1)
+		return 3;
+	/* Protected here now, and the sweep cut the connection. */
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || ti.tcpi_state != TCP_CLOSE)
+		return 4;
+	pthread_join(c.thread, NULL);
+	return 0;
+}
+
+TEST_F(careless, dancectl_protects_a_service_in_another_netns)
+{
+	char port[8], arg[32], out[8192], want[96];
+	struct tls_client c = { 0 };
+	int up[2], down[2], status;
+	ssize_t in, sent;
+	__u32 ino;
+	pid_t pid;
+	char b;
+
+	snprintf(port, sizeof(port), "%d", self->port);
+	ASSERT_EQ(0, pipe(up));
+	ASSERT_EQ(0, pipe(down));
+	pid = fork();
+	if (!pid)
+		_exit(serve_elsewhere(self, up[1], down[0]));
+	ASSERT_LT(0, pid);
+	ASSERT_EQ(1, read(up[0], &b, 1)) TH_LOG("the server in its own namespace failed");
+	snprintf(arg, sizeof(arg), "/proc/%d/ns/net", pid);
+	ino = netns_of(arg);
+	ASSERT_NE(0U, ino);
+	ASSERT_NE(self->netns, ino);
+	/* danced's identity says where the socket lives. */
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "--json", "identities", NULL, NULL, NULL));
+	snprintf(want, sizeof(want), "\"netns\":%u,\"port\":%d,\"auth\":\"x509\"", ino, self->port);
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	/* Protect that namespace's service, by the PID of a process in it: cut at once. */
+	snprintf(arg, sizeof(arg), "--netns=%d", pid);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), arg, "policy", "service", port, "enforce"));
+	EXPECT_NE(NULL, strstr(out, "1 live connection cut")) TH_LOG("%s", out);
+	EXPECT_EQ(0, ctl(self, out, sizeof(out), "--json", "policy", "list", NULL, NULL));
+	snprintf(want, sizeof(want), "{\"netns\":%u,\"port\":%d,\"mode\":\"enforce\"", ino,
+		 self->port);
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	ASSERT_EQ(1, write(down[1], "g", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	TH_LOG("status %d: 1 setup, 2 handshake, 3 talk, 4 not cut", status);
+	/* Here, the same port number is another service, unprotected. */
+	careless_round(_metadata, self, &c, &in, &sent);
+	EXPECT_EQ(2, sent);
+	/* A namespace is a PID or a namespace file, nothing else. */
+	EXPECT_EQ(2, ctl(self, out, sizeof(out), "--netns=/tmp", "policy", "list", NULL, NULL));
+	EXPECT_NE(NULL, strstr(out, "is not a network namespace")) TH_LOG("%s", out);
+}
+
+/* Two danceds on one set of pins would refuse each other's handshakes. */
+TEST_F(careless, a_second_danced_on_the_same_pins_is_refused)
+{
+	char *argv[] = { (char *)bin("danced"), "-c", self->e.conf, NULL };
+	struct tls_client c = { 0 };
+	char out[4096];
+	ssize_t in, sent;
+
+	EXPECT_EQ(1, run(argv, NULL, 0, out, sizeof(out), 60));
+	EXPECT_NE(NULL, strstr(out, "another danced (pid")) TH_LOG("%s", out);
+	/* The first one is untouched: its handshakes still pass a protected port. */
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0,
+		  careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW, DANCED_PROOF_X509));
+	careless_round(_metadata, self, &c, &in, &sent);
+	EXPECT_EQ(2, sent);
 }
 
 /* ---- danced's own handshakes, and nothing else, pass a protected port ----------------- */
@@ -1117,7 +1502,8 @@ TEST_F(careless, danced_in_a_pid_namespace_serves_a_protected_port)
 	self->d = NULL;
 	ASSERT_EQ(0, danced_stop(&self->e, SIGTERM));
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
-	ASSERT_EQ(0, careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW));
+	ASSERT_EQ(0,
+		  careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW, DANCED_PROOF_X509));
 	ASSERT_EQ(0, danced_start_in_pidns(&self->e)) TH_LOG("log: %s", self->e.log);
 	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
 	careless_round(_metadata, self, &c, &in, &out);
@@ -1180,12 +1566,19 @@ static void stopped_danced_exempts_nobody(struct __test_metadata *_metadata,
 					  FIXTURE_DATA(careless) * self, int sig, bool mid)
 {
 	struct dance_params p = { .timeout_ms = 60000 };
+	int sk_ident = pinned_map(self, "sk_ident"), agent = pinned_map(self, "agent");
 	struct after a = { .held = -1 };
-	int cli, cli2 = -1;
+	struct danced_agent live = { 0 };
+	struct danced_ident id = { 0 };
+	int cli, cli2 = -1, i;
+	__u32 zero = 0;
 	pid_t old;
 
+	ASSERT_LE(0, sk_ident);
+	ASSERT_LE(0, agent);
 	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
-	ASSERT_EQ(0, careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW));
+	ASSERT_EQ(0,
+		  careless_rule(self, "*.example.test", DANCED_VERDICT_ALLOW, DANCED_PROOF_X509));
 	cli = tcp_connect(self->port);
 	ASSERT_LE(0, cli);
 	a.untouched = accept(self->lfd, NULL, NULL);
@@ -1197,10 +1590,20 @@ static void stopped_danced_exempts_nobody(struct __test_metadata *_metadata,
 		a.held = accept(self->lfd, NULL, NULL);
 		ASSERT_LE(0, a.held);
 		ASSERT_EQ(0, dance_submit(self->d, a.held, &p, 1));
-		usleep(500000);
+		for (i = 0; i < 100 && !id.hold; i++) {
+			usleep(50000);
+			bpf_map_lookup_elem(sk_ident, &a.held, &id);
+		}
+		ASSERT_NE(0ULL, id.hold) TH_LOG("danced did not hold the socket");
 	}
+	ASSERT_EQ(0, bpf_map_lookup_elem(agent, &zero, &live));
+	EXPECT_NE(0ULL, live.token);
+	EXPECT_EQ((__u32)self->e.pid, live.pid);
 	old = self->e.pid;
 	ASSERT_EQ(sig == SIGKILL ? 128 + SIGKILL : 0, danced_stop(&self->e, sig));
+	/* danced is down: no token, so nothing it held or will be given is exempt. */
+	ASSERT_EQ(0, bpf_map_lookup_elem(agent, &zero, &live));
+	EXPECT_EQ(0ULL, live.token);
 	EXPECT_EQ(0, try_io(&a)) TH_LOG("1: send, 2: send mid-handshake, 3: recv mid-handshake");
 	EXPECT_EQ(0, as_pid(old, try_io, &a))
 	TH_LOG("with danced's old pid %d: -1 no such pid; bits 1: send, 2: send mid-handshake, "
@@ -1212,6 +1615,8 @@ static void stopped_danced_exempts_nobody(struct __test_metadata *_metadata,
 		close(cli2);
 		close(a.held);
 	}
+	close(sk_ident);
+	close(agent);
 }
 
 TEST_F(careless, after_sigterm_danceds_old_pid_is_nobody)
@@ -1279,6 +1684,47 @@ TEST(load_failures_say_what_is_missing)
 			TH_LOG("danced: %s", line);
 		if (f)
 			fclose(f);
+	}
+	env_fini(&e);
+}
+
+/* Pins of an older danced (another map layout): refused, saying what to do. */
+TEST(pins_of_another_layout_are_refused_with_what_to_do)
+{
+	char *argv[] = { (char *)bin("danced"), "-c", NULL, NULL };
+	char path[160], out[4096];
+	struct env e;
+	int fd;
+
+	ASSERT_EQ(0, env_init(&e));
+	snprintf(e.bpf_pin, sizeof(e.bpf_pin), "danced-test-old-%d", getpid());
+	ASSERT_EQ(0, env_conf(&e, "[service www]\ncertificate = %s\nkey = %s\n", e.srv_cert,
+			      e.srv_key));
+	argv[2] = e.conf;
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%s", e.bpf_pin);
+	ASSERT_EQ(0, mkdir(path, 0700));
+	/* The services map as it was: keyed by the port alone. */
+	fd = bpf_map_create(BPF_MAP_TYPE_HASH, "services", sizeof(__u16),
+			    sizeof(struct danced_service), DANCED_BPF_SERVICES_MAX, NULL);
+	ASSERT_LE(0, fd);
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%s/services", e.bpf_pin);
+	ASSERT_EQ(0, bpf_obj_pin(fd, path));
+	close(fd);
+	EXPECT_EQ(1, run(argv, NULL, 0, out, sizeof(out), 60));
+	EXPECT_NE(NULL, strstr(out, "holds the pins of another danced version (services: key "
+				    "layout)"))
+	TH_LOG("%s", out);
+	snprintf(path, sizeof(path), "(rm -r /sys/fs/bpf/%s)", e.bpf_pin);
+	EXPECT_NE(NULL, strstr(out, path)) TH_LOG("%s", out);
+	/* dancectl says so too, rather than read the bytes the wrong way. */
+	{
+		char pin[96];
+		char *ctl[] = { (char *)bin("dancectl"), "-p", pin, "policy", "list", NULL };
+
+		snprintf(pin, sizeof(pin), "/sys/fs/bpf/%s", e.bpf_pin);
+		EXPECT_EQ(1, run(ctl, NULL, 0, out, sizeof(out), 30));
+		EXPECT_NE(NULL, strstr(out, "has another layout than this dancectl's"))
+		TH_LOG("%s", out);
 	}
 	env_fini(&e);
 }
