@@ -203,9 +203,10 @@ static int pins_check(struct danced_bpf *skel, const struct config *cfg, bool *r
 	if (what) {
 		snprintf(err, errlen,
 			 "BPF policy: %s holds the pins of another danced version (%s: %s). "
-			 "Stop danced, note the policy (dancectl policy list), remove the pins "
-			 "(rm -r %s), start danced and enter the policy again (README: upgrading)",
-			 cfg->bpf_pin_path, which, what, cfg->bpf_pin_path);
+			 "Note the policy (bpftool map dump pinned %s/services, and rules), "
+			 "remove the pins (rm -r %s), start danced and enter the policy again "
+			 "(README: upgrading)",
+			 cfg->bpf_pin_path, which, what, cfg->bpf_pin_path, cfg->bpf_pin_path);
 		return -EEXIST;
 	}
 	*reuse = links && links == progs;

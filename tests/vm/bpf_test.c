@@ -1366,6 +1366,51 @@ TEST_F(careless, a_wildcard_san_is_never_the_identity)
 	close(fd);
 }
 
+/* The front door: danced accepts and handshakes on the protected port itself. */
+TEST_F(careless, front_door_handshakes_pass_a_protected_port)
+{
+	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
+	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW, .proof = DANCED_PROOF_X509 };
+	struct danced_service_key sk = { .netns = self->netns, .port = free_port() };
+	struct tls_client c = { 0 };
+	struct danced_rule_key k;
+	char backend[160], buf[16];
+	struct dance *b;
+	ssize_t n;
+	int fd;
+
+	dance_close(self->d);
+	self->d = NULL;
+	ASSERT_EQ(0, danced_stop(&self->e, SIGTERM));
+	snprintf(backend, sizeof(backend), "%.100s/www.sock", self->e.dir);
+	ASSERT_EQ(0,
+		  env_conf(&self->e,
+			   "workers = 1\nlog_level = debug\n"
+			   "[service www]\ncertificate = %s\nkey = %s\nca = %s\n"
+			   "client_auth = required\nlisten = 127.0.0.1:%d\nbackend_socket = %s\n",
+			   self->e.srv_cert, self->e.srv_key, self->e.cli_ca, sk.port, backend));
+	ASSERT_EQ(0, bpf_map_update_elem(self->services, &sk, &svc, BPF_ANY));
+	rule_key_of(&k, sk.netns, sk.port, "*.example.test");
+	ASSERT_EQ(0, bpf_map_update_elem(self->rules, &k, &r, BPF_ANY));
+	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
+	ASSERT_EQ(0, dance_listen(backend, 4, &b));
+	c.port = sk.port;
+	c.ca = self->e.ca;
+	c.cert = self->e.cli_cert;
+	c.key = self->e.cli_key;
+	pthread_create(&c.thread, NULL, tls_client_main, &c);
+	fd = dance_accept(b, self->r);
+	ASSERT_LE(0, fd) TH_LOG("%d %s", fd, self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_X509, self->r->auth);
+	n = self->r->pending_len ?: dance_recv(fd, buf, sizeof(buf), 0);
+	EXPECT_EQ(5, n); /* hello */
+	EXPECT_EQ(2, send(fd, "ok", 2, MSG_NOSIGNAL));
+	pthread_join(c.thread, NULL);
+	EXPECT_STREQ("ok", c.got);
+	close(fd);
+	dance_close(b);
+}
+
 /* ---- a service in a container: its network namespace -------------------------------- */
 
 /*
