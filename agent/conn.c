@@ -245,6 +245,13 @@ void conn_finish(struct conn *c, int status, const char *reason)
 		if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
 			r->cookie = cookie;
 		status = policy_identify(c->fd, c->svc->cfg, r);
+		if (status == 1) {
+			/* Plaintext read during the handshake would reach the server past the hooks. */
+			OPENSSL_cleanse(r->pending, r->pending_len);
+			r->pending_len = 0;
+			r->flags &= ~DANCE_RES_PEER_CLOSED;
+			status = 0;
+		}
 		c->held = c->held && status; /* on success, the identity replaced the hold */
 		if (status) {
 			/* A protected port would refuse it anyway: say why now, and close. */

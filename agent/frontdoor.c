@@ -185,6 +185,7 @@ void frontdoor_accepted(struct worker *w, struct listener *l, int res, bool more
 	struct conn *c;
 	struct svc *s;
 	unsigned int n;
+	int held;
 
 	(void)more;
 	l->armed = false;
@@ -208,7 +209,8 @@ void frontdoor_accepted(struct worker *w, struct listener *l, int res, bool more
 		return;
 	}
 	/* Before any I/O: on a protected port, only a held socket lets danced's through. */
-	c = policy_hold(res) ? NULL : conn_new(w, res, st);
+	held = policy_hold(res);
+	c = held < 0 ? NULL : conn_new(w, res, st);
 	if (!c) {
 		atomic_fetch_sub(&agent.inflight, 1);
 		close(res);
@@ -216,7 +218,7 @@ void frontdoor_accepted(struct worker *w, struct listener *l, int res, bool more
 		arm_listeners(w);
 		return;
 	}
-	c->held = true;
+	c->held = held > 0;
 	c->svc = s;
 	c->svc_fixed = true;
 	c->pool = l->pool;

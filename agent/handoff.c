@@ -346,12 +346,13 @@ static void handoff_request(struct channel *ch, int len)
 	}
 	/* Before any I/O: on a protected port, only a held socket lets danced's through. */
 	status = policy_hold(c->fd);
-	if (status) {
+	if (status < 0) {
 		atomic_fetch_sub(&agent.inflight, 1);
 		why = "cannot hold the socket in the BPF policy maps";
 		goto refuse;
 	}
-	c->held = true;
+	c->held = status > 0;
+	status = 0;
 	c->svc = s;
 	c->svc_fixed = req->service[0] != '\0';
 	c->flags = req->flags;

@@ -27,7 +27,6 @@
 #include <sys/syscall.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <openssl/crypto.h>
 
 #include "agent.h"
 #include "danced.h"
@@ -434,11 +433,12 @@ void policy_fini(void)
  * policy_hold - danced has taken @fd: let its own handshake I/O pass a protected port
  *
  * Marks the socket with this run's token; only danced's threads pass on it, only while
- * danced runs. Call it for every socket danced takes, before any I/O on it; then exactly
- * one of policy_identify() and policy_release(). One map update.
+ * danced runs. Call it for every socket danced takes, before any I/O on it; then, for a
+ * held socket, exactly one of policy_identify() and policy_release(). One map update.
  *
- * Return: 0 (also with the policy off), or the negated errno of the map update (the
- * handshake would be refused on a protected port: fail the request with it).
+ * Return: 1 when the socket is now held; 0 when the policy is off (nothing to hold); or
+ * the negated errno of the map update (the handshake would be refused on a protected
+ * port: fail the request with it).
  */
 int policy_hold(int fd)
 {
@@ -446,7 +446,7 @@ int policy_hold(int fd)
 
 	if (!pol.on)
 		return 0;
-	return bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_ANY) ? -errno : 0;
+	return bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_ANY) ? -errno : 1;
 }
 
 /**
@@ -501,10 +501,12 @@ static size_t policy_name(const struct dance_result *r, char *out, size_t max)
 
 /*
  * Would the kernel refuse this identity's I/O? The same decision as the hooks'
- * (refusal() in danced.bpf.c), made here only for plaintext danced read before offload,
- * which no hook will see. A service danced could not place (netns 0) counts as refusing.
+ * (refusal() in danced.bpf.c), made here for plaintext danced read before offload, which
+ * no hook will see. @mode is what the programs noted while danced's handshake I/O
+ * passed: a service that was not enforcing then costs no lookup. A socket danced could
+ * not place (netns 0) counts as refused.
  */
-static bool refused(const struct danced_ident *id)
+static bool refused(const struct danced_ident *id, __u8 mode)
 {
 	struct danced_service_key sk = danced_service_key(id->netns, id->port);
 	struct danced_rule_key k = { .netns = id->netns, .port = id->port };
@@ -513,6 +515,8 @@ static bool refused(const struct danced_ident *id)
 
 	if (!id->netns)
 		return true;
+	if (mode != DANCED_MODE_ENFORCE)
+		return false;
 	if (bpf_map_lookup_elem(pol.services, &sk, &svc) || svc.mode != DANCED_MODE_ENFORCE)
 		return false;
 	if (id->auth == DANCED_AUTH_NONE || !id->name_len)
@@ -539,36 +543,34 @@ static __u16 local_port(int fd)
 /**
  * policy_identify - record who is behind @fd, before the server gets it; the hold goes
  * @cfg: the service that answered (a client role writes no identity)
- * @r: the result; its pending plaintext is withheld when the policy refuses the name
+ * @r: the result (auth, names, cookie, TLS version and cipher)
  *
  * Socket storage (by fd) is what the hooks read, written in the same update that ends
  * the hold; "identities" (by cookie) is what operators list. Without this, a protected
  * port would refuse the socket's I/O, so a failure fails the connection rather than
- * handing over a socket that cannot work (the caller then calls policy_release()).
- * Plaintext that danced read behind the handshake is withheld when the policy refuses
- * the name, as the kernel would have refused the read. Three map operations (read the
- * hold, write the identity twice), two more when there is pending plaintext; a client
- * role's one (the hold goes).
+ * handing over a socket that cannot work: the hold then still stands, for an alert, and
+ * the caller calls policy_release(). Map operations: 3 (read the hold, write the
+ * identity twice), 5 on an enforcing service; a client role's 1 (the hold goes).
  *
- * Return: 0 (also with the policy off), or the negated errno of a map operation.
+ * Return: 0; 1 when the kernel will refuse the socket's I/O, so plaintext danced read
+ * behind the handshake must be withheld as the kernel would have refused its read; or
+ * the negated errno of a map operation.
  */
 int policy_identify(int fd, const struct svc_config *cfg, struct dance_result *r)
 {
-	struct danced_ident id = { 0 }, held;
+	struct danced_ident id = { 0 }, held = { 0 };
 	char name[DANCE_HOST_MAX];
 	size_t n;
+	int ret;
 
 	if (!pol.on)
 		return 0;
 	if (cfg->role != ROLE_SERVER)
 		return bpf_map_delete_elem(pol.sk_ident, &fd) && errno != ENOENT ? -errno : 0;
 	/* The programs noted the socket's service while danced's handshake I/O passed. */
-	if (!bpf_map_lookup_elem(pol.sk_ident, &fd, &held)) {
-		id.netns = held.netns;
-		id.port = held.port;
-	}
-	if (!id.port)
-		id.port = local_port(fd);
+	bpf_map_lookup_elem(pol.sk_ident, &fd, &held);
+	id.netns = held.netns;
+	id.port = held.port ?: local_port(fd);
 	id.cookie = r->cookie;
 	id.auth = r->auth;
 	id.tls_version = r->tls_version;
@@ -576,14 +578,13 @@ int policy_identify(int fd, const struct svc_config *cfg, struct dance_result *r
 	/* Reversed and dot-terminated: suffix rules are then prefixes (bpf/danced.h). */
 	n = policy_name(r, name, sizeof(name));
 	id.name_len = danced_rname(name, n, id.rname, sizeof(id.rname)) ? n : 0;
-	if (bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_ANY) ||
-	    bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_ANY))
+	/* The socket's storage last: until it is written, the hold stands. */
+	if (bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_ANY))
 		return -errno;
-	/* Plaintext read during the handshake would reach the server past the hooks. */
-	if (r->pending_len && refused(&id)) {
-		OPENSSL_cleanse(r->pending, r->pending_len);
-		r->pending_len = 0;
-		r->flags &= ~DANCE_RES_PEER_CLOSED;
+	if (bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_ANY)) {
+		ret = -errno;
+		bpf_map_delete_elem(pol.identities, &id.cookie);
+		return ret;
 	}
-	return 0;
+	return refused(&id, held.mode) ? 1 : 0;
 }

@@ -127,21 +127,35 @@ static bool is_danced(struct task_struct *task, __u64 token)
 	return t && token && t->token == token;
 }
 
+static struct danced_service_key service_key(const struct sock_common *skc)
+{
+	struct danced_service_key k = {
+		.netns = skc->skc_net.net->ns.inum,
+		.port = skc->skc_num,
+	};
+
+	return k;
+}
+
 /*
  * A socket danced holds, touched by danced itself: its handshake. The service it is
- * for goes into the hold on the way (danced cannot read its namespace's inode number
- * without privileges, and needs it to judge plaintext it read behind the handshake).
+ * for, and whether it is protected, go into the hold on the way: danced cannot read a
+ * namespace's inode number without privileges, and judges plaintext it read behind the
+ * handshake by them (with no map lookup at all when the service is not enforcing).
  */
 static bool danced_handshake(struct sock *sk, struct danced_ident *id)
 {
+	const struct danced_service *svc;
+	struct danced_service_key key;
 	__u64 token = live_token();
 
 	if (!token || id->hold != token || !is_danced(bpf_get_current_task_btf(), token))
 		return false;
-	if (!id->netns) {
-		id->netns = sk->__sk_common.skc_net.net->ns.inum;
-		id->port = sk->__sk_common.skc_num;
-	}
+	key = service_key(&sk->__sk_common);
+	svc = bpf_map_lookup_elem(&services, &key);
+	id->netns = key.netns;
+	id->port = key.port;
+	id->mode = svc ? svc->mode : 0;
 	return true;
 }
 
@@ -152,16 +166,6 @@ static bool is_tcp(const struct sock *sk)
 		sk->__sk_common.skc_family == 10 /* AF_INET6 */) &&
 	       sk->sk_type == SOCK_STREAM &&
 	       (sk->sk_protocol == IPPROTO_TCP || sk->sk_protocol == IPPROTO_MPTCP);
-}
-
-static struct danced_service_key service_key(const struct sock_common *skc)
-{
-	struct danced_service_key k = {
-		.netns = skc->skc_net.net->ns.inum,
-		.port = skc->skc_num,
-	};
-
-	return k;
 }
 
 static void report(const struct danced_ident *id, const struct danced_service_key *sk, __u8 op,

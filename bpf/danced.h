@@ -33,7 +33,8 @@
  *
  * While danced handshakes on a socket, its socket storage holds @hold, danced's token
  * (see danced_agent): that exempts danced's own I/O on it, and nobody else's. The
- * programs then fill in netns and port as danced's I/O passes, for danced to read.
+ * programs then fill in netns, port and the service's mode as danced's I/O passes, for
+ * danced to read: it judges plaintext it read behind the handshake by them.
  */
 struct danced_ident {
 	__u64 cookie; /* SO_COOKIE, the key of "identities" */
@@ -44,7 +45,7 @@ struct danced_ident {
 	__u16 cipher; /* IANA cipher suite */
 	__u16 port; /* the local port (the service), host order */
 	__u8 name_len; /* bytes of rname before its terminating '.' */
-	__u8 pad;
+	__u8 mode; /* while held: the service's DANCED_MODE_* when danced's I/O last passed */
 	char rname[256]; /* reversed name, '.', then zeros */
 };
 

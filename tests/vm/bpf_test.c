@@ -36,6 +36,7 @@
 
 #include "../harness.h"
 #include "../lib/daemon.h"
+#include "../lib/pair.h"
 #include "../lib/pki.h"
 #include "../../agent/lib/dance.h"
 #include "danced.h"
@@ -936,6 +937,79 @@ TEST_F(careless, the_kernel_checks_what_the_server_does_not)
 	EXPECT_TRUE(log_contains(&self->e, "policy: refused send by pid"));
 	EXPECT_TRUE(log_contains(&self->e, "on port"));
 	EXPECT_TRUE(log_contains(&self->e, ": client.example.test"));
+}
+
+/* A client whose first bytes travel with its Finished: danced reads them for the server. */
+struct early_client {
+	int port;
+	const char *ca, *cert, *key;
+	int ret;
+	pthread_t thread;
+};
+
+static void *early_client_main(void *arg)
+{
+	struct early_client *c = arg;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = NULL;
+	char b;
+	int fd;
+
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_load_verify_locations(ctx, c->ca, NULL);
+	SSL_CTX_use_certificate_chain_file(ctx, c->cert);
+	SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM);
+	c->ret = fd = tcp_connect(c->port);
+	if (fd < 0)
+		goto out;
+	ssl = pair_mem_ssl(ctx);
+	SSL_set_connect_state(ssl);
+	SSL_set_tlsext_host_name(ssl, "localhost");
+	c->ret = peer_handshake(ssl, fd, true) ?: peer_write(ssl, fd, "hello", 5, true);
+	peer_read(ssl, fd, &b, 1); /* until the server closes */
+	close(fd);
+out:
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* The pending plaintext of one such client, as the server gets it: its length. */
+static int early_round(struct __test_metadata *_metadata, FIXTURE_DATA(careless) * self)
+{
+	struct early_client c = { .port = self->port,
+				  .ca = self->e.ca,
+				  .cert = self->e.cli_cert,
+				  .key = self->e.cli_key };
+	struct dance_params p = { 0 };
+	int fd, ret;
+
+	pthread_create(&c.thread, NULL, early_client_main, &c);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ret = fd < 0 || dance_handshake(self->d, fd, &p, self->r) ? -1 : (int)self->r->pending_len;
+	if (ret == 5)
+		EXPECT_EQ(0, memcmp(self->r->pending, "hello", 5));
+	if (fd >= 0)
+		close(fd);
+	pthread_join(c.thread, NULL);
+	EXPECT_EQ(0, c.ret);
+	return ret;
+}
+
+/* Bytes danced read behind the handshake reach the server only where the kernel would. */
+TEST_F(careless, pending_plaintext_goes_only_where_the_policy_admits_it)
+{
+	EXPECT_EQ(5, early_round(_metadata, self)); /* unprotected */
+	ASSERT_EQ(0, careless_protect(self, DANCED_VERDICT_DENY));
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW,
+				   DANCED_PROOF_X509));
+	EXPECT_EQ(5, early_round(_metadata, self));
+	/* The same name, but the rule wants DANE: withheld. */
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_ALLOW, 0));
+	EXPECT_EQ(0, early_round(_metadata, self));
+	/* Denied: withheld. */
+	ASSERT_EQ(0, careless_rule(self, "client.example.test", DANCED_VERDICT_DENY, 0));
+	EXPECT_EQ(0, early_round(_metadata, self));
 }
 
 /* Pinned, the policy holds while danced is down, and a new danced picks it up as it is. */
