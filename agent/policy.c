@@ -39,7 +39,7 @@ static struct {
 	int sk_ident, identities, services, rules, events, agent, agent_task; /* -1 when off */
 	int pidfd; /* danced's own, the key of its mark in "agent_task" */
 	uint64_t token; /* this run's, in "agent" and in every socket danced holds */
-	struct ring_buffer *rb; /* "events", read by worker 0 */
+	struct ring_buffer *rb; /* "events", read by the main thread */
 	uint64_t sec; /* the second being counted, and what it logged and held back */
 	unsigned int logged, held;
 } pol = { .sk_ident = -1,
@@ -256,7 +256,7 @@ static int log_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
-/* Worker 0 polls this; -1 when the policy is off. */
+/* The main thread polls this; -1 when the policy is off. */
 int policy_events_fd(void)
 {
 	return pol.rb ? ring_buffer__epoll_fd(pol.rb) : -1;
