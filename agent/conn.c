@@ -582,6 +582,10 @@ void conn_give_up(struct conn *c, const char *why)
 	fail_set(&c->fail, -ETIMEDOUT, "%s", why);
 	if (c->res)
 		c->res->status = c->fail.status;
+	/* Its identity replaced danced's hold: take the hold back, or the policy may refuse
+	 * danced's own alert (the socket closes right after, so nothing releases it). */
+	if (c->offloaded && policy_hold(c->fd) > 0)
+		c->held = true;
 	send_alert(c);
 	conn_log(c, "connection given up");
 	shutdown(c->fd, SHUT_RDWR);
