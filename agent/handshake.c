@@ -797,7 +797,8 @@ void handshake_describe(struct conn *c, struct dance_result *r)
 	}
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
 	if (alpn_len < sizeof(r->alpn)) {
-		memcpy(r->alpn, alpn, alpn_len);
+		if (alpn_len) /* no ALPN: alpn is NULL, which memcpy may not be given */
+			memcpy(r->alpn, alpn, alpn_len);
 		r->alpn[alpn_len] = '\0';
 	}
 	sni = c->svc->cfg->role == ROLE_CLIENT ?
