@@ -284,9 +284,11 @@ static void expect_refused(struct __test_metadata *_metadata, FIXTURE_DATA(dns) 
 /* danced is still the process the test started, and running. */
 static bool danced_alive(FIXTURE_DATA(dns) * self)
 {
-	int status;
+	siginfo_t si = { 0 };
 
-	return self->e.pid > 0 && waitpid(self->e.pid, &status, WNOHANG) == 0;
+	/* WNOWAIT: danced_stop() reaps it later and reports its exit status. */
+	return self->e.pid > 0 && !waitid(P_PID, self->e.pid, &si, WEXITED | WNOHANG | WNOWAIT) &&
+	       !si.si_pid;
 }
 
 /* Wait (a hang guard only) until danced's log holds @needle. */
@@ -446,8 +448,9 @@ static void storm_run(struct __test_metadata *_metadata, FIXTURE_DATA(dns) * sel
 			if (!right) {
 				if (!out->wrong)
 					snprintf(out->wrong_reason, sizeof(out->wrong_reason),
-						 "status %d, name '%.250s': %.300s", self->r->status,
-						 self->r->verified_name, self->r->reason);
+						 "status %d, name '%.250s': %.300s",
+						 self->r->status, self->r->verified_name,
+						 self->r->reason);
 				out->wrong++;
 			}
 			if (self->r->id >= 1 && self->r->id <= (uint64_t)out->submitted &&
@@ -534,7 +537,8 @@ TEST_F_TIMEOUT(dns, slow_server_failure_answers_reach_no_freed_entry, 280)
 
 TEST_F_TIMEOUT(dns, slow_server_with_max_ttl_zero_reaches_no_freed_entry, 280)
 {
-	slow_server(_metadata, self, "w." Z, STUB "dns_max_ttl = 0\n", true, NULL);
+	slow_server(_metadata, self, "w." Z, STUB "dns_max_ttl = 0\ndns_negative_ttl = 0\n", true,
+		    NULL);
 }
 
 TEST_F_TIMEOUT(dns, slow_server_good_answers_neither_leak_nor_double_deliver, 280)
