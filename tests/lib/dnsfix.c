@@ -436,7 +436,12 @@ static long hold_ms(struct dnsfix_counts *c, const char *name)
 
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < MAX_HOLDS; i++) {
-		if (!c->holds[i].used || (!c->holds[i].any && strcmp(c->holds[i].name, name)))
+		const char *rule = c->holds[i].name;
+		size_t nl = strlen(name), rl = strlen(rule);
+		bool under = rule[0] == '*' && rule[1] == '.' && nl > rl - 1 &&
+			     !strcmp(name + nl - (rl - 1), rule + 1);
+
+		if (!c->holds[i].used || (!c->holds[i].any && !under && strcmp(rule, name)))
 			continue;
 		if (!c->holds[i].ms)
 			ms = 0;
@@ -1210,7 +1215,8 @@ static int norm_name(const char *qname, char *want, size_t max)
 
 /**
  * dnsfix_hold - hold the server's answers for @qname back for @ms milliseconds
- * @qname: case and the final dot do not matter; NULL: every name
+ * @qname: case and the final dot do not matter; "*.zone": every name under zone (not
+ *	    zone itself); NULL: every name
  * @ms: how long each answer waits, from when knotd gave it; 0: until dnsfix_release()
  *
  * The query still reaches knotd at once and is counted; only the answer waits in the
