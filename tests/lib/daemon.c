@@ -96,12 +96,47 @@ int env_init(struct env *e)
 	return ret;
 }
 
+/*
+ * The sanitizer pass (tests/run-tests --san sets DANCED_SAN_DIR): a report that danced
+ * wrote to its stderr, the test's danced.log, is copied where run-tests looks after the
+ * test, so that it fails the test even when danced kept running or the test never
+ * looked at the log.
+ */
+static void san_collect(const struct env *e)
+{
+	static const char *const marks[] = { "runtime error:", "ERROR: AddressSanitizer",
+					     "ERROR: LeakSanitizer",
+					     "ERROR: UndefinedBehaviorSanitizer" };
+	const char *dir = getenv("DANCED_SAN_DIR");
+	char line[1024], path[256];
+	bool found = false;
+	FILE *in, *out;
+	size_t i;
+
+	if (!dir || !(in = fopen(e->log, "r")))
+		return;
+	while (!found && fgets(line, sizeof(line), in))
+		for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+			found |= strstr(line, marks[i]) != NULL;
+	if (found) {
+		snprintf(path, sizeof(path), "%s/danced.log.%d", dir, (int)getpid());
+		out = fopen(path, "a");
+		rewind(in);
+		while (out && fgets(line, sizeof(line), in))
+			fputs(line, out);
+		if (out)
+			fclose(out);
+	}
+	fclose(in);
+}
+
 void env_fini(struct env *e)
 {
 	char cmd[128];
 
 	if (e->pid > 0)
 		danced_stop(e, SIGKILL);
+	san_collect(e);
 	if (e->bpf_pin[0]) {
 		/* Unpinned, the programs detach once nothing else holds them. */
 		snprintf(cmd, sizeof(cmd), "rm -rf '/sys/fs/bpf/%s'", e->bpf_pin);
