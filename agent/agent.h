@@ -256,6 +256,7 @@ struct __attribute__((aligned(16))) channel {
 	unsigned int credit; /* sockets it said it can take */
 	struct channel *pool_next;
 	struct conn *conns; /* return mode: the conns that answer here */
+	struct channel *w_prev, *w_next; /* the worker's channels */
 	struct ucred cred;
 	struct msghdr msg;
 	struct iovec iov;
@@ -327,6 +328,7 @@ struct worker {
 	int wake_fd; /* eventfd: stop, or queued work */
 	uint64_t wake_buf;
 	struct conn *live; /* every conn this worker holds */
+	struct channel *channels; /* every channel this worker accepted */
 	unsigned int n_live;
 	struct conn *free_conns;
 	unsigned int n_free_conns;
@@ -407,6 +409,7 @@ void handoff_recv_done(struct channel *ch, int res);
 void handoff_send_result(struct conn *c);
 int handoff_send_result_now(struct conn *c);
 void channel_put(struct channel *ch);
+void channel_free_all(struct worker *w);
 
 /* frontdoor.c: danced accepts for a service, finished sockets go to backends */
 int frontdoor_init(struct agent *a, const struct config *cfg);

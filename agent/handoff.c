@@ -180,17 +180,40 @@ void handoff_accepted(struct worker *w, int res, struct backend_pool *pool)
 	ch->cred = cred;
 	ch->pool = pool;
 	ch->backend = pool != NULL;
+	ch->w_next = w->channels;
+	if (w->channels)
+		w->channels->w_prev = ch;
+	w->channels = ch;
 	log_debug("%s channel from uid %u pid %d", pool ? "backend" : "handoff", cred.uid,
 		  cred.pid);
 	channel_arm_recv(ch);
 }
 
-void channel_put(struct channel *ch)
+static void channel_free(struct channel *ch)
 {
-	if (--ch->refs)
-		return;
+	struct worker *w = ch->w;
+
+	if (ch->w_prev)
+		ch->w_prev->w_next = ch->w_next;
+	else
+		w->channels = ch->w_next;
+	if (ch->w_next)
+		ch->w_next->w_prev = ch->w_prev;
 	close(ch->fd);
 	free(ch);
+}
+
+void channel_put(struct channel *ch)
+{
+	if (!--ch->refs)
+		channel_free(ch);
+}
+
+/* The worker and its ring are gone: its channels go, whatever still referred to them. */
+void channel_free_all(struct worker *w)
+{
+	while (w->channels)
+		channel_free(w->channels);
 }
 
 /*

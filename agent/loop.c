@@ -362,6 +362,11 @@ void loop_stop(struct agent *a)
 		conn_free_all(w);
 		conn_pool_fini(w);
 	}
+	/* The pools' lists of backends point at channels that go now. */
+	for (i = 0; i < a->n_pools; i++)
+		a->pools[i].backends = a->pools[i].next = NULL;
+	for (i = 0; i < a->n_workers; i++)
+		channel_free_all(&a->workers[i]);
 	free(a->workers);
 	a->workers = NULL;
 	a->n_started = 0;
