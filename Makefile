@@ -33,7 +33,7 @@ HSRATE := $(B)/hsrate
 POLICYCOST := $(B)/policycost
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
-VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test handoff_test)
+VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test conn_test handoff_test)
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
