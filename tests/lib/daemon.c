@@ -261,6 +261,35 @@ int danced_stop(struct env *e, int sig)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/**
+ * danced_wait - wait for danced to exit by itself (it is not signalled)
+ *
+ * Return: its exit status, or 128 + signal; -ETIMEDOUT when it is still running after
+ * @timeout_ms (it is left running, for env_fini() or danced_stop() to end).
+ */
+int danced_wait(struct env *e, int timeout_ms)
+{
+	struct timespec t0;
+	int status;
+	pid_t pid;
+
+	if (e->pid <= 0)
+		return -ESRCH;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		pid = waitpid(e->pid, &status, WNOHANG);
+		if (pid < 0)
+			return -errno;
+		if (pid == e->pid)
+			break;
+		if (ms_since(&t0) > timeout_ms)
+			return -ETIMEDOUT;
+		usleep(20000);
+	}
+	e->pid = -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* How many descriptors danced holds: the leak check of the malformed-request tests. */
 int danced_fds(const struct env *e)
 {
@@ -399,6 +428,35 @@ int tcp_connect(int port)
 		return ret;
 	}
 	return fd;
+}
+
+/*
+ * A connection to 127.0.0.1:@port from the loopback address @src (127.0.0.2, ...): the
+ * source address danced's per-address limits see. The local port is picked at connect
+ * time, so thousands of connections from one address do not exhaust bind(2)'s ports.
+ */
+int tcp_connect_from(const char *src, int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in from = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, ret;
+
+	if (fd < 0)
+		return -errno;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ret = -EINVAL;
+	if (inet_pton(AF_INET, src, &from.sin_addr) != 1)
+		goto out_close;
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		ret = -errno;
+		goto out_close;
+	}
+	return fd;
+out_close:
+	close(fd);
+	return ret;
 }
 
 /* A TCP port on 127.0.0.1 that was free a moment ago, for a server the test starts. */
