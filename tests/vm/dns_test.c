@@ -719,7 +719,7 @@ TEST_F(dns, reload_without_dns_changes_keeps_the_cache)
 
 TEST_F_TIMEOUT(dns, flood_of_missing_names_keeps_a_cached_good_name, 280)
 {
-	enum { FLOOD = 40 }; /* more than the cache's 16 entries */
+	enum { FLOOD = 20 }; /* more than the cache's 16 entries */
 	static char names[FLOOD][64];
 	const char *list[FLOOD];
 	static const char *const refusals[] = { "tlsa-none", NULL };
