@@ -2155,6 +2155,7 @@ static int cfg_finish_across(struct cfg_load *ld)
 static int cfg_finish(struct cfg_load *ld)
 {
 	struct config *cfg = ld->cfg;
+	unsigned int share;
 	size_t i;
 	int ret;
 
@@ -2178,11 +2179,10 @@ static int cfg_finish(struct cfg_load *ld)
 			cfg->source_max_handshakes =
 				cfg->max_handshakes < 16 ? cfg->max_handshakes : 16;
 	}
+	share = cfg->n_svcs > 1 ? cfg->max_handshakes / 4 * 3 : cfg->max_handshakes;
 	for (i = 0; i < cfg->n_svcs; i++)
 		if (!ld->svc[i].key_line[SK_MAX_HANDSHAKES])
-			cfg->svcs[i].max_handshakes = cfg->n_svcs > 1 ?
-							      (cfg->max_handshakes / 4 * 3 ?: 1) :
-							      cfg->max_handshakes;
+			cfg->svcs[i].max_handshakes = share > 0 ? share : 1;
 	ret = cfg_finish_dns(ld);
 	if (ret)
 		return ret;

@@ -217,8 +217,11 @@ static inline void danced_fname(const char *rname, size_t rmax, char *out, size_
 static inline bool danced_rule_key_init(struct danced_rule_key *k, __u32 netns, __u16 port,
 					const char *rname, bool exact)
 {
-	size_t n = strnlen(rname, DANCED_BPF_NAME_MAX);
+	size_t n = 0;
 
+	/* Not strnlen(): GCC warns when a literal is shorter than the bound. */
+	while (n < DANCED_BPF_NAME_MAX && rname[n])
+		n++;
 	memset(k, 0, sizeof(*k));
 	if (n + exact > sizeof(k->rname))
 		return false;
