@@ -31,6 +31,7 @@ EXAMPLE := $(B)/dance-echo
 DANCECTL := $(B)/dancectl
 HSRATE := $(B)/hsrate
 POLICYCOST := $(B)/policycost
+COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test)
@@ -38,7 +39,7 @@ VMROOT := $(B)/vm-root
 
 .SECONDARY:
 .PHONY: all deps check unit vm-check demo bench vm-shell vm-fetch format format-check clean
-all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(COST_BINS) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -88,6 +89,16 @@ $(HSRATE): $(B)/obj/bench/hsrate.o
 
 $(POLICYCOST): $(B)/obj/bench/policycost.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Memory and work per handshake (make cost, bench/README.md).
+$(B)/inflight: $(B)/obj/bench/inflight.o $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/connmem: $(B)/obj/bench/connmem.o $(B)/obj/tests/lib/pki.o $(AGENT_LIB) $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/malloc_count.so: bench/malloc_count.c
+	$(CC) $(filter-out -fPIE,$(CFLAGS)) -fPIC -shared -o $@ $<
 
 $(AGENT_LIB): $(AGENT_OBJS)
 	$(AR) rcs $@ $^
