@@ -32,13 +32,14 @@ DANCECTL := $(B)/dancectl
 HSRATE := $(B)/hsrate
 POLICYCOST := $(B)/policycost
 COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so
+COST_KERNEL ?= 6.12
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test)
 VMROOT := $(B)/vm-root
 
 .SECONDARY:
-.PHONY: all deps check unit vm-check demo bench vm-shell vm-fetch format format-check clean
+.PHONY: all deps check unit vm-check demo bench cost vm-shell vm-fetch format format-check clean
 all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(COST_BINS) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 $(B)/obj/%.o: %.c
@@ -118,6 +119,7 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 
 # What the guest sees under /danced.
 $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) \
+		$(COST_BINS) bench/cost-guest \
 		tests/run-tests README.md \
 		tests/demo/guest \
 		tests/demo/mkcerts tests/demo/mkzone bench/guest
@@ -128,8 +130,11 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLIC
 	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
+	cp $(COST_BINS) $(VMROOT)/bin/
+	cp bench/cost-guest $(VMROOT)/bin/cost
 	printf '%s\n' /usr/bin/openssl /usr/bin/curl /usr/sbin/knotd /usr/sbin/keymgr \
 		/usr/bin/ldns-keygen /usr/bin/ldns-signzone /usr/bin/kdig /usr/sbin/bpftool \
+		/usr/bin/strace \
 		> $(VMROOT)/.host-bins
 	@touch $@
 
@@ -156,6 +161,11 @@ demo:
 bench:
 	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
 	bench/run $(BENCH_KERNEL)
+
+# Memory and work per handshake, in the VM on one kernel; see bench/README.md.
+cost:
+	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
+	bench/cost $(COST_KERNEL)
 
 vm-shell: all
 	tests/vm/run --kernel $(KERNEL) --shell $(VMROOT)
