@@ -37,6 +37,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -80,6 +81,9 @@ static struct {
 	const char *handoff; /* return mode */
 	const char *backend; /* front-door mode */
 	bool direct; /* clients connect to --port, nothing of libdance (any TLS server) */
+	bool again; /* hello: end them all, then fill once more (memory reused) */
+	bool maps; /* with each report, the mappings that grew by 1 MB or more */
+	const char *heap_file; /* the server runs with malloc_count.so writing here */
 	pid_t pid; /* danced */
 	unsigned int checkpoints[CHECKPOINTS_MAX];
 	size_t n_checkpoints;
@@ -163,6 +167,7 @@ static void note(const char *fmt, ...)
 
 struct mem {
 	long rss, pss, priv; /* kB */
+	long long live; /* heap bytes in use, from malloc_count.so (--heap-file), or -1 */
 };
 
 static long field_kb(const char *path, const char *key)
@@ -183,6 +188,99 @@ static long field_kb(const char *path, const char *key)
 	return v;
 }
 
+/* Resident kB per mapping, from /proc/PID/smaps. */
+struct mapping {
+	unsigned long start, end;
+	long rss;
+	char name[48];
+};
+
+static struct mapping *base_maps;
+static size_t n_base_maps;
+
+static size_t maps_read(struct mapping **out)
+{
+	char path[64], line[512];
+	struct mapping *v = NULL, *cur = NULL;
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)opt.pid);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		int off = 0;
+
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s%n", &a, &b, &off) == 2 && off) {
+			v = realloc(v, (n + 1) * sizeof(*v));
+			if (!v)
+				die("out of memory");
+			cur = &v[n++];
+			cur->start = a;
+			cur->end = b;
+			cur->rss = 0;
+			snprintf(cur->name, sizeof(cur->name), "%s",
+				 line + off + strspn(line + off, " "));
+			cur->name[strcspn(cur->name, "\n")] = '\0';
+		} else if (cur && !strncmp(line, "Rss:", 4)) {
+			cur->rss = strtol(line + 4, NULL, 10);
+		}
+	}
+	if (f)
+		fclose(f);
+	*out = v;
+	return n;
+}
+
+static void maps_report(void)
+{
+	struct mapping *v;
+	size_t n = maps_read(&v), i, j;
+
+	for (i = 0; i < n; i++) {
+		long was = 0;
+
+		for (j = 0; j < n_base_maps; j++)
+			if (base_maps[j].start == v[i].start)
+				was = base_maps[j].rss;
+		if (v[i].rss - was >= 1024)
+			note("  +%ld kB in %lx-%lx (%lu kB) %s", v[i].rss - was, v[i].start,
+			     v[i].end, (v[i].end - v[i].start) / 1024,
+			     v[i].name[0] ? v[i].name : "[anon]");
+	}
+	free(v);
+}
+
+static int file_lines(const char *path, char *last, size_t max)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		n++;
+		if (last)
+			snprintf(last, max, "%s", line);
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Ask malloc_count.so in the server for its counters (SIGUSR2): its "live=" bytes. */
+static long long heap_live(void)
+{
+	int before = file_lines(opt.heap_file, NULL, 0), i;
+	char last[512] = "";
+	const char *p;
+
+	kill(opt.pid, SIGUSR2);
+	for (i = 0; i < 250 && file_lines(opt.heap_file, last, sizeof(last)) <= before; i++)
+		usleep(20000);
+	p = strstr(last, " live=");
+	return p ? strtoll(p + 6, NULL, 10) : -1;
+}
+
 static struct mem mem_read(void)
 {
 	char st[64], roll[64];
@@ -193,9 +291,30 @@ static struct mem mem_read(void)
 	m.rss = field_kb(st, "VmRSS:");
 	m.pss = field_kb(roll, "Pss:");
 	m.priv = field_kb(roll, "Private_Clean:") + field_kb(roll, "Private_Dirty:");
+	m.live = opt.heap_file ? heap_live() : -1;
+	if (opt.maps && !base_maps)
+		n_base_maps = maps_read(&base_maps); /* the first reading is the baseline */
 	if (m.rss < 0)
 		die("cannot read %s: is danced (pid %d) running?", st, (int)opt.pid);
 	return m;
+}
+
+/* The server's open descriptors: one per socket it still holds. */
+static int fd_count(void)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)opt.pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
 }
 
 /* ---- the server side: return mode or front door ---------------------------------- */
@@ -608,11 +727,18 @@ static void pause_for(double secs)
 static void report(const char *what, const struct mem *base, const struct mem *m, unsigned int n,
 		   const char *extra)
 {
-	note("%u %s: danced rss %ld kB (+%ld), pss %ld kB (+%ld), private %ld kB (+%ld)", n, what,
-	     m->rss, m->rss - base->rss, m->pss, m->pss - base->pss, m->priv, m->priv - base->priv);
-	printf("RESULT %s %s n=%u rss_kib=%.1f pss_kib=%.1f private_kib=%.1f%s\n", what,
+	char heap[64] = "";
+
+	note("%u %s: rss %ld kB (+%ld), pss %ld kB (+%ld), private %ld kB (+%ld)", n, what, m->rss,
+	     m->rss - base->rss, m->pss, m->pss - base->pss, m->priv, m->priv - base->priv);
+	if (opt.maps)
+		maps_report();
+	if (m->live >= 0 && base->live >= 0)
+		snprintf(heap, sizeof(heap), " heap_kib=%.1f",
+			 (double)(m->live - base->live) / 1024 / n);
+	printf("RESULT %s %s n=%u rss_kib=%.1f pss_kib=%.1f private_kib=%.1f%s%s\n", what,
 	       opt.label ? opt.label : "-", n, (double)(m->rss - base->rss) / n,
-	       (double)(m->pss - base->pss) / n, (double)(m->priv - base->priv) / n, extra);
+	       (double)(m->pss - base->pss) / n, (double)(m->priv - base->priv) / n, heap, extra);
 	fflush(stdout);
 }
 
@@ -643,18 +769,14 @@ static void warm_up(void)
 	}
 }
 
-static void run_hello(void)
+/* Stall clients up to each checkpoint from @k on; report the growth over @base at each. */
+static void fill(const struct mem *base, const char *what, size_t k)
 {
 	unsigned int target = opt.checkpoints[opt.n_checkpoints - 1];
-	struct mem base, m;
 	char extra[128];
-	size_t k = 0;
 	double t, last;
+	struct mem m;
 
-	warm_up();
-	pause_for(1.0);
-	base = mem_read();
-	note("baseline: rss %ld kB, pss %ld kB, private %ld kB", base.rss, base.pss, base.priv);
 	t = last = now();
 	while (k < opt.n_checkpoints) {
 		if (now() - last > 10) {
@@ -678,9 +800,45 @@ static void run_hello(void)
 		m = mem_read();
 		snprintf(extra, sizeof(extra), " ended_early=%u secs=%.1f", g.failed + g.lost,
 			 now() - t);
-		report("mid-handshake", &base, &m, g.stalled, extra);
+		report(what, base, &m, g.stalled, extra);
 		k++;
 	}
+}
+
+static void run_hello(void)
+{
+	struct mem base, m;
+	unsigned int n;
+	int fds;
+	size_t i;
+	double t;
+
+	warm_up();
+	pause_for(1.0);
+	base = mem_read();
+	fds = fd_count();
+	note("baseline: rss %ld kB, pss %ld kB, private %ld kB", base.rss, base.pss, base.priv);
+	fill(&base, "mid-handshake", 0);
+	if (!opt.again)
+		return;
+	/*
+	 * A server that has been busy reuses memory it touched before: end every
+	 * connection, wait until danced has let go of them, and fill again to the last
+	 * count. Both are counted from the first baseline, per socket of that count.
+	 */
+	n = g.stalled;
+	for (i = 0; i < g.n_clients; i++)
+		client_end(&g.clients[i]);
+	t = now();
+	while (fd_count() > fds + 8 && now() - t < 120)
+		loop_once(100);
+	pause_for(1.0);
+	m = mem_read();
+	note("all ended (danced has %d descriptors, %d at the baseline) after %.1f s", fd_count(),
+	     fds, now() - t);
+	report("kept-after-end", &base, &m, n, "");
+	g.stalled = g.failed = g.lost = 0;
+	fill(&base, "mid-handshake-again", opt.n_checkpoints - 1);
 }
 
 static void run_dane(void)
@@ -753,6 +911,7 @@ static void run_dane(void)
  * seconds (infra-cache-max-rtt 1 s); see bench/README.md.
  */
 #define DNS_TYPE_DNSKEY 48
+#define DNS_TYPE_TLSA 52
 #define SINK_CONNS 256
 
 struct sink_conn {
@@ -775,8 +934,16 @@ static struct {
 	char (*names)[256]; /* DNSKEY query names seen, and how often */
 	unsigned int *tries;
 	size_t n_names;
-	unsigned long queries, held;
+	unsigned long queries, held, udp, tlsa;
 } sk;
+
+static volatile sig_atomic_t sink_report;
+
+static void sink_signal(int sig)
+{
+	(void)sig;
+	sink_report = 1;
+}
 
 /* The question's name, lower case and dotted, and the offset just past the question. */
 static int dns_question(const uint8_t *q, size_t len, char *name, uint16_t *type, size_t *end)
@@ -894,6 +1061,7 @@ static void sink_tcp_query(int fd, const uint8_t *q, size_t len, double hold)
 	if (dns_question(q, len, name, &type, &end) || end > 300)
 		return;
 	sk.queries++;
+	sk.tlsa += type == DNS_TYPE_TLSA;
 	if (type != DNS_TYPE_DNSKEY) {
 		n = dns_answer(q, end, out, 0);
 		sink_queue(fd, out, n, 0);
@@ -914,7 +1082,7 @@ static void run_sink(const char *zone, double hold)
 	struct sink_conn *conns = calloc(SINK_CONNS, sizeof(*conns));
 	struct pollfd pfd[SINK_CONNS + 2];
 	int u, t, one = 1, n = 2, i, wait_ms;
-	double next, last = now();
+	double next;
 	size_t k;
 
 	snprintf(sk.zone, sizeof(sk.zone), "%s", zone);
@@ -929,6 +1097,7 @@ static void run_sink(const char *zone, double hold)
 	    bind(t, (struct sockaddr *)&a, sizeof(a)) || listen(t, 128))
 		die("dns-sink on 127.0.0.1:%d: %s", opt.sink_port, strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, sink_signal); /* a line of counts on stdout */
 	pfd[0] = (struct pollfd){ .fd = u, .events = POLLIN };
 	pfd[1] = (struct pollfd){ .fd = t, .events = POLLIN };
 	for (;;) {
@@ -963,6 +1132,8 @@ static void run_sink(const char *zone, double hold)
 			if (len > 0 && !dns_question(q, len, name, &type, &end) && end <= 300) {
 				size_t m = dns_answer(q, end, out, 0);
 
+				sk.udp++;
+				sk.tlsa += type == DNS_TYPE_TLSA;
 				/* The key: "truncated", ask over TCP; the rest: empty, at once. */
 				if (type == DNS_TYPE_DNSKEY)
 					out[2] |= 0x02;
@@ -1008,11 +1179,12 @@ static void run_sink(const char *zone, double hold)
 			if (c->len == sizeof(c->buf))
 				c->len = 0; /* not DNS: drop it */
 		}
-		if (now() - last >= 10 && getenv("INFLIGHT_SINK_DEBUG")) {
-			last = now();
-			fprintf(stderr,
-				"dns-sink: %lu queries over TCP, %lu DNSKEY held, %zu names\n",
-				sk.queries, sk.held, sk.n_names);
+		if (sink_report) {
+			sink_report = 0;
+			printf("dns-sink: %lu queries over UDP, %lu over TCP, %lu of them TLSA; the key "
+			       "held %lu times, now at %zu names\n",
+			       sk.udp, sk.queries, sk.tlsa, sk.held, sk.n_names);
+			fflush(stdout);
 		}
 	}
 }
@@ -1024,15 +1196,20 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: inflight hello --pid PID (--handoff SOCK | --backend SOCK | --direct)\n"
 		"                --port PORT [--sni NAME] [--counts N1,N2,...] [--window W]\n"
-		"                [--label TEXT]\n"
+		"                [--again] [--maps] [--heap-file FILE] [--label TEXT]\n"
 		"       inflight dane --pid PID --handoff SOCK --sni NAME --cert PEM --key PEM\n"
 		"                --dane-name NAME --warm-name NAME [--counts N] [--conc C]\n"
-		"                [--names K] [--codepoint CP] [--label TEXT]\n"
+		"                [--names K] [--codepoint CP] [--maps] [--heap-file FILE]\n"
+		"                [--label TEXT]\n"
 		"       inflight dns-sink --port PORT [--zone ZONE] [--hold-ms MS]\n"
 		"hello: N clients stall after the server's first flight; danced's VmRSS, Pss\n"
 		"  and Private growth per client at each count. --port is danced's listen port\n"
 		"  (--backend), a free local port for our listener (--handoff; 0 picks one), or\n"
-		"  any TLS server's (--direct: no libdance; --pid is that server's).\n"
+		"  any TLS server's (--direct: no libdance; --pid is that server's). --again:\n"
+		"  then end them all, say what the server kept, and fill once more to the\n"
+		"  last count (memory the server reuses). --maps: with each figure, the\n"
+		"  server's mappings that grew by 1 MB or more. --heap-file FILE: the server\n"
+		"  runs with malloc_count.so writing to FILE; adds its live heap per client.\n"
 		"dane: N clients complete DANE handshakes and wait for their TLSA lookup, each\n"
 		"  at its own name n<i>-NAME (with --names K, K names shared round robin).\n"
 		"dns-sink: a DNS server for ZONE (default demo.example) on 127.0.0.1:PORT that\n"
@@ -1063,6 +1240,9 @@ int main(int argc, char **argv)
 		{ "handoff", required_argument, NULL, 'H' },
 		{ "backend", required_argument, NULL, 'B' },
 		{ "direct", no_argument, NULL, 'd' },
+		{ "again", no_argument, NULL, 'a' },
+		{ "maps", no_argument, NULL, 'M' },
+		{ "heap-file", required_argument, NULL, 'F' },
 		{ "port", required_argument, NULL, 'P' },
 		{ "sni", required_argument, NULL, 'n' },
 		{ "counts", required_argument, NULL, 'N' },
@@ -1104,6 +1284,15 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			opt.direct = true;
+			break;
+		case 'a':
+			opt.again = true;
+			break;
+		case 'M':
+			opt.maps = true;
+			break;
+		case 'F':
+			opt.heap_file = optarg;
 			break;
 		case 'P':
 			opt.port = opt.sink_port = atoi(optarg);
