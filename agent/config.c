@@ -1386,6 +1386,8 @@ enum {
 	DK_SOCKET_MODE,
 	DK_WORKERS,
 	DK_MAX_HANDSHAKES,
+	DK_SOURCE_MAX_HANDSHAKES,
+	DK_SOURCE_RATE,
 	DK_HANDSHAKE_TIMEOUT,
 	DK_ALLOW_UID,
 	DK_ALLOW_GID,
@@ -1415,6 +1417,10 @@ static const struct cfg_key cfg_danced_keys[DK_COUNT] = {
 			 CFG_WORKERS_MAX },
 	[DK_MAX_HANDSHAKES] = { "max_handshakes", cfg_parse_uint, cfg_print_uint,
 				DOFF(max_handshakes), 1, 1000000 },
+	[DK_SOURCE_MAX_HANDSHAKES] = { "source_max_handshakes", cfg_parse_uint, cfg_print_uint,
+				       DOFF(source_max_handshakes), 1, 1000000 },
+	[DK_SOURCE_RATE] = { "source_rate", cfg_parse_uint, cfg_print_uint, DOFF(source_rate), 0,
+			     1000000 },
 	[DK_HANDSHAKE_TIMEOUT] = { "handshake_timeout", cfg_parse_duration, cfg_print_duration,
 				   DOFF(handshake_timeout_ms), 1, CFG_DURATION_MAX },
 	[DK_ALLOW_UID] = { "allow_uid", cfg_parse_uids, cfg_print_uids, .repeat = true,
@@ -1468,6 +1474,7 @@ enum {
 	SK_CIPHERSUITES,
 	SK_CIPHERS,
 	SK_HANDSHAKE_TIMEOUT,
+	SK_MAX_HANDSHAKES,
 	SK_LISTEN,
 	SK_BACKEND_SOCKET,
 	SK_BACKLOG,
@@ -1511,6 +1518,8 @@ static const struct cfg_key cfg_svc_keys[SK_COUNT] = {
 			 .roles = BOTH, .unset = "every TLS 1.2 cipher kTLS can carry" },
 	[SK_HANDSHAKE_TIMEOUT] = { "handshake_timeout", cfg_parse_duration, cfg_print_duration,
 				   SOFF(handshake_timeout_ms), 1, CFG_DURATION_MAX, .roles = BOTH },
+	[SK_MAX_HANDSHAKES] = { "max_handshakes", cfg_parse_uint, cfg_print_uint,
+				SOFF(max_handshakes), 1, 1000000, .roles = BOTH },
 	[SK_LISTEN] = { "listen", cfg_parse_listen, cfg_print_listen, .roles = CFG_SERVER,
 			.repeat = true, .unset = "return mode, servers hand their sockets in" },
 	[SK_BACKEND_SOCKET] = { "backend_socket", cfg_parse_sock, cfg_print_string,
@@ -2157,6 +2166,23 @@ static int cfg_finish(struct cfg_load *ld)
 		cfg->allow_uid[0] = 0;
 		cfg->n_allow_uid = 1;
 	}
+	/*
+	 * Shares of the pool: one source address may hold an eighth of it (but 16 in any
+	 * case, so that a small pool still serves one busy client), so idle connections from
+	 * one host cannot take it all; with several services each may hold three quarters,
+	 * so one flooded service leaves room for the others.
+	 */
+	if (!ld->danced.key_line[DK_SOURCE_MAX_HANDSHAKES]) {
+		cfg->source_max_handshakes = cfg->max_handshakes / 8;
+		if (cfg->source_max_handshakes < 16)
+			cfg->source_max_handshakes =
+				cfg->max_handshakes < 16 ? cfg->max_handshakes : 16;
+	}
+	for (i = 0; i < cfg->n_svcs; i++)
+		if (!ld->svc[i].key_line[SK_MAX_HANDSHAKES])
+			cfg->svcs[i].max_handshakes = cfg->n_svcs > 1 ?
+							      (cfg->max_handshakes / 4 * 3 ?: 1) :
+							      cfg->max_handshakes;
 	ret = cfg_finish_dns(ld);
 	if (ret)
 		return ret;

@@ -68,6 +68,7 @@ struct svc_config {
 	char *ciphersuites; /* TLS 1.3, OpenSSL syntax; NULL: every kTLS-capable suite */
 	char *ciphers; /* TLS 1.2, OpenSSL syntax; NULL: every kTLS-capable cipher */
 	unsigned int handshake_timeout_ms;
+	unsigned int max_handshakes; /* in flight for this service; resolved: never 0 */
 	/* front-door mode: danced listens here and passes sockets to backend_socket */
 	struct sockaddr_storage listen[CFG_MAX_LISTEN];
 	socklen_t listen_len[CFG_MAX_LISTEN];
@@ -94,6 +95,9 @@ struct config {
 	unsigned int socket_mode;
 	unsigned int workers; /* resolved: never 0 after config_load() */
 	unsigned int max_handshakes; /* in flight, all workers together */
+	unsigned int source_max_handshakes; /* in flight from one source address (IPv4
+					       address, IPv6 /64); resolved: never 0 */
+	unsigned int source_rate; /* new handshakes per second from one source; 0: any */
 	unsigned int handshake_timeout_ms; /* default for services */
 	uid_t allow_uid[CFG_MAX_IDS];
 	size_t n_allow_uid;

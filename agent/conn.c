@@ -1,25 +1,116 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * conn.c - the life of one socket in danced, in the order it happens: created from a
- * request (or a front-door accept), driven through its handshake by ring reads and
- * writes under one deadline, finished exactly once, freed when the ring is done with it.
+ * conn.c - the one owner of a socket's state in danced, in the order it happens.
  *
- * conn_finish() is the only place a result is made; it runs once per conn, on every
- * path, and hands the conn to handoff.c or frontdoor.c for delivery. Conns and result
- * buffers are recycled per worker, so a handshake allocates nothing of ours.
+ * Receives a conn that handoff.c or frontdoor.c made and admit.c let in; conn_run()
+ * alone sets its phase, calls the stage for it, and acts on the verdict: submit a read
+ * or a write, wait for DNS, install kTLS, finish. One deadline timer covers the whole
+ * handshake. conn_finish() makes exactly one result per conn, on every path, and hands
+ * it to the delivery chosen when the conn was made: back on the server's channel
+ * (return mode) or to a backend (front door). Ring completions and DNS answers only
+ * record what happened and call conn_run(). Conns, I/O buffers and result headers are
+ * recycled per worker, up to a bound, so memory returns after a burst.
  */
-#include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <netinet/in.h>
-#include <openssl/err.h>
+#include <openssl/crypto.h>
 
 #include "agent.h"
 
-#define FREE_CONNS_MAX 1024 /* per worker; beyond that, memory goes back */
+#define FREE_CONNS_MAX 64 /* per worker: recycled objects kept after a burst */
+#define FREE_BUFS_MAX 64
+#define FREE_RESULTS_MAX 64
+#define TLS_ALERT_HANDSHAKE_FAILURE 40
+#define TLS_ALERT_INTERNAL_ERROR 80
+
+#define conn_of(ptr, member) ((struct conn *)((char *)(ptr)-offsetof(struct conn, member)))
+
+/* ---- per-worker pools ------------------------------------------------------------- */
+
+/* A TLS I/O buffer: held only while bytes wait in it or a recv may fill it. */
+static uint8_t *buf_get(struct worker *w)
+{
+	uint8_t *b = (uint8_t *)w->free_io;
+
+	if (b) {
+		w->free_io = *(void **)b;
+		w->n_free_io--;
+		return b;
+	}
+	return malloc(TLS_BUF_SIZE);
+}
+
+static void buf_put(struct worker *w, uint8_t *b)
+{
+	if (!b)
+		return;
+	if (w->n_free_io >= FREE_BUFS_MAX) {
+		free(b);
+		return;
+	}
+	*(void **)b = w->free_io;
+	w->free_io = b;
+	w->n_free_io++;
+}
+
+/* A result is its header only: pending plaintext travels in a second iovec. */
+static struct dance_result *result_get(struct worker *w)
+{
+	struct dance_result *r = w->free_results;
+
+	if (r) {
+		w->free_results = *(void **)r;
+		w->n_free_results--;
+	} else {
+		r = malloc(DANCE_RESULT_HDR_LEN);
+	}
+	if (r)
+		memset(r, 0, DANCE_RESULT_HDR_LEN);
+	return r;
+}
+
+static void result_put(struct worker *w, struct dance_result *r)
+{
+	if (!r)
+		return;
+	if (w->n_free_results >= FREE_RESULTS_MAX) {
+		free(r);
+		return;
+	}
+	*(void **)r = w->free_results;
+	w->free_results = r;
+	w->n_free_results++;
+}
+
+void conn_pool_fini(struct worker *w)
+{
+	struct conn *c;
+	void *p;
+
+	while ((c = w->free_conns)) {
+		w->free_conns = c->next;
+		free(c);
+	}
+	while ((p = w->free_io)) {
+		w->free_io = *(void **)p;
+		free(p);
+	}
+	while ((p = w->free_results)) {
+		w->free_results = *(void **)p;
+		free(p);
+	}
+	w->n_free_conns = w->n_free_io = w->n_free_results = 0;
+	free(w->scratch);
+	w->scratch = NULL;
+}
+
+static void dns_post(struct dns_wait *dw);
+static void conn_run(struct conn *c);
 
 /**
  * conn_new - a conn for a socket that danced now holds
@@ -40,64 +131,49 @@ struct conn *conn_new(struct worker *w, int fd, struct state *st)
 		if (!c)
 			return NULL;
 	}
-	/* The I/O buffers at the end need no clearing: lengths say what is valid. */
-	memset(c, 0, offsetof(struct conn, in));
+	memset(c, 0, sizeof(*c));
 	c->w = w;
 	c->fd = fd;
 	c->st = st;
 	c->start_ns = now_ns();
-	w->live++;
+	c->ticket.service = -1;
+	c->dw.post = dns_post;
+	c->live_next = w->live;
+	if (w->live)
+		w->live->live_prev = c;
+	w->live = c;
+	w->n_live++;
 	return c;
-}
-
-struct dance_result *conn_result_buf(struct conn *c)
-{
-	struct worker *w = c->w;
-	struct dance_result *r = w->free_results;
-
-	if (r)
-		w->free_results = *(struct dance_result **)r;
-	else
-		r = malloc(sizeof(*r));
-	if (r)
-		memset(r, 0, DANCE_RESULT_HDR_LEN);
-	return r;
-}
-
-static void result_buf_put(struct worker *w, struct dance_result *r)
-{
-	*(struct dance_result **)r = w->free_results;
-	w->free_results = r;
-}
-
-/**
- * conn_start - count the conn as in flight and begin its handshake
- *
- * The caller has set svc, deadline and the request fields. On return the conn belongs
- * to the ring and to conn_finish().
- */
-void conn_start(struct conn *c)
-{
-	c->counted = true;
-	if (handshake_start(c))
-		conn_finish(c, -ENOMEM, "out of memory for the TLS session");
 }
 
 static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
 
-	SSL_free(c->ssl);
-	ktls_conn_wipe(&c->kc);
-	tlsa_set_free(&c->tlsa);
 	if (c->fd >= 0)
 		close(c->fd);
-	if (c->res)
-		result_buf_put(w, c->res);
-	if (c->ch)
+	if (c->tls.pending) {
+		OPENSSL_cleanse(c->tls.pending, c->tls.pending_len);
+		free(c->tls.pending);
+	}
+	result_put(w, c->res);
+	if (c->ch) {
+		if (c->ch_prev)
+			c->ch_prev->ch_next = c->ch_next;
+		else
+			c->ch->conns = c->ch_next;
+		if (c->ch_next)
+			c->ch_next->ch_prev = c->ch_prev;
 		channel_put(c->ch);
+	}
 	state_put(c->st);
-	w->live--;
+	if (c->live_prev)
+		c->live_prev->live_next = c->live_next;
+	else
+		w->live = c->live_next;
+	if (c->live_next)
+		c->live_next->live_prev = c->live_prev;
+	w->n_live--;
 	if (w->n_free_conns < FREE_CONNS_MAX) {
 		c->next = w->free_conns;
 		w->free_conns = c;
@@ -107,283 +183,739 @@ static void conn_free(struct conn *c)
 	}
 }
 
-/* Free the conn once it is finished and no ring operation refers to it any more. */
+/* Free the conn once it is done and no ring operation or hold refers to it any more. */
 void conn_put(struct conn *c)
 {
-	if (c->phase == PHASE_RESULT && !c->ops)
+	if (c->phase == PHASE_DONE && !c->ops)
 		conn_free(c);
 }
 
-void conn_pool_fini(struct worker *w)
-{
-	struct dance_result *r;
-	struct conn *c;
+/* ---- logging ------------------------------------------------------------------------ */
 
-	while ((c = w->free_conns)) {
-		w->free_conns = c->next;
-		free(c);
+/*
+ * At most REFUSALS_LOGGED_PER_SEC refusal lines a second per worker; the rest are counted
+ * and summed up in one line when the next second begins.
+ */
+#define REFUSALS_LOGGED_PER_SEC 20
+
+static bool log_refusal_allowed(struct worker *w)
+{
+	uint64_t sec = now_ns() / 1000000000ULL;
+
+	if (sec != w->refusal_sec) {
+		if (w->refusals_held)
+			log_notice("worker %u: %u more refused connections were not logged",
+				   w->index, w->refusals_held);
+		w->refusal_sec = sec;
+		w->refusals_logged = w->refusals_held = 0;
 	}
-	while ((r = w->free_results)) {
-		w->free_results = *(struct dance_result **)r;
-		free(r);
+	if (w->refusals_logged < REFUSALS_LOGGED_PER_SEC) {
+		w->refusals_logged++;
+		return true;
 	}
+	w->refusals_held++;
+	return false;
 }
 
-/* Logs carry what peers sent (SNI, subjects): keep them one printable line. */
-static const char *printable(const char *in, char *out, size_t max)
+static const char *auth_word(const struct dance_result *r)
 {
-	size_t i;
-
-	for (i = 0; in[i] && i + 1 < max; i++)
-		out[i] = in[i] >= 0x20 && in[i] < 0x7f && in[i] != '"' ? in[i] : '?';
-	out[i] = '\0';
-	return out;
-}
-
-static void peer_addr(int fd, char *out, size_t max)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-
-	snprintf(out, max, "-");
-	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len))
-		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *s = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host));
-		port = ntohs(s->sin_port);
-		snprintf(out, max, "%s:%d", host, port);
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
-		port = ntohs(s->sin6_port);
-		snprintf(out, max, "[%s]:%d", host, port);
+	switch (r->auth) {
+	case DANCE_AUTH_DANE:
+		return "dane name=";
+	case DANCE_AUTH_X509:
+		return "x509";
+	default:
+		return "none";
 	}
 }
 
-static void conn_log(struct conn *c, const struct dance_result *r)
+/* One line per conn, written when its fate is sealed: delivered, or failed. */
+static void conn_log(struct conn *c, const char *verb)
 {
 	char addr[64], sni[80], subj[160], name[DANCE_HOST_MAX], why[DANCE_REASON_MAX];
+	const struct dance_result *r = c->res;
+	const char *svc = r && r->service[0] ? r->service : "-";
 
-	if (r->status == 0) {
-		peer_addr(c->fd, addr, sizeof(addr));
+	if (r && !r->status) {
+		if (!log_enabled(6))
+			return;
 		log_info("handshake ok id=%llu service=%s peer=%s %s %s sni=\"%s\" alpn=%s "
 			 "auth=%s%s%s subject=\"%s\" pending=%u us=%u",
-			 (unsigned long long)c->id, r->service, addr,
+			 (unsigned long long)c->id, svc, log_addr(&c->peer, addr, sizeof(addr)),
 			 r->tls_version == 0x0304 ? "TLSv1.3" : "TLSv1.2", r->cipher_name,
-			 printable(r->sni, sni, sizeof(sni)), r->alpn[0] ? r->alpn : "-",
-			 r->auth == DANCE_AUTH_DANE ? "dane name=" :
-			 r->auth == DANCE_AUTH_X509 ? "x509" :
-						      "none",
+			 log_printable(r->sni, sni, sizeof(sni)), r->alpn[0] ? r->alpn : "-",
+			 auth_word(r),
 			 r->auth == DANCE_AUTH_DANE ?
-				 printable(r->verified_name, name, sizeof(name)) :
+				 log_printable(r->verified_name, name, sizeof(name)) :
 				 "",
 			 r->auth == DANCE_AUTH_DANE && r->dns_cached ? " (cached)" : "",
-			 printable(r->peer_subject, subj, sizeof(subj)), r->pending_len,
+			 log_printable(r->peer_subject, subj, sizeof(subj)), r->pending_len,
 			 r->handshake_us);
-	} else if (c->ssl || c->fd >= 0) {
-		peer_addr(c->fd, addr, sizeof(addr));
-		log_notice(
-			"handshake failed id=%llu service=%s peer=%s status=%d reason=\"%s\" us=%u",
-			(unsigned long long)c->id, r->service[0] ? r->service : "-", addr,
-			r->status, printable(r->reason, why, sizeof(why)), r->handshake_us);
-	} else {
-		log_notice("request refused id=%llu status=%d reason=\"%s\"",
-			   (unsigned long long)c->id, r->status,
-			   printable(r->reason, why, sizeof(why)));
-	}
-}
-
-/**
- * conn_finish - make the one result of this conn and send it on its way
- * @status: 0, or a negative errno
- * @reason: for people; copied
- *
- * Runs exactly once per conn (later calls are ignored). A failed connection is shut down
- * when TLS bytes already moved, so the peer is not left hanging while the server still
- * holds its descriptor. May not free @c: the delivery holds it until the ring is done.
- */
-void conn_finish(struct conn *c, int status, const char *reason)
-{
-	struct dance_result *r;
-	uint64_t cookie;
-	socklen_t len = sizeof(cookie);
-
-	if (c->phase == PHASE_RESULT)
-		return;
-	c->phase = PHASE_RESULT;
-	if (c->counted) {
-		atomic_fetch_sub(&agent.inflight, 1);
-		c->counted = false;
-	}
-	if (!c->res)
-		c->res = conn_result_buf(c);
-	r = c->res;
-	if (!r) {
-		/* Nothing to answer with: closing the channel is the other half of the contract. */
-		log_err("out of memory for a result: closing the channel of request %llu",
-			(unsigned long long)c->id);
-		if (c->ch)
-			shutdown(c->ch->fd, SHUT_RDWR);
-		if (c->touched && c->fd >= 0)
-			shutdown(c->fd, SHUT_RDWR);
 		return;
 	}
-	dance_hdr_init(&r->hdr, c->ch ? DANCE_MSG_RESULT : DANCE_MSG_ACCEPTED);
-	r->status = status;
-	r->id = c->id;
-	r->handshake_us = (now_ns() - c->start_ns) / 1000;
-	snprintf(r->reason, sizeof(r->reason), "%s", reason);
-	if (c->svc)
-		snprintf(r->service, sizeof(r->service), "%s", c->svc->cfg->name);
-	if (!status) {
-		handshake_describe(c, r);
-		if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
-			r->cookie = cookie;
-		status = policy_identify(c, r);
-		if (status) {
-			/* A protected port would refuse it anyway: say why now, and close. */
-			r->status = status;
-			snprintf(r->reason, sizeof(r->reason),
-				 "cannot record the peer's identity in the BPF policy maps: %s",
-				 strerror(-status));
-		}
+	if (!log_enabled(5))
+		return;
+	if (!c->touched && c->pool) {
+		/* Front door, refused before any TLS byte: a flood must not flood the log. */
+		if (log_refusal_allowed(c->w))
+			log_notice("connection refused id=%llu peer=%s status=%d reason=\"%s\"",
+				   (unsigned long long)c->id,
+				   log_addr(&c->peer, addr, sizeof(addr)), c->fail.status,
+				   log_printable(c->fail.why, why, sizeof(why)));
+		return;
 	}
-	if (status) {
-		r->pending_len = 0;
-		r->flags = 0;
-		if (c->touched && c->fd >= 0)
-			shutdown(c->fd, SHUT_RDWR);
-	}
-	conn_log(c, r);
-	/* The session is over for danced either way; its secrets go now. */
-	ktls_conn_wipe(&c->kc);
-	SSL_free(c->ssl);
-	c->ssl = NULL;
-	if (c->ch)
-		handoff_return(c);
+	if (c->touched)
+		log_notice("%s id=%llu service=%s peer=%s status=%d reason=\"%s\" us=%llu", verb,
+			   (unsigned long long)c->id, svc, log_addr(&c->peer, addr, sizeof(addr)),
+			   c->fail.status, log_printable(c->fail.why, why, sizeof(why)),
+			   (unsigned long long)((now_ns() - c->start_ns) / 1000));
 	else
-		frontdoor_deliver(c);
+		log_notice("request refused id=%llu peer=%s status=%d reason=\"%s\"",
+			   (unsigned long long)c->id, log_addr(&c->peer, addr, sizeof(addr)),
+			   c->fail.status, log_printable(c->fail.why, why, sizeof(why)));
 }
 
-bool conn_arm_deadline(struct conn *c)
-{
-	uint64_t now = now_ns();
-	uint64_t left;
+/* ---- the ring -------------------------------------------------------------------------- */
 
-	if (now >= c->deadline_ns) {
-		c->timed_out = true;
-		return false;
-	}
-	left = c->deadline_ns - now;
+static void arm_deadline(struct conn *c)
+{
+	uint64_t now = now_ns(), left = c->deadline_ns > now ? c->deadline_ns - now : 1;
+	struct io_uring_sqe *sqe = loop_sqe(c->w);
+
 	c->ts.tv_sec = left / 1000000000ULL;
 	c->ts.tv_nsec = left % 1000000000ULL;
-	return true;
+	io_uring_prep_timeout(sqe, &c->ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, op_data(c, OP_CONN_DEADLINE));
+	c->deadline_armed = true;
+	c->ops++;
 }
 
-/* A recv or send, linked to a timeout for what is left of the handshake's deadline. */
-static void conn_submit_io(struct conn *c, bool send, size_t len)
+/* The deadline's completion drops its hold on the conn when it comes (-ECANCELED). */
+static void disarm_deadline(struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (!conn_arm_deadline(c)) {
-		conn_timed_out(c);
+	if (!c->deadline_armed)
 		return;
-	}
-	loop_reserve(c->w, 2); /* the pair must reach the kernel in one submission */
 	sqe = loop_sqe(c->w);
+	io_uring_prep_timeout_remove(sqe, op_data(c, OP_CONN_DEADLINE), 0);
+	io_uring_sqe_set_data64(sqe, op_data(c->w, OP_IGNORE));
+	c->deadline_armed = false;
+}
+
+static void submit_io(struct conn *c, bool send)
+{
+	struct tls *t = &c->tls;
+	struct io_uring_sqe *sqe = loop_sqe(c->w);
+
 	if (send)
-		io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off,
+		io_uring_prep_send(sqe, c->fd, t->out + t->out_off, t->out_len - t->out_off,
 				   MSG_NOSIGNAL);
 	else
-		io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, len, 0);
+		io_uring_prep_recv(sqe, c->fd, t->in + t->in_len, t->want, 0);
 	io_uring_sqe_set_data64(sqe, op_data(c, OP_CONN_IO));
-	sqe->flags |= IOSQE_IO_LINK;
-	sqe = loop_sqe(c->w);
-	io_uring_prep_link_timeout(sqe, &c->ts, 0);
-	io_uring_sqe_set_data64(sqe, op_data(c, OP_CONN_TIMEOUT));
-	c->ops += 2;
+	c->ops++;
 	c->io_busy = true;
 	c->io_send = send;
 	c->touched = true;
 }
 
-void conn_submit_recv(struct conn *c, size_t len)
+/* Buffers the next step may use: input while bytes wait or a read may come, output always. */
+static int bufs_take(struct conn *c)
 {
-	conn_submit_io(c, false, len);
+	struct tls *t = &c->tls;
+
+	if (!t->in)
+		t->in = buf_get(c->w);
+	if (!t->out)
+		t->out = buf_get(c->w);
+	if (!t->in || !t->out)
+		return fail_set(&c->fail, -ENOMEM, "out of memory for handshake buffers");
+	return 0;
 }
 
-void conn_submit_send(struct conn *c)
+/* ... and back to the pool as soon as they hold nothing and no operation targets them. */
+static void bufs_release(struct conn *c, bool reading)
 {
-	conn_submit_io(c, true, 0);
+	struct tls *t = &c->tls;
+
+	if (t->out && t->out_len == t->out_off) {
+		buf_put(c->w, t->out);
+		t->out = NULL;
+		t->out_off = t->out_len = 0;
+	}
+	if (t->in && !reading && t->in_len == t->in_off) {
+		buf_put(c->w, t->in);
+		t->in = NULL;
+		t->in_off = t->in_len = 0;
+	}
 }
 
-void conn_timed_out(struct conn *c)
+/* ---- DNS waits --------------------------------------------------------------------- */
+
+/* The DNS thread: an answer for @dw's conn; its own worker picks it up (mailbox_drain()). */
+static void dns_post(struct dns_wait *dw)
 {
-	snprintf(c->why, sizeof(c->why), "handshake timed out after %llu ms",
-		 (unsigned long long)((c->deadline_ns - c->start_ns) / 1000000));
-	conn_finish(c, -ETIMEDOUT, c->why);
+	struct conn *c = conn_of(dw, dw);
+	struct worker *w = c->w;
+	bool wake;
+
+	pthread_mutex_lock(&w->mail_lock);
+	c->next = w->mail;
+	w->mail = c;
+	wake = !w->mail_armed;
+	w->mail_armed = true;
+	pthread_mutex_unlock(&w->mail_lock);
+	if (wake)
+		loop_wake(w);
 }
 
-/* The recv or send of a conn completed (see conn_submit_io()). */
+/*
+ * Ask for the TLSA RRset at @name. Return: 0 with the answer in c->dw.answer (the cache
+ * had it), -EINPROGRESS while the conn waits (it is held until the answer is posted or
+ * the wait is cancelled), or a negative errno with c->fail set.
+ */
+static int dns_ask(struct conn *c, const char *name)
+{
+	int ret = dane_lookup(name, &c->dw);
+
+	log_debug("id=%llu TLSA %s: %s", (unsigned long long)c->id, name,
+		  !ret		      ? "answered from the cache" :
+		  ret == -EINPROGRESS ? "asking" :
+					"failed");
+	if (ret == -EINPROGRESS) {
+		c->dns_waiting = true;
+		c->ops++;
+		return ret;
+	}
+	if (ret)
+		fail_set(&c->fail, ret, "dns-error: cannot start the TLSA lookup (%s)",
+			 ret == -ENOSYS ? "danced runs without a resolver" : strerror(-ret));
+	return ret;
+}
+
+void mailbox_drain(struct worker *w)
+{
+	struct conn *c, *next;
+
+	pthread_mutex_lock(&w->mail_lock);
+	c = w->mail;
+	w->mail = NULL;
+	w->mail_armed = false;
+	pthread_mutex_unlock(&w->mail_lock);
+	for (; c; c = next) {
+		next = c->next;
+		c->next = NULL;
+		c->dns_waiting = false;
+		c->ops--; /* the wait's hold */
+		if (c->phase == PHASE_DONE) {
+			tlsa_set_put(c->dw.answer);
+			c->dw.answer = NULL;
+		} else {
+			conn_run(c);
+		}
+		conn_put(c);
+	}
+}
+
+/* ---- the end of a conn ---------------------------------------------------------------- */
+
+/* The SSL, its secrets and the I/O buffers: what only the handshake needs. */
+static void tls_release(struct conn *c)
+{
+	tls_end(&c->tls);
+	buf_put(c->w, c->tls.in);
+	buf_put(c->w, c->tls.out);
+	c->tls.in = c->tls.out = NULL;
+}
+
+/*
+ * A peer that finished its handshake deserves to know why it is dropped: a fatal alert
+ * through the kernel's send key. DANE refusals say handshake_failure, as the draft asks;
+ * everything else is danced's own failure.
+ */
+static void send_alert(struct conn *c)
+{
+	uint8_t desc = c->phase == PHASE_DANE || c->phase == PHASE_LOOKUP ?
+			       TLS_ALERT_HANDSHAKE_FAILURE :
+			       TLS_ALERT_INTERNAL_ERROR;
+	int ret;
+
+	if (!c->offloaded)
+		return;
+	ret = ktls_send_alert(c->fd, SSL3_AL_FATAL, desc);
+	if (ret)
+		log_debug("id=%llu could not send the alert: %s", (unsigned long long)c->id,
+			  strerror(-ret));
+}
+
+/*
+ * Make the one result of this conn from c->fail (status 0: success) and hand it to its
+ * delivery. Runs once per conn (later calls do nothing). A failed connection is shut down
+ * when TLS bytes already moved, so the peer is not left hanging while the server holds
+ * its descriptor. Does not free @c: the caller's conn_put() does, once the ring lets go.
+ */
+static void conn_finish(struct conn *c)
+{
+	struct dance_result *r;
+	uint64_t cookie;
+	socklen_t len = sizeof(cookie);
+	int ret;
+
+	if (c->phase == PHASE_DONE || c->phase == PHASE_DELIVER)
+		return;
+	disarm_deadline(c);
+	if (c->fail.status && c->offloaded)
+		send_alert(c);
+	tls_release(c);
+	verify_dane_end(&c->dane);
+	tlsa_set_put(c->dw.answer);
+	c->dw.answer = NULL;
+	admit_release(&c->ticket);
+	if (!c->res)
+		c->res = result_get(c->w);
+	r = c->res;
+	if (!r) {
+		/* Nothing to answer with: closing the channel is the other half of the contract. */
+		log_err("out of memory for a result: closing the channel of request %llu",
+			(unsigned long long)c->id);
+		c->phase = PHASE_DONE;
+		if (c->held)
+			policy_release(c->fd);
+		if (c->ch)
+			shutdown(c->ch->fd, SHUT_RDWR);
+		if (c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);
+		return;
+	}
+	dance_hdr_init(&r->hdr, c->ch ? DANCE_MSG_RESULT : DANCE_MSG_ACCEPTED);
+	r->id = c->id;
+	r->handshake_us = (now_ns() - c->start_ns) / 1000;
+	if (c->tls.svc)
+		snprintf(r->service, sizeof(r->service), "%s", c->tls.svc->cfg->name);
+	if (!c->fail.status) {
+		if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
+			r->cookie = cookie;
+		ret = policy_identify(c->fd, c->tls.svc->cfg, r);
+		if (ret < 0) {
+			/* A protected port would refuse it anyway: say why now, and close. */
+			fail_set(&c->fail, ret,
+				 "cannot record the peer's identity in the BPF policy maps: %s",
+				 strerror(-ret));
+			send_alert(c);
+		} else {
+			c->held = false;
+			/* Plaintext read during the handshake would reach the server past the hooks. */
+			if (ret == 1 && c->tls.pending_len) {
+				OPENSSL_cleanse(c->tls.pending, c->tls.pending_len);
+				c->tls.pending_len = 0;
+				c->tls.peer_closed = false;
+			}
+		}
+	}
+	r->status = c->fail.status;
+	snprintf(r->reason, sizeof(r->reason), "%s", c->fail.status ? c->fail.why : "ok");
+	if (c->fail.status) {
+		c->tls.pending_len = 0;
+		r->flags = 0;
+		r->auth = DANCE_AUTH_NONE;
+		if (c->held)
+			policy_release(c->fd);
+		c->held = false;
+		if (c->touched && c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);
+	} else {
+		r->pending_len = c->tls.pending_len;
+		if (c->tls.peer_closed)
+			r->flags |= DANCE_RES_PEER_CLOSED;
+	}
+	c->rmsg.msg_iov = c->riov;
+	c->rmsg.msg_iovlen = r->pending_len ? 2 : 1;
+	c->riov[0].iov_base = r;
+	c->riov[0].iov_len = DANCE_RESULT_HDR_LEN;
+	c->riov[1].iov_base = c->tls.pending;
+	c->riov[1].iov_len = r->pending_len;
+
+	if (c->ch) {
+		c->phase = PHASE_DONE;
+		if (r->status)
+			conn_log(c, "handshake failed");
+		if (c->w->ring_dead)
+			handoff_send_result_now(c);
+		else
+			handoff_send_result(c);
+		return;
+	}
+	/* Front door: a failed socket is closed here; a good one goes to a backend. */
+	if (r->status) {
+		c->phase = PHASE_DONE;
+		conn_log(c, "handshake failed");
+		return;
+	}
+	c->phase = PHASE_DELIVER;
+	if (frontdoor_offer(c)) {
+		conn_delivered(c);
+		return;
+	}
+	/* Hold it until a backend has room (loop.c's tick calls frontdoor_pump()). */
+	c->wait_until_ns = now_ns() + (c->deadline_ns - c->start_ns);
+	c->next = c->w->waiting;
+	c->w->waiting = c;
+	c->w->n_waiting++;
+	c->ops++; /* the waiting list's hold */
+	loop_tick(c->w);
+}
+
+/* Front door: a backend took the socket (frontdoor_offer() said so). */
+void conn_delivered(struct conn *c)
+{
+	c->phase = PHASE_DONE;
+	conn_log(c, NULL);
+	close(c->fd);
+	c->fd = -1;
+}
+
+/* Front door: nobody took a finished socket in time, or danced is leaving. */
+void conn_give_up(struct conn *c, const char *why)
+{
+	c->phase = PHASE_DONE;
+	fail_set(&c->fail, -ETIMEDOUT, "%s", why);
+	if (c->res)
+		c->res->status = c->fail.status;
+	/* Its identity replaced danced's hold: take the hold back, or the policy may refuse
+	 * danced's own alert (the socket closes right after, so nothing releases it). */
+	if (c->offloaded && policy_hold(c->fd) > 0)
+		c->held = true;
+	send_alert(c);
+	conn_log(c, "connection given up");
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/* ---- the state machine ------------------------------------------------------------- */
+
+/* Install kTLS, describe the session, and decide whether DANE still has to speak. */
+static enum verdict conn_offload(struct conn *c)
+{
+	struct tls *t = &c->tls;
+	const char *why = NULL;
+	enum verdict v = V_DONE;
+	int ret;
+
+	ret = ktls_install(&t->kc, t->ssl, c->fd, &why);
+	if (ret) {
+		fail_set(&c->fail, ret, "%s", why);
+		return V_FAIL;
+	}
+	c->offloaded = true;
+	c->res = result_get(c->w);
+	if (!c->res) {
+		fail_set(&c->fail, -ENOMEM, "out of memory for the result");
+		return V_FAIL;
+	}
+	tls_describe(t, c->res);
+	if (t->client)
+		c->res->dns_cached = c->dns_cached;
+	if (!t->client && t->svc->cfg->dane != DANE_OFF)
+		v = verify_dane_begin(t, &c->dane, &c->fail);
+	/* The SSL and the buffers go now; a DNS wait keeps the conn small. */
+	tls_release(c);
+	return v;
+}
+
+/*
+ * The conn must end now (deadline, a dead channel, a worker leaving). Bytes already in
+ * hand are used first, without new I/O: a handshake they complete still gets kTLS, so
+ * that its peer, who may have sent its request already, is told with an alert.
+ */
+static void conn_stop(struct conn *c)
+{
+	struct tls *t = &c->tls;
+	const char *why;
+
+	if (!c->offloaded && t->ssl && t->in && !c->io_busy &&
+	    (c->phase == PHASE_HANDSHAKE || c->phase == PHASE_DRAIN) && !bufs_take(c)) {
+		if (c->phase == PHASE_HANDSHAKE && t->in_len > t->in_off &&
+		    tls_handshake(t) == V_DONE)
+			c->phase = PHASE_DRAIN;
+		if (c->phase == PHASE_DRAIN && tls_drain(t, c->w->scratch) == V_DONE &&
+		    !ktls_install(&t->kc, t->ssl, c->fd, &why))
+			c->offloaded = true;
+	}
+	conn_finish(c);
+}
+
+/**
+ * conn_run - take the conn as far as it can go now
+ *
+ * The only place that moves a conn from phase to phase. Returns when the conn waits for
+ * the ring or for DNS, or has finished. May finish @c, never frees it (the caller's
+ * conn_put() does).
+ */
+static void conn_run(struct conn *c)
+{
+	struct tls *t = &c->tls;
+	char name[DANCE_HOST_MAX + 16];
+	enum verdict v = V_FAIL;
+	int ret;
+
+	for (;;) {
+		if (c->phase == PHASE_DONE || c->phase == PHASE_DELIVER || c->io_busy ||
+		    c->dns_waiting)
+			return;
+		if (!c->stopping && now_ns() >= c->deadline_ns) {
+			c->stopping = true;
+			if (c->phase == PHASE_DANE || c->phase == PHASE_LOOKUP)
+				fail_set(&c->fail, -ETIMEDOUT,
+					 "dns-timeout: no answer to the TLSA lookup within the "
+					 "handshake deadline");
+			else
+				fail_set(&c->fail, -ETIMEDOUT, "handshake timed out after %llu ms",
+					 (unsigned long long)((c->deadline_ns - c->start_ns) /
+							      1000000));
+		}
+		if (c->stopping) {
+			conn_stop(c);
+			return;
+		}
+		switch (c->phase) {
+		case PHASE_LOOKUP:
+			/* Client role: what the server's TLSA says decides how to verify it. */
+			if (!c->dw.answer) {
+				ret = dns_ask(c, tls_client_tlsa_name(t, &c->peer, name,
+								      sizeof(name)));
+				if (ret == -EINPROGRESS)
+					return;
+				if (ret) {
+					conn_finish(c);
+					return;
+				}
+			}
+			ret = tls_client_dane(t, c->dw.answer, &c->fail);
+			c->dns_cached = c->dw.cached;
+			tlsa_set_put(c->dw.answer);
+			c->dw.answer = NULL;
+			if (ret) {
+				conn_finish(c);
+				return;
+			}
+			c->phase = PHASE_HANDSHAKE;
+			continue;
+		case PHASE_HANDSHAKE:
+			if (bufs_take(c)) {
+				conn_finish(c);
+				return;
+			}
+			v = tls_handshake(t);
+			if (v == V_DONE) {
+				c->phase = PHASE_DRAIN;
+				continue;
+			}
+			break;
+		case PHASE_DRAIN:
+			if (bufs_take(c)) {
+				conn_finish(c);
+				return;
+			}
+			v = tls_drain(t, c->w->scratch);
+			if (v != V_DONE)
+				break;
+			v = conn_offload(c);
+			if (v == V_DONE) {
+				conn_finish(c);
+				return;
+			}
+			if (v == V_FAIL) {
+				c->phase = PHASE_DANE; /* for the alert: a DANE refusal */
+				conn_finish(c);
+				return;
+			}
+			/* V_LOOKUP: the client's TLSA, with kTLS installed and the SSL gone */
+			c->phase = PHASE_DANE;
+			ret = dns_ask(c, c->dane.name);
+			if (ret == -EINPROGRESS)
+				return;
+			if (ret) {
+				conn_finish(c);
+				return;
+			}
+			continue;
+		case PHASE_DANE:
+			ret = verify_dane_match(c->st, t->svc, &c->dane, c->dw.answer, c->res,
+						&c->fail);
+			if (!ret)
+				c->res->dns_cached = c->dw.cached;
+			conn_finish(c);
+			return;
+		case PHASE_ALERT:
+			/* OpenSSL's alert went out (or could not): now the result. */
+			conn_finish(c);
+			return;
+		case PHASE_NEW:
+		case PHASE_DELIVER:
+		case PHASE_DONE:
+			return;
+		}
+		/* A stage's verdict: bytes to move, or the end. */
+		switch (v) {
+		case V_READ:
+			bufs_release(c, true);
+			submit_io(c, false);
+			return;
+		case V_WRITE:
+			bufs_release(c, false);
+			submit_io(c, true);
+			return;
+		case V_FAIL:
+		default:
+			/* OpenSSL wrote its alert into our buffer: let the peer see why first. */
+			if (t->out && t->out_len > t->out_off) {
+				c->phase = PHASE_ALERT;
+				submit_io(c, true);
+				return;
+			}
+			conn_finish(c);
+			return;
+		}
+	}
+}
+
+/**
+ * conn_start - begin the handshake of an admitted conn
+ * @svc: the service (SNI may still move a server-role conn to another, unless @svc_fixed)
+ * @timeout_ms: the whole handshake's deadline, DNS included
+ *
+ * From here on the conn belongs to conn_run() and the ring, and is finished exactly once.
+ */
+void conn_start(struct conn *c, struct svc *svc, bool svc_fixed, unsigned int timeout_ms)
+{
+	struct tls *t = &c->tls;
+	int ret;
+
+	c->deadline_ns = c->start_ns + (uint64_t)timeout_ms * 1000000ULL;
+	t->st = c->st;
+	t->svc = svc;
+	t->svc_fixed = svc_fixed;
+	t->client = svc->cfg->role == ROLE_CLIENT;
+	t->peer_name = c->peer_name;
+	t->peer_alpn = c->alpn;
+	t->fail = &c->fail;
+	c->phase = PHASE_HANDSHAKE;
+	arm_deadline(c);
+	ret = policy_hold(c->fd);
+	if (ret < 0) {
+		fail_set(&c->fail, ret,
+			 "cannot exempt danced's handshake in the BPF policy maps: %s",
+			 strerror(-ret));
+		conn_finish(c);
+		return;
+	}
+	c->held = ret > 0;
+	if (tls_begin(t, c->fd, &c->fail)) {
+		conn_finish(c);
+		return;
+	}
+	if (t->client &&
+	    (svc->cfg->verify == VERIFY_DANE || svc->cfg->verify == VERIFY_DANE_OR_PKIX))
+		c->phase = PHASE_LOOKUP;
+	conn_run(c);
+}
+
+/* A request refused before any TLS byte moved: the socket goes back as it came. */
+void conn_refuse(struct conn *c, int status, const char *why)
+{
+	fail_set(&c->fail, status, "%s", why);
+	conn_finish(c);
+}
+
+/* The recv or send of a conn completed. */
 void conn_io_done(struct conn *c, int res)
 {
+	struct tls *t = &c->tls;
+
 	c->ops--;
 	c->io_busy = false;
-	if (c->phase == PHASE_RESULT)
+	if (c->phase == PHASE_DONE)
 		goto out;
-	if (res == -ECANCELED || c->timed_out) {
-		conn_timed_out(c);
-		goto out;
-	}
-	if (c->io_send) {
+	if (res == -ECANCELED) {
+		/* conn_cancel() took it back: conn_run() says why the conn ends */
+	} else if (c->io_send) {
 		if (res < 0) {
-			if (c->phase == PHASE_ALERT) {
-				conn_finish(c, c->fail_status, c->fail_reason);
-			} else {
-				snprintf(c->why, sizeof(c->why), "send to the peer failed: %s",
-					 strerror(-res));
-				conn_finish(c, res, c->why);
-			}
+			/* A failed alert send ends the conn with the failure that caused it. */
+			fail_set(&c->fail, res, "send to the peer failed: %s", strerror(-res));
+			conn_finish(c);
 			goto out;
 		}
-		c->out_off += res;
-		if (c->out_off < c->out_len) {
-			conn_submit_send(c);
+		t->out_off += res;
+		if (t->out_off < t->out_len && !c->stopping) {
+			submit_io(c, true);
 			goto out;
 		}
-		c->out_off = c->out_len = 0;
+		t->out_off = t->out_len = 0;
+	} else if (res <= 0) {
+		if (!res)
+			fail_set(&c->fail, -ECONNRESET,
+				 "the peer closed the connection during the handshake");
+		else
+			fail_set(&c->fail, res, "recv from the peer failed: %s", strerror(-res));
+		conn_finish(c);
+		goto out;
 	} else {
-		if (res <= 0) {
-			if (!res)
-				snprintf(c->why, sizeof(c->why),
-					 "the peer closed the connection during the handshake");
-			else
-				snprintf(c->why, sizeof(c->why), "recv from the peer failed: %s",
-					 strerror(-res));
-			conn_finish(c, res ? res : -ECONNRESET, c->why);
-			goto out;
-		}
-		handshake_received(c, res);
+		tls_received(t, res);
 	}
-	handshake_step(c);
+	conn_run(c);
 out:
 	conn_put(c);
 }
 
-void conn_timeout_done(struct conn *c, int res)
+/* The deadline fired (-ETIME), or was removed (-ECANCELED) because the conn finished. */
+void conn_deadline_done(struct conn *c, int res)
 {
 	c->ops--;
-	if (res == -ETIME)
-		c->timed_out = true;
+	if (res == -ETIME) {
+		c->deadline_armed = false;
+		if (c->phase != PHASE_DONE && c->phase != PHASE_DELIVER)
+			conn_cancel(c, 0, NULL);
+	}
 	conn_put(c);
 }
 
-/* The result (and, front-door, the socket) left; danced keeps nothing of it. */
+/**
+ * conn_cancel - end a conn early, whatever it is waiting for
+ * @status: the failure to report, or 0 for "the deadline passed" (conn_run() words it)
+ *
+ * An operation in flight is cancelled and the conn ends when it comes back; a DNS wait
+ * is taken back, or its answer is awaited. Does not free @c.
+ */
+void conn_cancel(struct conn *c, int status, const char *why)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->phase == PHASE_DONE || c->phase == PHASE_DELIVER || c->stopping)
+		return;
+	if (status)
+		fail_set(&c->fail, status, "%s", why);
+	else if (now_ns() < c->deadline_ns)
+		c->deadline_ns = now_ns(); /* the timer can fire a hair early */
+	if (c->io_busy) {
+		if (status)
+			c->stopping = true;
+		sqe = loop_sqe(c->w);
+		io_uring_prep_cancel64(sqe, op_data(c, OP_CONN_IO), 0);
+		io_uring_sqe_set_data64(sqe, op_data(c->w, OP_IGNORE));
+		return;
+	}
+	if (c->dns_waiting) {
+		if (!dane_cancel(&c->dw))
+			return; /* the answer is in the mailbox; conn_run() ends it there */
+		c->dns_waiting = false;
+		c->ops--;
+	}
+	if (status)
+		c->stopping = true;
+	conn_run(c);
+}
+
+/* The result left on the channel (or could not); the socket is the server's alone now. */
 void conn_result_sent(struct conn *c, int res)
 {
 	c->ops--;
@@ -399,10 +931,11 @@ void conn_result_sent(struct conn *c, int res)
 		else
 			log_err("result of request %llu not delivered (%s): closing its channel",
 				(unsigned long long)c->id, strerror(-res));
-		if (c->ch)
-			shutdown(c->ch->fd, SHUT_RDWR);
+		shutdown(c->ch->fd, SHUT_RDWR);
 		if (c->fd >= 0)
 			shutdown(c->fd, SHUT_RDWR);
+	} else if (!c->res->status) {
+		conn_log(c, NULL);
 	}
 	if (c->fd >= 0) {
 		close(c->fd);
@@ -411,84 +944,40 @@ void conn_result_sent(struct conn *c, int res)
 	conn_put(c);
 }
 
-/* ---- waiting for DNS ---------------------------------------------------------------- */
+/* The worker is gone: free every conn it still has, whatever it was waiting for. */
+void conn_free_all(struct worker *w)
+{
+	while (w->live) {
+		w->live->phase = PHASE_DONE;
+		w->live->ops = 0;
+		conn_put(w->live);
+	}
+}
 
 /**
- * conn_wait_dns - look up the TLSA RRset at @name for @c, within its deadline
+ * conn_fail_all - the worker's ring is gone: every conn it holds ends now, without it
  *
- * Return: 0 when @c->tlsa holds the answer already (cache); -EINPROGRESS when the conn
- * now waits, with a ring timeout for its deadline (handshake_dns_done() runs once,
- * either way); a negative errno with @c->why when no lookup could start.
+ * Results go out by plain sendmsg() (MSG_DONTWAIT), sockets are shut down. The conns stay
+ * allocated: operations the dead ring still holds may point into them.
  */
-int conn_wait_dns(struct conn *c, const char *name)
+void conn_fail_all(struct worker *w, int status, const char *why)
 {
-	struct io_uring_sqe *sqe;
-	int ret;
+	struct conn *c;
 
-	if (!conn_arm_deadline(c)) {
-		snprintf(c->why, sizeof(c->why), "dns-timeout: no time left for the TLSA lookup");
-		return -ETIMEDOUT;
-	}
-	ret = dane_lookup(c, name);
-	log_debug("id=%llu TLSA %s: %s", (unsigned long long)c->id, name,
-		  !ret		      ? "answered from the cache" :
-		  ret == -EINPROGRESS ? "asking" :
-					"failed");
-	if (ret != -EINPROGRESS) {
-		if (ret)
-			snprintf(c->why, sizeof(c->why),
-				 "dns-error: cannot start the TLSA lookup (%s)", strerror(-ret));
-		return ret;
-	}
-	sqe = loop_sqe(c->w);
-	io_uring_prep_timeout(sqe, &c->ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, op_data(c, OP_CONN_DNS_TIMEOUT));
-	c->ops++;
-	return -EINPROGRESS;
-}
-
-/* The deadline of a DNS wait fired, or was removed because the answer came first. */
-void conn_dns_timeout_done(struct conn *c, int res)
-{
-	c->ops--;
-	if (res == -ETIME && c->phase != PHASE_RESULT && dane_cancel(c))
-		handshake_dns_done(c, true);
-	conn_put(c);
-}
-
-/* Any thread: an answer for @c; its own worker picks it up (mailbox_drain()). */
-void mailbox_post(struct conn *c)
-{
-	struct worker *w = c->w;
-	bool first;
-
-	pthread_mutex_lock(&w->mail_lock);
-	first = !w->mail;
-	c->mail_next = w->mail;
-	w->mail = c;
-	pthread_mutex_unlock(&w->mail_lock);
-	if (first)
-		loop_wake(w);
-}
-
-void mailbox_drain(struct worker *w)
-{
-	struct conn *c, *next;
-	struct io_uring_sqe *sqe;
-
-	pthread_mutex_lock(&w->mail_lock);
-	c = w->mail;
-	w->mail = NULL;
-	pthread_mutex_unlock(&w->mail_lock);
-	for (; c; c = next) {
-		next = c->mail_next;
-		c->dane_wait = DANE_IDLE;
-		/* The deadline is no longer needed; its completion drops its hold on c. */
-		sqe = loop_sqe(w);
-		io_uring_prep_timeout_remove(sqe, op_data(c, OP_CONN_DNS_TIMEOUT), 0);
-		io_uring_sqe_set_data64(sqe, op_data(w, OP_IGNORE));
-		if (c->phase != PHASE_RESULT)
-			handshake_dns_done(c, false);
-		conn_put(c);
+	for (c = w->live; c; c = c->live_next) {
+		if (c->phase == PHASE_DONE)
+			continue;
+		if (c->dns_waiting && dane_cancel(&c->dw))
+			c->dns_waiting = false;
+		c->io_busy = false;
+		c->stopping = true;
+		if (c->phase == PHASE_DELIVER) {
+			conn_give_up(c, why);
+			continue;
+		}
+		fail_set(&c->fail, status, "%s", why);
+		conn_finish(c);
+		if (c->phase == PHASE_DELIVER)
+			conn_give_up(c, why);
 	}
 }

@@ -7,7 +7,8 @@
  * connections. Backends connect to the service's backend socket and grant credit
  * (DANCE_MSG_READY); a finished socket goes to a backend with credit, round robin, or
  * waits on its worker. With no backend, or too many sockets waiting, the worker stops
- * accepting: the kernel's backlog is the backpressure, and nothing is dropped.
+ * accepting: the kernel's backlog is the backpressure, and nothing is dropped. A socket
+ * that waited too long is given up only once no backend has unread credit for it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 
 #include "agent.h"
 
@@ -143,7 +145,7 @@ static bool pool_open(struct backend_pool *p)
 }
 
 /* Accept only while a backend is there and this worker is not holding too many. */
-static void arm_listeners(struct worker *w)
+void frontdoor_arm_listeners(struct worker *w)
 {
 	struct io_uring_sqe *sqe;
 	size_t i;
@@ -155,8 +157,10 @@ static void arm_listeners(struct worker *w)
 
 		if (l->armed || w->n_waiting >= WAIT_MAX || !pool_open(l->pool))
 			continue;
+		l->peer_len = sizeof(l->peer);
 		sqe = loop_sqe(w);
-		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_prep_accept(sqe, l->fd, (struct sockaddr *)&l->peer, &l->peer_len,
+				     SOCK_CLOEXEC);
 		io_uring_sqe_set_data64(sqe, op_data(l, OP_TCP_ACCEPT));
 		l->armed = true;
 	}
@@ -168,7 +172,7 @@ void frontdoor_arm(struct worker *w)
 
 	for (i = 0; i < agent.n_pools; i++)
 		handoff_arm_accept(w, agent.pools[i].lfd, &agent.pools[i], OP_BACKEND_ACCEPT);
-	arm_listeners(w);
+	frontdoor_arm_listeners(w);
 }
 
 void frontdoor_backend_accepted(struct worker *w, struct backend_pool *p, int res, bool more)
@@ -179,72 +183,66 @@ void frontdoor_backend_accepted(struct worker *w, struct backend_pool *p, int re
 }
 
 /* A TCP connection for a front-door service: handshake it like a handed-over socket. */
-void frontdoor_accepted(struct worker *w, struct listener *l, int res, bool more)
+void frontdoor_accepted(struct worker *w, struct listener *l, int res)
 {
 	struct state *st;
 	struct conn *c;
 	struct svc *s;
-	unsigned int n;
 
-	(void)more;
 	l->armed = false;
 	if (res < 0) {
 		if (res != -ECANCELED)
 			log_warn("[service %s]: accept: %s", l->pool->name, strerror(-res));
-		arm_listeners(w);
+		frontdoor_arm_listeners(w);
 		return;
 	}
 	st = state_get(&agent);
-	s = state_service(st, l->pool->name);
-	n = atomic_fetch_add(&agent.inflight, 1);
-	if (!s || n >= st->cfg->max_handshakes) {
-		/* No room: the peer sees a closed connection, the log says why. */
-		atomic_fetch_sub(&agent.inflight, 1);
-		log_notice("[service %s]: connection closed at once: %s", l->pool->name,
-			   s ? "busy (max_handshakes)" : "the service is gone since reload");
-		close(res);
-		state_put(st);
-		arm_listeners(w);
-		return;
-	}
 	c = conn_new(w, res, st);
 	if (!c) {
-		atomic_fetch_sub(&agent.inflight, 1);
+		log_err("[service %s]: out of memory for a connection; closing it", l->pool->name);
 		close(res);
 		state_put(st);
-		arm_listeners(w);
+		frontdoor_arm_listeners(w);
 		return;
 	}
-	c->svc = s;
-	c->svc_fixed = true;
 	c->pool = l->pool;
-	c->deadline_ns = c->start_ns + (uint64_t)s->cfg->handshake_timeout_ms * 1000000;
-	c->counted = true;
-	if (handshake_start(c))
-		conn_finish(c, -ENOMEM, "out of memory for the TLS session");
+	c->id = atomic_fetch_add(&agent.next_id, 1) + 1;
+	memcpy(&c->peer, &l->peer, sizeof(c->peer));
+	s = state_service(st, l->pool->name);
+	if (!s) {
+		fail_set(&c->fail, -ENOENT, "the service is gone since reload");
+	} else if (!admit(&c->ticket, st, s->cfg, &c->peer, &c->fail)) {
+		conn_start(c, s, true, s->cfg->handshake_timeout_ms);
+		conn_put(c);
+		frontdoor_arm_listeners(w);
+		return;
+	}
+	/* No room: the peer sees a closed connection, the log says why (rate-limited). */
+	conn_refuse(c, c->fail.status, c->fail.why);
 	conn_put(c);
-	arm_listeners(w);
+	frontdoor_arm_listeners(w);
 }
 
-/*
- * Give the socket to a backend with credit, round robin. Runs on the conn's worker;
- * the pool lock makes the pick and the send one step, so a backend that leaves is never
- * sent to after it left.
+/**
+ * frontdoor_offer - give a finished socket to a backend with credit, round robin
+ *
+ * Runs on the conn's worker; the pool lock makes the pick and the send one step, so a
+ * backend that leaves is never sent to after it left.
+ *
+ * Return: true when a backend took it (the caller closes danced's copy).
  */
-static bool try_deliver(struct conn *c)
+bool frontdoor_offer(struct conn *c)
 {
 	struct backend_pool *p = c->pool;
-	struct dance_result *r = c->res;
 	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = r, .iov_len = DANCE_RESULT_HDR_LEN + r->pending_len };
-	struct msghdr msg = { .msg_iov = &iov,
-			      .msg_iovlen = 1,
-			      .msg_control = cbuf,
-			      .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	struct msghdr msg = c->rmsg;
+	struct cmsghdr *cm;
 	struct channel *b, *start;
 	bool sent = false;
 
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof(cbuf);
+	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
@@ -270,36 +268,22 @@ static bool try_deliver(struct conn *c)
 	return sent;
 }
 
-static void wait_remove(struct worker *w, struct conn *c)
+/*
+ * Has a backend sent credit that its worker has not read yet? After danced was stopped
+ * (SIGSTOP, a long stall), READY messages can sit in the socket while a waiting socket's
+ * time runs out: they must count before it is given up.
+ */
+bool frontdoor_credit_unread(struct backend_pool *p)
 {
-	struct conn **pp;
+	struct channel *b;
+	bool unread = false;
+	int n;
 
-	for (pp = &w->waiting; *pp; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			w->n_waiting--;
-			return;
-		}
-}
-
-/* The conn finished; a failed one is closed here, a good one goes to a backend. */
-void frontdoor_deliver(struct conn *c)
-{
-	struct worker *w = c->w;
-
-	if (c->res->status || !try_deliver(c)) {
-		if (!c->res->status) {
-			/* Hold it until a backend has room (frontdoor_pump). */
-			c->next = w->waiting;
-			w->waiting = c;
-			w->n_waiting++;
-			c->ops++; /* the waiting list's hold */
-			loop_tick(w);
-		}
-		return;
-	}
-	close(c->fd);
-	c->fd = -1;
+	pthread_mutex_lock(&p->lock);
+	for (b = p->backends; b && !unread; b = b->pool_next)
+		unread = !b->dead && !ioctl(b->fd, FIONREAD, &n) && n > 0;
+	pthread_mutex_unlock(&p->lock);
+	return unread;
 }
 
 /* A backend granted credit: workers holding sockets try again. */
@@ -348,31 +332,34 @@ void frontdoor_backend_gone(struct channel *ch)
 	}
 }
 
-/* Deliver what waits, drop what waited too long, and accept again when there is room. */
-void frontdoor_pump(struct worker *w)
+/*
+ * Deliver what waits, give up what waited too long (once no credit is left unread), and
+ * accept again when there is room. @stop: danced is leaving; nothing waits any more.
+ */
+void frontdoor_pump(struct worker *w, bool stop)
 {
-	struct conn *c, *next;
+	struct conn *c, *next, **pp = &w->waiting;
 	uint64_t now = now_ns();
 
 	for (c = w->waiting; c; c = next) {
 		next = c->next;
-		if (try_deliver(c)) {
-			wait_remove(w, c);
-			close(c->fd);
-			c->fd = -1;
-		} else if (now > c->deadline_ns + (c->deadline_ns - c->start_ns)) {
-			wait_remove(w, c);
-			log_notice("[service %s]: no backend took a finished connection in time; "
-				   "closing it",
-				   c->pool->name);
-			shutdown(c->fd, SHUT_RDWR);
+		if (frontdoor_offer(c)) {
+			conn_delivered(c);
+		} else if (stop) {
+			conn_give_up(c, "danced is stopping and no backend took the connection");
+		} else if (now > c->wait_until_ns && !frontdoor_credit_unread(c->pool)) {
+			conn_give_up(c, "no backend took the finished connection in time");
 		} else {
+			pp = &c->next;
 			continue;
 		}
-		c->ops--;
+		*pp = next;
+		c->next = NULL;
+		w->n_waiting--;
+		c->ops--; /* the waiting list's hold */
 		conn_put(c);
 	}
 	if (w->waiting)
 		loop_tick(w);
-	arm_listeners(w);
+	frontdoor_arm_listeners(w);
 }

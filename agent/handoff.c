@@ -5,8 +5,9 @@
  * Receives connections on the handoff socket (AF_UNIX SOCK_SEQPACKET), admits them by
  * SO_PEERCRED, and reads requests carrying one TCP socket each (SCM_RIGHTS). Every
  * request becomes a conn and so gets exactly one result on the same channel, including a
- * request so malformed that it carries no usable socket; a channel that closes takes its
- * pending results with it. danced's copy of the socket is closed once the result is out.
+ * request so malformed that it carries no usable socket; every descriptor that arrives
+ * is owned or closed on every path. A channel that closes cancels its conns' work and
+ * takes their results with it. danced's copy of a socket is closed once its result is out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -83,11 +84,13 @@ void handoff_arm_accept(struct worker *w, int lfd, void *obj, enum op op)
 	io_uring_sqe_set_data64(sqe, op_data(obj, op));
 }
 
+/* Does the peer's uid, primary gid or any supplementary group appear in allow_*? */
 static bool id_allowed(const struct config *cfg, const struct ucred *cred, int fd)
 {
-	gid_t groups[64];
-	socklen_t len = sizeof(groups);
+	gid_t small[64], *groups = small;
+	socklen_t len = sizeof(small);
 	size_t i, j, n;
+	bool ok = false;
 
 	for (i = 0; i < cfg->n_allow_uid; i++)
 		if (cfg->allow_uid[i] == cred->uid)
@@ -95,14 +98,24 @@ static bool id_allowed(const struct config *cfg, const struct ucred *cred, int f
 	for (i = 0; i < cfg->n_allow_gid; i++)
 		if (cfg->allow_gid[i] == cred->gid)
 			return true;
-	if (!cfg->n_allow_gid || getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len))
+	if (!cfg->n_allow_gid)
 		return false;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len)) {
+		/* More groups than fit: the kernel said how much room they need. */
+		if (errno != ERANGE || !(groups = malloc(len)) ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len)) {
+			if (groups != small)
+				free(groups);
+			return false;
+		}
+	}
 	n = len / sizeof(gid_t);
-	for (i = 0; i < cfg->n_allow_gid; i++)
-		for (j = 0; j < n; j++)
-			if (cfg->allow_gid[i] == groups[j])
-				return true;
-	return false;
+	for (i = 0; i < cfg->n_allow_gid && !ok; i++)
+		for (j = 0; j < n && !ok; j++)
+			ok = cfg->allow_gid[i] == groups[j];
+	if (groups != small)
+		free(groups);
+	return ok;
 }
 
 static void channel_arm_recv(struct channel *ch)
@@ -110,6 +123,7 @@ static void channel_arm_recv(struct channel *ch)
 	struct io_uring_sqe *sqe = loop_sqe(ch->w);
 
 	memset(&ch->msg, 0, sizeof(ch->msg));
+	memset(&ch->cmsg, 0, sizeof(ch->cmsg));
 	ch->iov.iov_base = ch->buf.raw;
 	ch->iov.iov_len = sizeof(ch->buf.raw);
 	ch->msg.msg_iov = &ch->iov;
@@ -166,54 +180,68 @@ void handoff_accepted(struct worker *w, int res, struct backend_pool *pool)
 	ch->cred = cred;
 	ch->pool = pool;
 	ch->backend = pool != NULL;
+	ch->w_next = w->channels;
+	if (w->channels)
+		w->channels->w_prev = ch;
+	w->channels = ch;
 	log_debug("%s channel from uid %u pid %d", pool ? "backend" : "handoff", cred.uid,
 		  cred.pid);
 	channel_arm_recv(ch);
 }
 
-void channel_put(struct channel *ch)
+static void channel_free(struct channel *ch)
 {
-	if (--ch->refs)
-		return;
+	struct worker *w = ch->w;
+
+	if (ch->w_prev)
+		ch->w_prev->w_next = ch->w_next;
+	else
+		w->channels = ch->w_next;
+	if (ch->w_next)
+		ch->w_next->w_prev = ch->w_prev;
 	close(ch->fd);
 	free(ch);
 }
 
-/* What danced can work with: a connected TCP socket that nothing else has taken over. */
-static int socket_check(int fd, const char **why)
+void channel_put(struct channel *ch)
+{
+	if (!--ch->refs)
+		channel_free(ch);
+}
+
+/* The worker and its ring are gone: its channels go, whatever still referred to them. */
+void channel_free_all(struct worker *w)
+{
+	while (w->channels)
+		channel_free(w->channels);
+}
+
+/*
+ * What danced can work with: a connected TCP socket. One TCP_INFO answers "a socket?",
+ * "TCP?" and "established?" at once; the ULP check happens when danced puts its own on.
+ */
+static int socket_check(int fd, struct sockaddr_storage *peer, struct fail *f)
 {
 	struct tcp_info ti;
-	char ulp[16] = "";
-	socklen_t len = sizeof(int);
-	int proto;
+	socklen_t len = sizeof(ti);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len)) {
-		*why = errno == ENOTSOCK ? "the descriptor is not a socket" :
-					   "cannot inspect the descriptor";
-		return -ENOTSOCK;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len)) {
+		if (errno == ENOTSOCK || errno == EBADF)
+			return fail_set(f, -ENOTSOCK, "the descriptor is not a socket");
+		return fail_set(f, -EPROTOTYPE, "not a TCP socket: kTLS works on TCP only");
 	}
-	*why = "not a TCP socket: kTLS works on TCP only";
-	if (proto != IPPROTO_TCP)
-		return -EPROTOTYPE;
-	len = sizeof(ti);
-	*why = "cannot read the socket's TCP state";
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		return -ENOTCONN;
-	*why = "a listening socket: hand over an accepted connection";
 	if (ti.tcpi_state == TCP_LISTEN)
-		return -ENOTCONN;
-	*why = "the socket is not an established connection";
+		return fail_set(f, -ENOTCONN,
+				"a listening socket: hand over an accepted connection");
 	if (ti.tcpi_state != TCP_ESTABLISHED)
-		return -ENOTCONN;
-	len = sizeof(ulp);
-	*why = "the socket already carries an upper-layer protocol (kTLS installed before?)";
-	if (!getsockopt(fd, IPPROTO_TCP, TCP_ULP, ulp, &len) && ulp[0])
-		return -EALREADY;
-	*why = NULL;
+		return fail_set(f, -ENOTCONN, "the socket is not an established connection");
+	len = sizeof(*peer);
+	if (getpeername(fd, (struct sockaddr *)peer, &len))
+		return fail_set(f, -ENOTCONN, "the socket has no peer: %s", strerror(errno));
 	return 0;
 }
 
-/* All descriptors that came with the message; more than fit are closed by the kernel. */
+/* All descriptors that came with the message; more than fit are closed here. */
 static int take_fds(struct msghdr *msg, int *fds, int max)
 {
 	struct cmsghdr *cm;
@@ -236,176 +264,155 @@ static int take_fds(struct msghdr *msg, int *fds, int max)
 	return n;
 }
 
-static struct svc *pick_service(struct state *st, const struct dance_request *req, int *status,
-				const char **why, char *buf, size_t buflen)
+static void close_fds(const int *fds, int n)
 {
-	bool client = req->flags & DANCE_REQ_CLIENT;
-	struct svc *s = NULL;
-	size_t i;
+	int i;
 
-	if (req->service[0]) {
-		s = state_service(st, req->service);
-		if (!s) {
-			snprintf(buf, buflen, "no service named '%s' in %s", req->service,
-				 st->cfg->path);
-			*status = -ENOENT;
-			*why = buf;
-			return NULL;
-		}
-		if ((s->cfg->role == ROLE_CLIENT) != client) {
-			snprintf(buf, buflen,
-				 "service '%s' is a %s service; the request is for the %s role",
-				 req->service, client ? "server" : "client",
-				 client ? "client" : "server");
-			*status = -EINVAL;
-			*why = buf;
-			return NULL;
-		}
-		return s;
-	}
-	/*
-	 * Server role: start from the default service, or any server service; the
-	 * ClientHello's SNI then picks the one that answers (handshake.c).
-	 */
-	s = client ? NULL : st->default_server;
-	for (i = 0; i < st->n_svcs && !s; i++)
-		if ((st->svcs[i].cfg->role == ROLE_CLIENT) == client)
-			s = &st->svcs[i];
-	if (!s) {
-		*status = -ENOENT;
-		*why = client ? "no client service is configured" :
-				"no server service is configured";
-	}
-	return s;
+	for (i = 0; i < n; i++)
+		close(fds[i]);
 }
 
-static void handoff_request(struct channel *ch, int len)
+/* One request: a conn that gets exactly one result, whatever the message was. */
+static void handoff_request(struct channel *ch, int len, const int *fds, int nfds)
 {
 	const struct dance_request *req = &ch->buf.req;
-	int fds[4], nfds, status = 0, i;
 	const char *why = NULL;
 	struct state *st;
 	struct conn *c;
 	struct svc *s;
-	unsigned int timeout, n;
+	unsigned int timeout;
+	int status;
 
-	nfds = take_fds(&ch->msg, fds, 4);
 	st = state_get(&agent);
 	c = conn_new(ch->w, -1, st);
 	if (!c) {
 		log_err("out of memory for a request: closing its channel");
-		for (i = 0; i < nfds; i++)
-			close(fds[i]);
+		close_fds(fds, nfds);
 		state_put(st);
 		shutdown(ch->fd, SHUT_RDWR);
 		return;
 	}
 	c->ch = ch;
 	ch->refs++;
+	c->ch_next = ch->conns;
+	if (ch->conns)
+		ch->conns->ch_prev = c;
+	ch->conns = c;
 	if ((size_t)len >= offsetof(struct dance_request, id) + sizeof(req->id))
 		memcpy(&c->id, &req->id, sizeof(c->id)); /* best effort, for the answer */
 
-	if (ch->msg.msg_flags & MSG_TRUNC) {
-		status = -EMSGSIZE;
-		why = "message longer than a handshake request";
-	} else {
-		status = dance_request_check(req, len, &why);
-	}
-	if (!status && ((ch->msg.msg_flags & MSG_CTRUNC) || nfds > 1)) {
-		status = -ETOOMANYREFS;
-		why = "several descriptors attached: send exactly one socket";
-	} else if (!status && !nfds) {
-		status = -EBADF;
-		why = "no socket attached: send it as one SCM_RIGHTS descriptor";
-	}
+	if (!len && nfds)
+		status = fail_set(&c->fail, -EBADMSG, "empty message with a descriptor attached");
+	else if (ch->msg.msg_flags & MSG_TRUNC)
+		status = fail_set(&c->fail, -EMSGSIZE, "message longer than a handshake request");
+	else if ((status = dance_request_check(req, len, &why)))
+		fail_set(&c->fail, status, "%s", why);
+	else if ((ch->msg.msg_flags & MSG_CTRUNC) || nfds > 1)
+		status = fail_set(&c->fail, -ETOOMANYREFS,
+				  "several descriptors attached: send exactly one socket");
+	else if (!nfds)
+		status = fail_set(&c->fail, -EBADF,
+				  "no socket attached: send it as one SCM_RIGHTS descriptor");
 	if (status) {
-		for (i = 0; i < nfds; i++)
-			close(fds[i]);
+		close_fds(fds, nfds);
 		goto refuse;
 	}
 	c->fd = fds[0];
-	status = socket_check(c->fd, &why);
-	if (status)
+	if (socket_check(c->fd, &c->peer, &c->fail))
 		goto refuse;
-	s = pick_service(st, req, &status, &why, c->why, sizeof(c->why));
+	s = state_pick(st, req, &c->fail);
 	if (!s)
 		goto refuse;
 	if (atomic_load(&agent.stopping)) {
-		status = -ESHUTDOWN;
-		why = "danced is shutting down";
+		fail_set(&c->fail, -ESHUTDOWN, "danced is shutting down");
 		goto refuse;
 	}
-	n = atomic_fetch_add(&agent.inflight, 1);
-	if (n >= st->cfg->max_handshakes) {
-		atomic_fetch_sub(&agent.inflight, 1);
-		snprintf(c->why, sizeof(c->why),
-			 "danced is busy: %u handshakes in flight (max_handshakes)", n);
-		status = -EBUSY;
-		why = c->why;
+	if (admit(&c->ticket, st, s->cfg, &c->peer, &c->fail))
 		goto refuse;
-	}
-	c->svc = s;
-	c->svc_fixed = req->service[0] != '\0';
-	c->flags = req->flags;
 	memcpy(c->peer_name, req->peer_name, sizeof(c->peer_name));
 	memcpy(c->alpn, req->alpn, sizeof(c->alpn));
 	timeout = s->cfg->handshake_timeout_ms;
 	if (req->timeout_ms && req->timeout_ms < timeout)
 		timeout = req->timeout_ms;
-	c->deadline_ns = c->start_ns + (uint64_t)timeout * 1000000;
-	c->counted = true;
-	if (handshake_start(c))
-		conn_finish(c, -ENOMEM, "out of memory for the TLS session");
+	conn_start(c, s, req->service[0] != '\0', timeout);
 	conn_put(c);
 	return;
 refuse:
-	conn_finish(c, status, why);
+	conn_refuse(c, c->fail.status, c->fail.why);
 	conn_put(c);
+}
+
+/*
+ * The server went away: its conns stop now (their results have nowhere to go), instead
+ * of running their handshakes to the end for nobody.
+ */
+static void channel_closed(struct channel *ch)
+{
+	struct conn *c, *next;
+
+	for (c = ch->conns; c; c = next) {
+		next = c->ch_next;
+		c->ops++; /* keep it while cancelling: conn_put() below may free it */
+		conn_cancel(c, -ECONNRESET, "the server closed its channel");
+		c->ops--;
+		next = c->ch_next;
+		conn_put(c);
+	}
 }
 
 /**
  * handoff_recv_done - a message (or the end) arrived on a channel
  *
  * The channel's recv holds one reference, dropped here; a live channel re-arms first.
+ * A zero-length datagram with descriptors is a message (a malformed one), not the end.
  */
 void handoff_recv_done(struct channel *ch, int res)
 {
-	if (res <= 0 || ch->dead) {
+	int fds[4], nfds = 0;
+
+	if (res >= 0)
+		nfds = take_fds(&ch->msg, fds, 4);
+	if (res < 0 || (res == 0 && !nfds) || ch->dead) {
+		close_fds(fds, nfds);
 		/* The server went away: results still owed are dropped with their sockets. */
-		if (!ch->dead)
+		if (!ch->dead) {
 			log_debug("%s channel of pid %d closed",
 				  ch->backend ? "backend" : "handoff", ch->cred.pid);
-		ch->dead = true;
-		if (ch->backend)
-			frontdoor_backend_gone(ch);
+			ch->dead = true;
+			if (ch->backend)
+				frontdoor_backend_gone(ch);
+			else
+				channel_closed(ch);
+		}
 		ch->refs--; /* the recv's; never the last, the channel holds its own */
 		channel_put(ch); /* the channel's own */
 		return;
 	}
 	if (ch->backend) {
 		const char *why;
-		int nfds, fds[4], i;
 
-		nfds = take_fds(&ch->msg, fds, 4);
-		for (i = 0; i < nfds; i++)
-			close(fds[i]);
-		if (dance_ready_check(ch->buf.raw, res, &why)) {
+		/* Backends only grant credit; a descriptor from one is never taken. */
+		close_fds(fds, nfds);
+		if (nfds) {
+			log_warn("backend pid %d sent a descriptor; closing its channel",
+				 ch->cred.pid);
+			shutdown(ch->fd, SHUT_RDWR);
+		} else if (dance_ready_check(ch->buf.raw, res, &why)) {
 			log_warn("backend pid %d: %s; closing its channel", ch->cred.pid, why);
 			shutdown(ch->fd, SHUT_RDWR);
 		} else {
 			frontdoor_ready(ch, &ch->buf.ready);
 		}
 	} else {
-		handoff_request(ch, res);
+		handoff_request(ch, res, fds, nfds);
 	}
 	channel_arm_recv(ch);
 	channel_put(ch);
 }
 
-/* Send the conn's result back on its channel; the socket itself stays where it is. */
-void handoff_return(struct conn *c)
+/* The result, back on the conn's channel; the socket itself stays where it is. */
+void handoff_send_result(struct conn *c)
 {
-	struct dance_result *r = c->res;
 	struct io_uring_sqe *sqe;
 
 	if (c->ch->dead) {
@@ -415,13 +422,29 @@ void handoff_return(struct conn *c)
 			shutdown(c->fd, SHUT_RDWR);
 		return;
 	}
-	c->riov.iov_base = r;
-	c->riov.iov_len = DANCE_RESULT_HDR_LEN + r->pending_len;
-	memset(&c->rmsg, 0, sizeof(c->rmsg));
-	c->rmsg.msg_iov = &c->riov;
-	c->rmsg.msg_iovlen = 1;
 	sqe = loop_sqe(c->w);
 	io_uring_prep_sendmsg(sqe, c->ch->fd, &c->rmsg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, op_data(c, OP_RESULT_SEND));
 	c->ops++;
+}
+
+/*
+ * The same without the ring, when the worker's ring is gone: a result that does not fit
+ * the channel's buffer now is lost, and the channel closes with it (exactly once).
+ */
+int handoff_send_result_now(struct conn *c)
+{
+	ssize_t n = -1;
+
+	if (!c->ch->dead)
+		n = sendmsg(c->ch->fd, &c->rmsg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 && !c->ch->dead)
+		shutdown(c->ch->fd, SHUT_RDWR);
+	if (c->fd >= 0) {
+		if (n < 0 || c->res->status)
+			shutdown(c->fd, SHUT_RDWR);
+		close(c->fd);
+		c->fd = -1;
+	}
+	return n < 0 ? -EPIPE : 0;
 }

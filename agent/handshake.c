@@ -1,21 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * handshake.c - the TLS handshake of one conn, driven by ring I/O; and the TLS state
- * (one SSL_CTX per service) that reload replaces.
+ * handshake.c - the TLS handshake of one socket, as a stage; and the TLS state (one
+ * SSL_CTX per service) that reload replaces.
  *
- * Receives a conn whose socket danced now holds; OpenSSL reads and writes the conn's
- * own buffers through a BIO that never touches the socket, and the ring moves the
- * bytes. When the handshake is done, records that arrived behind it are decrypted into
- * the result's pending bytes, up to a record boundary, so that kTLS starts exactly
- * where OpenSSL stopped; then ktls.c takes over and conn_finish() answers.
+ * Receives a struct tls whose socket danced holds; OpenSSL reads and writes the tls's
+ * buffers through a BIO that never touches the socket, and each call returns what it
+ * needs next (bytes to read, bytes to send, done, failed): conn.c moves the bytes. When
+ * the handshake is done, records that arrived behind it are decrypted into the pending
+ * plaintext, up to a record boundary, so that kTLS starts exactly where OpenSSL stopped.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -28,8 +30,8 @@ static BIO_METHOD *conn_bio_method;
 
 static int conn_bio_read(BIO *b, char *buf, int len)
 {
-	struct conn *c = BIO_get_data(b);
-	uint32_t n = c->in_len - c->in_off;
+	struct tls *t = BIO_get_data(b);
+	uint32_t n = t->in_len - t->in_off;
 
 	BIO_clear_retry_flags(b);
 	if (!n) {
@@ -38,17 +40,17 @@ static int conn_bio_read(BIO *b, char *buf, int len)
 	}
 	if (n > (uint32_t)len)
 		n = len;
-	memcpy(buf, c->in + c->in_off, n);
-	c->in_off += n;
-	if (c->in_off == c->in_len)
-		c->in_off = c->in_len = 0;
+	memcpy(buf, t->in + t->in_off, n);
+	t->in_off += n;
+	if (t->in_off == t->in_len)
+		t->in_off = t->in_len = 0;
 	return n;
 }
 
 static int conn_bio_write(BIO *b, const char *buf, int len)
 {
-	struct conn *c = BIO_get_data(b);
-	uint32_t n = sizeof(c->out) - c->out_len;
+	struct tls *t = BIO_get_data(b);
+	uint32_t n = t->out ? TLS_BUF_SIZE - t->out_len : 0;
 
 	BIO_clear_retry_flags(b);
 	if (!n) {
@@ -57,14 +59,14 @@ static int conn_bio_write(BIO *b, const char *buf, int len)
 	}
 	if (n > (uint32_t)len)
 		n = len;
-	memcpy(c->out + c->out_len, buf, n);
-	c->out_len += n;
+	memcpy(t->out + t->out_len, buf, n);
+	t->out_len += n;
 	return n;
 }
 
 static long conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-	struct conn *c = BIO_get_data(b);
+	struct tls *t = BIO_get_data(b);
 
 	(void)num;
 	(void)ptr;
@@ -72,9 +74,9 @@ static long conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 	case BIO_CTRL_FLUSH:
 		return 1; /* the ring sends when OpenSSL stops */
 	case BIO_CTRL_PENDING:
-		return c->in_len - c->in_off;
+		return t->in_len - t->in_off;
 	case BIO_CTRL_WPENDING:
-		return c->out_len - c->out_off;
+		return t->out_len - t->out_off;
 	default:
 		return 0;
 	}
@@ -149,18 +151,29 @@ static void sni_of_hello(SSL *ssl, char *out, size_t max)
 	out[n] = '\0';
 }
 
-static int apply_service(SSL *ssl, const struct svc *s)
+static bool same_string(const char *a, const char *b)
 {
-	const struct svc_config *cfg = s->cfg;
+	return a == b || (a && b && !strcmp(a, b));
+}
 
-	if (!SSL_set_SSL_CTX(ssl, s->ctx))
+/*
+ * Move an SSL from @from's context to @to's. SSL_set_SSL_CTX() switches certificate and
+ * trust store only; versions and suites are copied when they differ, since parsing the
+ * suite strings again is work most SNI switches (services with the defaults) need not do.
+ */
+static int apply_service(SSL *ssl, const struct svc *from, const struct svc *to)
+{
+	const struct svc_config *a = from->cfg, *b = to->cfg;
+
+	if (!SSL_set_SSL_CTX(ssl, to->ctx))
 		return -EIO;
-	/* SSL_set_SSL_CTX() switches certificate and trust store, not these. */
-	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(s->ctx), SSL_CTX_get_verify_callback(s->ctx));
-	if (!SSL_set_min_proto_version(ssl, cfg->tls_min) ||
-	    !SSL_set_max_proto_version(ssl, cfg->tls_max) ||
-	    !SSL_set_ciphersuites(ssl, cfg->ciphersuites ?: KTLS_TLS13_CIPHERSUITES) ||
-	    !SSL_set_cipher_list(ssl, cfg->ciphers ?: KTLS_TLS12_CIPHERS))
+	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(to->ctx), SSL_CTX_get_verify_callback(to->ctx));
+	if ((a->tls_min != b->tls_min && !SSL_set_min_proto_version(ssl, b->tls_min)) ||
+	    (a->tls_max != b->tls_max && !SSL_set_max_proto_version(ssl, b->tls_max)) ||
+	    (!same_string(a->ciphersuites, b->ciphersuites) &&
+	     !SSL_set_ciphersuites(ssl, b->ciphersuites ?: KTLS_TLS13_CIPHERSUITES)) ||
+	    (!same_string(a->ciphers, b->ciphers) &&
+	     !SSL_set_cipher_list(ssl, b->ciphers ?: KTLS_TLS12_CIPHERS)))
 		return -EIO;
 	return 0;
 }
@@ -171,27 +184,29 @@ static int apply_service(SSL *ssl, const struct svc *s)
  */
 static int hello_cb(SSL *ssl, int *alert, void *arg)
 {
-	struct conn *c = SSL_get_app_data(ssl);
+	struct tls *t = SSL_get_app_data(ssl);
 	struct svc *s;
 	char sni[DANCE_HOST_MAX];
 
 	(void)arg;
-	if (c->svc_fixed)
+	if (t->svc_fixed)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	sni_of_hello(ssl, sni, sizeof(sni));
-	s = service_for_sni(c->st, sni);
+	s = service_for_sni(t->st, sni);
 	if (!s) {
-		c->fail_status = -ENOENT;
-		c->fail_reason = "no service answers this SNI name and none is the default";
+		fail_set(t->fail, -ENOENT,
+			 "no service answers this SNI name and none is the default");
 		*alert = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
-	if (s != c->svc) {
-		if (apply_service(ssl, s)) {
+	if (s != t->svc) {
+		if (apply_service(ssl, t->svc, s)) {
+			fail_set(t->fail, -EIO, "cannot switch to service %s for SNI",
+				 s->cfg->name);
 			*alert = SSL_AD_INTERNAL_ERROR;
 			return SSL_CLIENT_HELLO_ERROR;
 		}
-		c->svc = s;
+		t->svc = s;
 	}
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
@@ -200,16 +215,15 @@ static int hello_cb(SSL *ssl, int *alert, void *arg)
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned int inlen, void *arg)
 {
-	struct conn *c = SSL_get_app_data(ssl);
+	struct tls *t = SSL_get_app_data(ssl);
 	unsigned char *sel;
 
 	(void)arg;
-	if (!c->svc->alpn_len)
+	if (!t->svc->alpn_len)
 		return SSL_TLSEXT_ERR_NOACK;
-	if (SSL_select_next_proto(&sel, outlen, c->svc->alpn_wire, c->svc->alpn_len, in, inlen) !=
+	if (SSL_select_next_proto(&sel, outlen, t->svc->alpn_wire, t->svc->alpn_len, in, inlen) !=
 	    OPENSSL_NPN_NEGOTIATED) {
-		c->fail_status = -EPROTO;
-		c->fail_reason = "no ALPN protocol in common with the peer";
+		fail_set(t->fail, -EPROTO, "no ALPN protocol in common with the peer");
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	}
 	*out = sel;
@@ -303,6 +317,13 @@ static int svc_init(struct svc *s, struct state *st, const struct svc_config *cf
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/*
+	 * OpenSSL's record buffers (about 17 KB each way) go back while empty: a handshake
+	 * waiting for its peer then holds none. Our BIO feeds whole flights, so they are
+	 * empty between flights. The server's own chain is sent as configured, never built
+	 * per handshake.
+	 */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
 	s->alpn_len = alpn_wire(cfg->alpn, s->alpn_wire, sizeof(s->alpn_wire));
 	if (server) {
 		SSL_CTX_set_client_hello_cb(ctx, hello_cb, st);
@@ -342,7 +363,7 @@ int state_new(struct config *cfg, struct state **out, char *err, size_t errlen)
 	}
 	atomic_init(&st->refs, 1);
 	st->cfg = cfg;
-	/* verify_dane() drives OpenSSL's DANE verifier from scratch SSLs of this context. */
+	/* verify_dane_match() drives OpenSSL's DANE verifier from scratch SSLs of this context. */
 	st->dane_ctx = SSL_CTX_new(TLS_method());
 	if (!st->dane_ctx || SSL_CTX_dane_enable(st->dane_ctx) <= 0) {
 		snprintf(err, errlen, "cannot set up OpenSSL's DANE verifier");
@@ -389,7 +410,7 @@ struct state *state_get(struct agent *a)
 	return st;
 }
 
-int state_swap(struct agent *a, struct state *st)
+void state_swap(struct agent *a, struct state *st)
 {
 	struct state *old;
 
@@ -398,7 +419,6 @@ int state_swap(struct agent *a, struct state *st)
 	a->state = st;
 	pthread_mutex_unlock(&a->state_lock);
 	state_put(old);
-	return 0;
 }
 
 struct svc *state_service(struct state *st, const char *name)
@@ -409,6 +429,48 @@ struct svc *state_service(struct state *st, const char *name)
 		if (!strcmp(st->svcs[i].cfg->name, name))
 			return &st->svcs[i];
 	return NULL;
+}
+
+/**
+ * state_pick - the service a request starts with
+ *
+ * A request may name its service; otherwise the server role starts from the default
+ * service (or any server service) and the ClientHello's SNI then picks the one that
+ * answers (hello_cb()), and the client role takes the first client service.
+ *
+ * Return: the service, or NULL with @f saying why (-ENOENT, -EINVAL).
+ */
+struct svc *state_pick(struct state *st, const struct dance_request *req, struct fail *f)
+{
+	bool client = req->flags & DANCE_REQ_CLIENT;
+	struct svc *s = NULL;
+	size_t i;
+
+	if (req->service[0]) {
+		s = state_service(st, req->service);
+		if (!s) {
+			fail_set(f, -ENOENT, "no service named '%s' in %s", req->service,
+				 st->cfg->path);
+			return NULL;
+		}
+		if ((s->cfg->role == ROLE_CLIENT) != client) {
+			fail_set(f, -EINVAL,
+				 "service '%s' is a %s service; the request is for the %s role",
+				 req->service, client ? "server" : "client",
+				 client ? "client" : "server");
+			return NULL;
+		}
+		return s;
+	}
+	s = client ? NULL : st->default_server;
+	for (i = 0; i < st->n_svcs && !s; i++)
+		if ((st->svcs[i].cfg->role == ROLE_CLIENT) == client)
+			s = &st->svcs[i];
+	if (!s)
+		fail_set(f, -ENOENT, "%s",
+			 client ? "no client service is configured" :
+				  "no server service is configured");
+	return s;
 }
 
 /* ---- one handshake --------------------------------------------------------------- */
@@ -442,367 +504,274 @@ static size_t rec_missing(const struct rec_track *rt)
 	return rt->body_left;
 }
 
-void handshake_received(struct conn *c, size_t n)
+/* @n bytes arrived at t->in + t->in_len. */
+void tls_received(struct tls *t, size_t n)
 {
-	rec_feed(&c->rt, c->in + c->in_len, n);
-	c->in_len += n;
-}
-
-/* The server's TLSA RRset lives at _PORT._tcp.HOST (RFC 6698 section 3). */
-static int client_dane_lookup(struct conn *c)
-{
-	char qname[DANCE_HOST_MAX + 16], name[DANCE_HOST_MAX + 16];
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	size_t i, n;
-	int port, ret;
-
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &len))
-		return -errno;
-	port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
-					  ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	snprintf(qname, sizeof(qname), "_%d._tcp.%s", port, c->peer_name);
-	n = strlen(qname);
-	if (n && qname[n - 1] == '.')
-		qname[--n] = '\0';
-	for (i = 0; i <= n; i++)
-		name[i] = tolower((unsigned char)qname[i]);
-	c->phase = PHASE_LOOKUP;
-	ret = conn_wait_dns(c, name);
-	if (ret == -EINPROGRESS)
-		return 0;
-	if (!ret)
-		handshake_dns_done(c, false);
-	else
-		conn_finish(c, ret, c->why);
-	return 0;
+	rec_feed(&t->rt, t->in + t->in_len, n);
+	t->in_len += n;
 }
 
 /**
- * handshake_start - create the SSL for a conn and take the first step
- *
- * Return: 0 (the conn is now driven by ring completions, and will finish on its own),
- * or -ENOMEM when OpenSSL cannot allocate; the caller then finishes the conn.
+ * tls_client_tlsa_name - where the server's TLSA RRset lives: _PORT._tcp.HOST (RFC 6698
+ * section 3), lower case, without a trailing dot
  */
-int handshake_start(struct conn *c)
+const char *tls_client_tlsa_name(const struct tls *t, const struct sockaddr_storage *peer,
+				 char *out, size_t max)
 {
-	const struct svc_config *cfg = c->svc->cfg;
+	int port = peer->ss_family == AF_INET6 ?
+			   ntohs(((const struct sockaddr_in6 *)peer)->sin6_port) :
+			   ntohs(((const struct sockaddr_in *)peer)->sin_port);
+	size_t i, n;
+
+	snprintf(out, max, "_%d._tcp.%s", port, t->peer_name);
+	n = strlen(out);
+	if (n && out[n - 1] == '.')
+		out[--n] = '\0';
+	for (i = 0; i < n; i++)
+		out[i] = tolower((unsigned char)out[i]);
+	return out;
+}
+
+/**
+ * tls_begin - create the SSL for a socket danced holds, and put the tls ULP on it
+ *
+ * The ULP goes on now, while the socket is surely ESTABLISHED (see ktls_attach_ulp()).
+ *
+ * Return: 0, or a negative errno with @f saying why: -ENOMEM, -EALREADY when the socket
+ * already carries an upper-layer protocol, or the ULP's own errno.
+ */
+int tls_begin(struct tls *t, int fd, struct fail *f)
+{
+	const struct svc_config *cfg = t->svc->cfg;
 	const char *why;
 	BIO *bio;
 	int ret;
 
-	c->ssl = SSL_new(c->svc->ctx);
+	t->ssl = SSL_new(t->svc->ctx);
 	bio = BIO_new(conn_bio_method);
-	if (!c->ssl || !bio) {
+	if (!t->ssl || !bio) {
 		BIO_free(bio);
-		return -ENOMEM;
+		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
 	}
-	BIO_set_data(bio, c);
-	SSL_set_bio(c->ssl, bio, bio);
-	SSL_set_app_data(c->ssl, c);
-	if (ktls_conn_attach(&c->kc, c->ssl))
-		return -ENOMEM;
-	/* Now, while the socket is surely ESTABLISHED (see ktls_attach_ulp()). */
-	ret = ktls_attach_ulp(&c->kc, c->fd, &why);
-	if (ret) {
-		c->touched = true; /* the socket now carries the ULP: never hand it back */
-		conn_finish(c, ret, why);
+	BIO_set_data(bio, t);
+	SSL_set_bio(t->ssl, bio, bio);
+	SSL_set_app_data(t->ssl, t);
+	if (ktls_conn_attach(&t->kc, t->ssl))
+		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
+	ret = ktls_attach_ulp(&t->kc, fd, &why);
+	if (ret == -EEXIST)
+		return fail_set(f, -EALREADY,
+				"the socket already carries an upper-layer "
+				"protocol (kTLS installed before?)");
+	if (ret)
+		return fail_set(f, ret, "%s", why);
+	if (!t->client) {
+		SSL_set_accept_state(t->ssl);
 		return 0;
 	}
-	if (cfg->role == ROLE_CLIENT) {
-		const char *alpn = c->alpn[0] ? c->alpn : cfg->alpn;
+	{
+		const char *alpn = t->peer_alpn && t->peer_alpn[0] ? t->peer_alpn : cfg->alpn;
 		uint8_t wire[DANCE_ALPN_MAX + 1];
 		size_t n = alpn_wire(alpn, wire, sizeof(wire));
 
-		SSL_set_connect_state(c->ssl);
-		if (!SSL_set_tlsext_host_name(c->ssl, c->peer_name) ||
-		    (cfg->verify == VERIFY_REQUIRED && !SSL_set1_host(c->ssl, c->peer_name)) ||
-		    (n && SSL_set_alpn_protos(c->ssl, wire, n)))
-			return -ENOMEM;
-		if (cfg->verify == VERIFY_DANE || cfg->verify == VERIFY_DANE_OR_PKIX)
-			return client_dane_lookup(c);
-	} else {
-		SSL_set_accept_state(c->ssl);
+		SSL_set_connect_state(t->ssl);
+		if (!SSL_set_tlsext_host_name(t->ssl, t->peer_name) ||
+		    (cfg->verify == VERIFY_REQUIRED && !SSL_set1_host(t->ssl, t->peer_name)) ||
+		    (n && SSL_set_alpn_protos(t->ssl, wire, n)))
+			return fail_set(f, -ENOMEM, "out of memory for the TLS session");
 	}
-	handshake_step(c);
 	return 0;
 }
 
-static void handshake_failed(struct conn *c)
-{
-	int status = c->fail_status ?: -EPROTO;
-	const char *why = c->fail_reason ?: verify_failure(c->ssl, c->svc->cfg, &status);
-
-	ERR_clear_error();
-	/* The text may live in a per-thread buffer that the next failure reuses. */
-	if (why != c->why)
-		snprintf(c->why, sizeof(c->why), "%s", why);
-	/* OpenSSL wrote its alert into our buffer: let the peer see why, then answer. */
-	c->fail_status = status;
-	c->fail_reason = c->why;
-	if (c->out_len > c->out_off) {
-		c->phase = PHASE_ALERT;
-		conn_submit_send(c);
-		return;
-	}
-	conn_finish(c, status, why);
-}
-
-/*
- * Refuse a client after the handshake (DANE decides after it, with kTLS installed): the
- * draft's one generic alert, handshake_failure, through the kernel's send key, then the
- * specific reason to the server. OpenSSL 3.0 cannot send an alert of our choosing once
- * its handshake is done, and a server cannot pause verification for a DNS lookup.
+/**
+ * tls_client_dane - client role, before the handshake: what the server's TLSA records
+ * say decides how OpenSSL verifies it (RFC 6698/7671)
+ *
+ * verify = dane needs secure usable records; dane-or-pkix falls back to PKIX when the
+ * zone is insecure or has none usable. A DNS failure fails either way.
+ *
+ * Return: 0, -EACCES (or the answer's status) with @f saying why, or -ENOMEM.
  */
-static void handshake_reject(struct conn *c, int status, const char *why)
+int tls_client_dane(struct tls *t, const struct tlsa_set *set, struct fail *f)
 {
-	int ret = ktls_send_alert(c->fd, SSL3_AL_FATAL, SSL_AD_HANDSHAKE_FAILURE);
-
-	if (ret)
-		log_debug("id=%llu could not send handshake_failure to the client: %s",
-			  (unsigned long long)c->id, strerror(-ret));
-	c->touched = true;
-	conn_finish(c, status, why);
-}
-
-/*
- * Everything is decrypted and sent: the kernel takes over the records, and then, for a
- * DANE service, the DNS decides. kTLS goes in first because the kernel refuses it once
- * the peer's FIN has arrived (tls_init() wants TCP_ESTABLISHED), and a lookup can take
- * long enough for a client to finish talking; meanwhile the kernel holds what arrives,
- * and the server sees nothing until the client is authenticated.
- */
-static void handshake_offload(struct conn *c)
-{
-	const char *why = NULL;
-	int ret;
-
-	if (!c->offloaded) {
-		ret = ktls_install(&c->kc, c->ssl, c->fd, &why);
-		if (ret == -ENOTCONN)
-			why = "the peer closed the connection right after the handshake, before "
-			      "kTLS could be installed";
-		if (ret) {
-			conn_finish(c, ret, why);
-			return;
-		}
-		c->offloaded = true;
-	}
-	if (!c->dane_done && c->svc->cfg->role == ROLE_SERVER && c->svc->cfg->dane != DANE_OFF) {
-		c->phase = PHASE_DANE;
-		ret = verify_dane_start(c);
-		if (ret == -EINPROGRESS)
-			return;
-		if (ret) {
-			handshake_reject(c, ret, c->why);
-			return;
-		}
-	}
-	conn_finish(c, 0, "ok");
-}
-
-/*
- * Client role, before the handshake: what the server's TLSA records say decides how
- * OpenSSL verifies it (RFC 6698/7671). verify = dane needs secure usable records;
- * dane-or-pkix falls back to PKIX when the zone is insecure or has none usable. A DNS
- * failure fails either way.
- */
-static int client_dane_setup(struct conn *c)
-{
-	const struct svc_config *cfg = c->svc->cfg;
+	const struct svc_config *cfg = t->svc->cfg;
 	bool fallback = cfg->verify == VERIFY_DANE_OR_PKIX;
 	size_t off = 0;
 	const uint8_t *rd;
 	uint16_t len;
 	int usable = 0;
 
-	if (c->tlsa.outcome == TLSA_FAILURE || (c->tlsa.outcome != TLSA_SECURE && !fallback)) {
-		snprintf(c->why, sizeof(c->why), "%s", c->tlsa.why);
-		return c->tlsa.status ?: -EACCES;
-	}
-	if (c->tlsa.outcome == TLSA_SECURE) {
-		if (SSL_dane_enable(c->ssl, c->peer_name) <= 0)
-			return -ENOMEM;
-		SSL_dane_set_flags(c->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
-		while (!tlsa_next(&c->tlsa, &off, &rd, &len))
+	if (set->outcome == TLSA_FAILURE || (set->outcome != TLSA_SECURE && !fallback))
+		return fail_set(f, set->status ?: -EACCES, "%s", set->why);
+	if (set->outcome == TLSA_SECURE) {
+		if (SSL_dane_enable(t->ssl, t->peer_name) <= 0)
+			return fail_set(f, -ENOMEM, "out of memory for DANE");
+		SSL_dane_set_flags(t->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+		while (!tlsa_next(set, &off, &rd, &len))
 			if (len >= 3 &&
-			    SSL_dane_tlsa_add(c->ssl, rd[0], rd[1], rd[2], rd + 3, len - 3) > 0)
+			    SSL_dane_tlsa_add(t->ssl, rd[0], rd[1], rd[2], rd + 3, len - 3) > 0)
 				usable++;
 		ERR_clear_error();
-		if (!usable && !fallback) {
-			snprintf(c->why, sizeof(c->why),
-				 "tlsa-unusable: none of the server's TLSA records is usable");
-			return -EACCES;
-		}
+		if (!usable && !fallback)
+			return fail_set(f, -EACCES,
+					"tlsa-unusable: none of the server's TLSA "
+					"records is usable");
 	}
-	if (!usable && !SSL_set1_host(c->ssl, c->peer_name))
-		return -ENOMEM;
-	SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+	if (!usable && !SSL_set1_host(t->ssl, t->peer_name))
+		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
+	SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
 	return 0;
 }
 
-/* The TLSA answer (or the deadline) for a conn that waited; runs on its worker. */
-void handshake_dns_done(struct conn *c, bool timed_out)
+/* Why OpenSSL gave up, unless a callback already said it better. */
+static enum verdict tls_failed(struct tls *t)
 {
-	int ret;
+	int status = -EPROTO;
+	const char *why = verify_failure(t->ssl, t->svc->cfg, &status);
 
-	if (timed_out)
-		snprintf(c->why, sizeof(c->why),
-			 "dns-timeout: no answer to the TLSA lookup within the handshake deadline");
-	if (c->phase == PHASE_DANE) {
-		ret = timed_out ? -ETIMEDOUT : verify_dane_verdict(c);
-		if (ret)
-			handshake_reject(c, ret, c->why);
-		else
-			handshake_offload(c);
-		return;
-	}
-	/* PHASE_LOOKUP: the client role's look at the server, before any TLS byte. */
-	ret = timed_out ? -ETIMEDOUT : client_dane_setup(c);
-	if (ret) {
-		conn_finish(c, ret, c->why);
-		return;
-	}
-	c->phase = PHASE_HANDSHAKE;
-	handshake_step(c);
+	fail_set(t->fail, status, "%s", why);
+	ERR_clear_error();
+	return V_FAIL;
 }
 
-/*
- * The handshake is done. Records that came in behind it are decrypted into the result
- * now, up to a record boundary; the kernel then continues from the next record.
+/**
+ * tls_handshake - advance the handshake with what the buffers hold
+ *
+ * Return: V_DONE when the handshake is complete; V_READ (t->want bytes at most) or
+ * V_WRITE (t->out holds the flight; the read comes after it is sent); V_FAIL with
+ * t->fail set, and maybe an alert from OpenSSL in t->out to send first.
  */
-static void handshake_drain(struct conn *c)
+enum verdict tls_handshake(struct tls *t)
 {
-	struct dance_result *r = c->res;
+	int ret = SSL_do_handshake(t->ssl), err;
+
+	if (ret == 1)
+		return V_DONE;
+	err = SSL_get_error(t->ssl, ret);
+	if (err == SSL_ERROR_WANT_READ && t->out_len == t->out_off) {
+		t->want = TLS_BUF_SIZE - t->in_len;
+		return V_READ;
+	}
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return V_WRITE;
+	return tls_failed(t);
+}
+
+/* Plaintext that came behind the handshake, kept for the result (rarely any at all). */
+static int pending_add(struct tls *t, const uint8_t *p, size_t n)
+{
+	uint32_t cap = t->pending_cap;
+	uint8_t *b;
+
+	if (t->pending_len + n > DANCE_PENDING_MAX)
+		return fail_set(t->fail, -EMSGSIZE, "more data behind the handshake than fits");
+	if (t->pending_len + n > cap) {
+		cap = cap ? 2 * cap : 4096;
+		while (cap < t->pending_len + n)
+			cap *= 2;
+		if (cap > DANCE_PENDING_MAX)
+			cap = DANCE_PENDING_MAX;
+		b = malloc(cap);
+		if (!b)
+			return fail_set(t->fail, -ENOMEM,
+					"out of memory for data behind the "
+					"handshake");
+		if (t->pending) {
+			memcpy(b, t->pending, t->pending_len);
+			OPENSSL_cleanse(t->pending, t->pending_len);
+			free(t->pending);
+		}
+		t->pending = b;
+		t->pending_cap = cap;
+	}
+	memcpy(t->pending + t->pending_len, p, n);
+	t->pending_len += n;
+	return 0;
+}
+
+/**
+ * tls_drain - the handshake is done: decrypt what came behind it, to a record boundary
+ * @scratch: TLS_RECORD_PLAIN_MAX bytes the worker lends for one record
+ *
+ * The kernel then continues from the next record, so nothing is lost or read twice.
+ *
+ * Return: V_DONE at a record boundary with everything sent; V_READ for exactly the rest
+ * of a record that arrived in part; V_WRITE for what OpenSSL wrote meanwhile (a KeyUpdate
+ * answer, TLS 1.2 Finished); V_FAIL with t->fail set.
+ */
+enum verdict tls_drain(struct tls *t, uint8_t *scratch)
+{
 	size_t missing;
 	int n, err;
 
 	for (;;) {
-		if (c->in_len > c->in_off || SSL_pending(c->ssl) > 0) {
-			n = SSL_read(c->ssl, r->pending + r->pending_len,
-				     sizeof(r->pending) - r->pending_len);
+		if (t->in_len > t->in_off || SSL_pending(t->ssl) > 0) {
+			n = SSL_read(t->ssl, scratch, TLS_RECORD_PLAIN_MAX);
 			if (n > 0) {
-				r->pending_len += n;
+				err = pending_add(t, scratch, n);
+				OPENSSL_cleanse(scratch, n);
+				if (err)
+					return V_FAIL;
 				continue;
 			}
-			err = SSL_get_error(c->ssl, n);
+			err = SSL_get_error(t->ssl, n);
 			if (err == SSL_ERROR_ZERO_RETURN) {
 				/* close_notify: nothing after it counts. */
-				r->flags |= DANCE_RES_PEER_CLOSED;
-				c->in_off = c->in_len = 0;
+				t->peer_closed = true;
+				t->in_off = t->in_len = 0;
 				break;
 			}
-			if (err == SSL_ERROR_WANT_WRITE) {
-				conn_submit_send(c);
-				return;
-			}
+			if (err == SSL_ERROR_WANT_WRITE)
+				return V_WRITE;
 			if (err != SSL_ERROR_WANT_READ) {
-				c->fail_status = -EPROTO;
-				c->fail_reason = "a record received right after the handshake is "
-						 "invalid";
-				handshake_failed(c);
-				return;
-			}
-			if (r->pending_len == sizeof(r->pending)) {
-				conn_finish(c, -EMSGSIZE,
-					    "more data behind the handshake than fits");
-				return;
+				ERR_clear_error();
+				fail_set(t->fail, -EPROTO,
+					 "a record received right after the "
+					 "handshake is invalid");
+				return V_FAIL;
 			}
 		}
-		missing = rec_missing(&c->rt);
+		missing = rec_missing(&t->rt);
 		if (!missing)
 			break;
 		/* Half a record: fetch exactly the rest, never a byte of the next one. */
-		if (missing > sizeof(c->in) - c->in_len)
-			missing = sizeof(c->in) - c->in_len;
-		conn_submit_recv(c, missing);
-		return;
+		t->want = missing < TLS_BUF_SIZE - t->in_len ? missing : TLS_BUF_SIZE - t->in_len;
+		return V_READ;
 	}
-	/* Whatever OpenSSL wrote meanwhile (a KeyUpdate answer, TLS 1.2 Finished) goes first. */
-	if (c->out_len > c->out_off) {
-		c->phase = PHASE_FLUSH;
-		conn_submit_send(c);
-		return;
-	}
-	handshake_offload(c);
+	/* Whatever OpenSSL wrote meanwhile goes out before the kernel takes over. */
+	if (t->out_len > t->out_off)
+		return V_WRITE;
+	return V_DONE;
 }
 
-/**
- * handshake_step - advance a conn after its last ring operation completed
- *
- * May finish the conn (conn_finish()); the caller must not touch @c afterwards unless
- * it holds its own reference.
- */
-void handshake_step(struct conn *c)
+/* Fill in what the result says about the finished session. */
+void tls_describe(struct tls *t, struct dance_result *r)
 {
-	int ret, err;
-
-	switch (c->phase) {
-	case PHASE_HANDSHAKE:
-		ret = SSL_do_handshake(c->ssl);
-		if (ret == 1) {
-			c->phase = PHASE_DRAIN;
-			c->res = conn_result_buf(c);
-			if (!c->res) {
-				conn_finish(c, -ENOMEM, "out of memory for the result");
-				return;
-			}
-			handshake_drain(c);
-			return;
-		}
-		err = SSL_get_error(c->ssl, ret);
-		if (err == SSL_ERROR_WANT_READ && c->out_len == c->out_off) {
-			conn_submit_recv(c, sizeof(c->in) - c->in_len);
-			return;
-		}
-		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-			conn_submit_send(c); /* the flight first; the read comes after */
-			return;
-		}
-		handshake_failed(c);
-		return;
-	case PHASE_DRAIN:
-		handshake_drain(c);
-		return;
-	case PHASE_FLUSH:
-		if (c->out_len > c->out_off) {
-			conn_submit_send(c);
-			return;
-		}
-		handshake_offload(c);
-		return;
-	case PHASE_ALERT:
-		conn_finish(c, c->fail_status, c->fail_reason);
-		return;
-	case PHASE_LOOKUP:
-	case PHASE_DANE:
-	case PHASE_RESULT:
-		return; /* DNS drives these (handshake_dns_done()) */
-	}
-}
-
-/* Fill in what the result says about the TLS session. */
-void handshake_describe(struct conn *c, struct dance_result *r)
-{
-	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(t->ssl);
 	const unsigned char *alpn;
 	unsigned int alpn_len;
 	const char *sni;
 
-	r->tls_version = SSL_version(c->ssl);
+	r->tls_version = SSL_version(t->ssl);
 	if (cipher) {
 		r->cipher = SSL_CIPHER_get_protocol_id(cipher);
 		snprintf(r->cipher_name, sizeof(r->cipher_name), "%s",
 			 SSL_CIPHER_standard_name(cipher) ?: SSL_CIPHER_get_name(cipher));
 	}
-	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-	if (alpn_len < sizeof(r->alpn)) {
+	SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
+	if (alpn_len && alpn_len < sizeof(r->alpn)) { /* none: alpn is NULL */
 		memcpy(r->alpn, alpn, alpn_len);
 		r->alpn[alpn_len] = '\0';
 	}
-	sni = c->svc->cfg->role == ROLE_CLIENT ?
-		      c->peer_name :
-		      SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+	sni = t->client ? t->peer_name : SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
 	snprintf(r->sni, sizeof(r->sni), "%s", sni ?: "");
-	verify_identity(c, r);
+	verify_identity(t, r);
+}
+
+/* The session is over for danced: its SSL and secrets go; pending plaintext stays. */
+void tls_end(struct tls *t)
+{
+	SSL_free(t->ssl);
+	t->ssl = NULL;
+	ktls_conn_wipe(&t->kc);
 }

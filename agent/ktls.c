@@ -9,13 +9,14 @@
  * plaintext only and the SSL object must never touch it again.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/tls1.h>
 
@@ -29,10 +30,91 @@ static int ktls_real_setsockopt(int fd, int level, int name, const void *val, so
 int (*ktls_setsockopt)(int fd, int level, int name, const void *val,
 		       socklen_t len) = ktls_real_setsockopt;
 
-/* Fetched once: fetching by name per handshake is where OpenSSL 3.0 spends its time. */
-static EVP_KDF *ktls_hkdf;
-static EVP_KDF *ktls_prf;
+/*
+ * Fetched once: fetching by name per handshake is where OpenSSL 3.0 spends its time.
+ * Each worker thread keeps one HMAC context per suite digest, copied from a template
+ * whose digest is already set, and re-keys it per derivation: no fetch and (almost) no
+ * allocation per handshake. OpenSSL 3.0's KDF contexts cannot be copied, so the key
+ * schedule's two functions are written here over HMAC, checked by the RFC 8448 and PRF
+ * test vectors.
+ */
+static EVP_MAC *ktls_hmac;
 static int ktls_ex_index = -1;
+
+enum { KTLS_SHA256, KTLS_SHA384, KTLS_NDIGESTS };
+static const char *const ktls_digest_names[KTLS_NDIGESTS] = { "SHA2-256", "SHA2-384" };
+static const size_t ktls_digest_len[KTLS_NDIGESTS] = { 32, 48 };
+static EVP_MAC_CTX *ktls_hmac_tmpl[KTLS_NDIGESTS];
+static pthread_key_t ktls_hmac_key;
+static bool ktls_hmac_key_made;
+
+struct ktls_hmacs {
+	EVP_MAC_CTX *ctx[KTLS_NDIGESTS];
+};
+
+static void ktls_hmacs_free(void *p)
+{
+	struct ktls_hmacs *h = p;
+	int i;
+
+	for (i = 0; h && i < KTLS_NDIGESTS; i++)
+		EVP_MAC_CTX_free(h->ctx[i]);
+	free(h);
+}
+
+/* "SHA256", "SHA2-256", "sha-256" ...: its index, or -1. */
+static int ktls_digest_index(const char *digest)
+{
+	if (!digest)
+		return -1;
+	if (strstr(digest, "256"))
+		return KTLS_SHA256;
+	if (strstr(digest, "384"))
+		return KTLS_SHA384;
+	return -1;
+}
+
+/* This thread's HMAC context for @digest, or NULL. */
+static EVP_MAC_CTX *ktls_hmac_ctx(int i)
+{
+	struct ktls_hmacs *h;
+
+	if (i < 0 || !ktls_hmac_key_made)
+		return NULL;
+	h = pthread_getspecific(ktls_hmac_key);
+	if (!h) {
+		h = calloc(1, sizeof(*h));
+		if (!h || pthread_setspecific(ktls_hmac_key, h)) {
+			free(h);
+			return NULL;
+		}
+	}
+	if (!h->ctx[i])
+		h->ctx[i] = EVP_MAC_CTX_dup(ktls_hmac_tmpl[i]);
+	return h->ctx[i];
+}
+
+/* HMAC(key, a || b || c) into @out (the digest's length). */
+static int ktls_hmac3(EVP_MAC_CTX *m, const uint8_t *key, size_t key_len, const void *a,
+		      size_t a_len, const void *b, size_t b_len, const void *c, size_t c_len,
+		      uint8_t *out, size_t out_max)
+{
+	size_t n;
+
+	if (EVP_MAC_init(m, key, key_len, NULL) != 1 || EVP_MAC_update(m, a, a_len) != 1 ||
+	    EVP_MAC_update(m, b, b_len) != 1 || EVP_MAC_update(m, c, c_len) != 1 ||
+	    EVP_MAC_final(m, out, &n, out_max) != 1)
+		return -EIO;
+	return 0;
+}
+
+/* The context keeps state derived from the last key: overwrite it with nothing secret. */
+static void ktls_hmac_forget(EVP_MAC_CTX *m)
+{
+	static const uint8_t zero[64];
+
+	EVP_MAC_init(m, zero, sizeof(zero), NULL);
+}
 
 /*
  * What the kernel needs to know about a suite. TLS 1.2 GCM/CCM keep a 4-byte implicit
@@ -99,21 +181,28 @@ static void ktls_fail(struct ktls_conn *kc, int err, const char *why)
  * @digest: OpenSSL digest name of the suite's hash
  * @label: label without the "tls13 " prefix
  *
- * Return: 0, -EINVAL for an oversized label or output, -EIO when OpenSSL fails.
+ * HKDF-Expand (RFC 5869 section 2.3): T(i) = HMAC(secret, T(i-1) || info || i).
+ *
+ * Return: 0, -EINVAL for an oversized label or output, -EIO when OpenSSL fails (or the
+ * digest is neither SHA-256 nor SHA-384, the only ones of kTLS-capable suites).
  */
 int ktls_hkdf_expand_label(const char *digest, const uint8_t *secret, size_t secret_len,
 			   const char *label, uint8_t *out, size_t out_len)
 {
 	static const char prefix[] = "tls13 ";
-	uint8_t info[2 + 1 + 255 + 1];
-	size_t llen = strlen(label);
-	OSSL_PARAM params[5], *p = params;
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-	EVP_KDF_CTX *kctx;
-	size_t n = 0;
-	int ret;
+	int i = ktls_digest_index(digest);
+	EVP_MAC_CTX *m = ktls_hmac_ctx(i);
+	uint8_t info[2 + 1 + 255 + 1 + 1], t[KTLS_SECRET_MAX];
+	size_t llen = strlen(label), hlen, done = 0, tlen = 0, n = 0;
+	uint8_t ctr = 0;
+	int ret = 0;
 
 	if (llen + sizeof(prefix) - 1 > 255 || out_len > 0xffff)
+		return -EINVAL;
+	if (!m)
+		return -EIO;
+	hlen = ktls_digest_len[i];
+	if (out_len > 255 * hlen)
 		return -EINVAL;
 	/* struct HkdfLabel { uint16 length; opaque label<7..255>; opaque context<0..255>; } */
 	info[n++] = out_len >> 8;
@@ -124,25 +213,25 @@ int ktls_hkdf_expand_label(const char *digest, const uint8_t *secret, size_t sec
 	memcpy(info + n, label, llen);
 	n += llen;
 	info[n++] = 0;
-
-	ret = -EIO;
-	kctx = EVP_KDF_CTX_new(ktls_hkdf);
-	if (!kctx)
-		goto out;
-	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n);
-	*p = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(kctx, out, out_len, params) == 1)
-		ret = 0;
-	EVP_KDF_CTX_free(kctx);
-out:
+	while (done < out_len) {
+		ctr++;
+		ret = ktls_hmac3(m, secret, secret_len, t, tlen, info, n, &ctr, 1, t, sizeof(t));
+		if (ret)
+			break;
+		tlen = hlen;
+		memcpy(out + done, t, out_len - done < hlen ? out_len - done : hlen);
+		done += hlen;
+	}
+	ktls_hmac_forget(m);
+	OPENSSL_cleanse(t, sizeof(t));
 	return ret;
 }
 
 /**
  * ktls_tls12_prf - the TLS 1.2 PRF of RFC 5246 section 5: P_hash(secret, label + seeds)
+ *
+ * P_hash: A(0) = seed, A(i) = HMAC(secret, A(i-1)); out = HMAC(secret, A(1) || seed) ||
+ * HMAC(secret, A(2) || seed) || ..., where seed = label || seed1 || seed2.
  *
  * Return: 0, -EIO when OpenSSL fails.
  */
@@ -150,23 +239,31 @@ int ktls_tls12_prf(const char *digest, const uint8_t *secret, size_t secret_len,
 		   const uint8_t *seed1, size_t seed1_len, const uint8_t *seed2, size_t seed2_len,
 		   uint8_t *out, size_t out_len)
 {
-	OSSL_PARAM params[6], *p = params;
-	EVP_KDF_CTX *kctx;
-	int ret = -EIO;
+	int i = ktls_digest_index(digest);
+	EVP_MAC_CTX *m = ktls_hmac_ctx(i);
+	uint8_t seed[128], a[KTLS_SECRET_MAX], t[KTLS_SECRET_MAX];
+	size_t llen = strlen(label), slen, hlen, done = 0;
+	int ret;
 
-	kctx = EVP_KDF_CTX_new(ktls_prf);
-	if (!kctx)
-		return ret;
-	/* The PRF provider concatenates repeated SEED parameters: label || seed1 || seed2. */
-	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, (void *)secret, secret_len);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)label, strlen(label));
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)seed1, seed1_len);
-	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)seed2, seed2_len);
-	*p = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(kctx, out, out_len, params) == 1)
-		ret = 0;
-	EVP_KDF_CTX_free(kctx);
+	if (!m || llen + seed1_len + seed2_len > sizeof(seed))
+		return -EIO;
+	hlen = ktls_digest_len[i];
+	memcpy(seed, label, llen);
+	memcpy(seed + llen, seed1, seed1_len);
+	memcpy(seed + llen + seed1_len, seed2, seed2_len);
+	slen = llen + seed1_len + seed2_len;
+	ret = ktls_hmac3(m, secret, secret_len, seed, slen, NULL, 0, NULL, 0, a, sizeof(a));
+	while (!ret && done < out_len) {
+		ret = ktls_hmac3(m, secret, secret_len, a, hlen, seed, slen, NULL, 0, t, sizeof(t));
+		if (ret)
+			break;
+		memcpy(out + done, t, out_len - done < hlen ? out_len - done : hlen);
+		done += hlen;
+		ret = ktls_hmac3(m, secret, secret_len, a, hlen, NULL, 0, NULL, 0, a, sizeof(a));
+	}
+	ktls_hmac_forget(m);
+	OPENSSL_cleanse(a, sizeof(a));
+	OPENSSL_cleanse(t, sizeof(t));
 	return ret;
 }
 
@@ -300,29 +397,56 @@ static void ktls_msg_cb(int write_p, int version, int content_type, const void *
 /**
  * ktls_init - fetch the algorithms the key schedule needs; call once at start-up.
  *
- * Return: 0, or -ENOSYS when this OpenSSL lacks HKDF or the TLS 1.2 PRF.
+ * Return: 0, or -ENOSYS when this OpenSSL lacks HMAC with SHA-256 or SHA-384.
  */
 int ktls_init(void)
 {
+	int i;
+
 	if (ktls_ex_index < 0)
 		ktls_ex_index = SSL_get_ex_new_index(0, "danced ktls_conn", NULL, NULL, NULL);
-	if (!ktls_hkdf)
-		ktls_hkdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
-	if (!ktls_prf)
-		ktls_prf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL);
-	if (ktls_ex_index < 0 || !ktls_hkdf || !ktls_prf) {
-		ktls_fini();
-		return -ENOSYS;
+	if (!ktls_hmac)
+		ktls_hmac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+	if (ktls_ex_index < 0 || !ktls_hmac)
+		goto fail;
+	if (!ktls_hmac_key_made) {
+		if (pthread_key_create(&ktls_hmac_key, ktls_hmacs_free))
+			goto fail;
+		ktls_hmac_key_made = true;
+	}
+	for (i = 0; i < KTLS_NDIGESTS; i++) {
+		OSSL_PARAM p[] = {
+			OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+							 (char *)ktls_digest_names[i], 0),
+			OSSL_PARAM_construct_end(),
+		};
+
+		if (ktls_hmac_tmpl[i])
+			continue;
+		ktls_hmac_tmpl[i] = EVP_MAC_CTX_new(ktls_hmac);
+		if (!ktls_hmac_tmpl[i] || EVP_MAC_CTX_set_params(ktls_hmac_tmpl[i], p) != 1)
+			goto fail;
 	}
 	return 0;
+fail:
+	ktls_fini();
+	return -ENOSYS;
 }
 
 void ktls_fini(void)
 {
-	EVP_KDF_free(ktls_hkdf);
-	EVP_KDF_free(ktls_prf);
-	ktls_hkdf = NULL;
-	ktls_prf = NULL;
+	int i;
+
+	if (ktls_hmac_key_made) {
+		ktls_hmacs_free(pthread_getspecific(ktls_hmac_key));
+		pthread_setspecific(ktls_hmac_key, NULL);
+	}
+	for (i = 0; i < KTLS_NDIGESTS; i++) {
+		EVP_MAC_CTX_free(ktls_hmac_tmpl[i]);
+		ktls_hmac_tmpl[i] = NULL;
+	}
+	EVP_MAC_free(ktls_hmac);
+	ktls_hmac = NULL;
 }
 
 /**
@@ -691,7 +815,8 @@ ssize_t ktls_recv(int fd, void *buf, size_t len, int flags, struct ktls_record *
 /**
  * ktls_send_alert - send an alert record through kTLS (close_notify: level 1, desc 0)
  *
- * Return: 0, or the negated errno of sendmsg().
+ * Return: 0, or the negated errno of sendmsg(): -EAGAIN when the socket's send buffer is
+ * full (the alert is dropped rather than waited for).
  */
 int ktls_send_alert(int fd, uint8_t level, uint8_t desc)
 {
@@ -711,7 +836,8 @@ int ktls_send_alert(int fd, uint8_t level, uint8_t desc)
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(uint8_t));
 	*CMSG_DATA(cmsg) = KTLS_CONTENT_ALERT;
-	n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	/* Never wait: a peer that does not read cannot stall the worker that refuses it. */
+	n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0)
 		return -errno;
 	return n == (ssize_t)sizeof(alert) ? 0 : -EIO;

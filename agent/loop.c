@@ -3,37 +3,74 @@
  * loop.c - the workers: one thread and one io_uring each, all socket I/O on the ring.
  *
  * Every ring operation carries an object pointer with the operation in its low bits;
- * handle_cqe() decodes it and calls the one handler for that operation. Handlers that get
- * a conn finish with conn_put(), so a conn is freed only after its last completion.
+ * handle_cqe() decodes it and calls the one handler for that operation. Each completion
+ * is taken off the ring before its handler runs, so handlers that submit find room.
+ * Handlers that get a conn finish with conn_put(), so a conn is freed only after its
+ * last completion. A ring that fails ends its worker: every socket it holds gets its
+ * result without the ring, and danced exits with status 1 for its supervisor to restart.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 
 #include "agent.h"
 
 #define RING_ENTRIES 1024
+#define RING_CQ_MAX 65536 /* the kernel's limit */
 
-struct io_uring_sqe *loop_sqe(struct worker *w)
+/*
+ * Where preparations go once the ring is dead: callers need not check, nothing from it
+ * is ever submitted.
+ */
+static __thread struct io_uring_sqe dead_sqe;
+
+static void ring_failed(struct worker *w, int err)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-
-	while (!sqe) {
-		/* The SQ is full: hand what is queued to the kernel and take a fresh slot. */
-		io_uring_submit(&w->ring);
-		sqe = io_uring_get_sqe(&w->ring);
-	}
-	return sqe;
+	if (w->ring_dead)
+		return;
+	w->ring_dead = true;
+	log_err("worker %u: io_uring failed: %s; failing the %u connections it holds", w->index,
+		strerror(-err), w->n_live);
 }
 
-/* Make room for @n entries that must be submitted together (a linked pair). */
-void loop_reserve(struct worker *w, unsigned int n)
+static int ring_submit(struct worker *w)
 {
-	if (io_uring_sq_space_left(&w->ring) < n)
-		io_uring_submit(&w->ring);
+	int ret;
+
+	if (w->ring_dead)
+		return -EIO;
+	if (agent.ring_fail_at && ++w->submits >= agent.ring_fail_at)
+		ret = -EIO; /* DANCED_DEBUG_RING_FAIL: as if the kernel had refused */
+	else
+		ret = io_uring_submit(&w->ring);
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+		ring_failed(w, ret);
+	return ret;
+}
+
+/**
+ * loop_sqe - a submission entry on @w's ring
+ *
+ * When the submission queue is full, what is queued goes to the kernel first (the
+ * completions those make land in the kernel's overflow list until the loop reaps them).
+ * Never NULL: on a dead ring it returns a scratch entry that is never submitted.
+ */
+struct io_uring_sqe *loop_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+	int tries = 0;
+
+	while (!w->ring_dead) {
+		sqe = io_uring_get_sqe(&w->ring);
+		if (sqe)
+			return sqe;
+		if (ring_submit(w) < 0 && ++tries > 1000)
+			ring_failed(w, -EBUSY);
+	}
+	memset(&dead_sqe, 0, sizeof(dead_sqe));
+	return &dead_sqe;
 }
 
 void loop_wake(struct worker *w)
@@ -59,30 +96,6 @@ void loop_tick(struct worker *w)
 	w->tick_armed = true;
 }
 
-/* Worker 0 watches libunbound's descriptor; the others get answers by mailbox. */
-static void arm_dns(struct worker *w)
-{
-	struct io_uring_sqe *sqe;
-
-	if (w->index || dane_fd() < 0)
-		return;
-	sqe = loop_sqe(w);
-	io_uring_prep_poll_multishot(sqe, dane_fd(), POLLIN);
-	io_uring_sqe_set_data64(sqe, op_data(w, OP_DNS));
-}
-
-/* Worker 0 also reads the kernel policy's refusals, to log them. */
-static void arm_policy(struct worker *w)
-{
-	struct io_uring_sqe *sqe;
-
-	if (w->index || policy_events_fd() < 0)
-		return;
-	sqe = loop_sqe(w);
-	io_uring_prep_poll_multishot(sqe, policy_events_fd(), POLLIN);
-	io_uring_sqe_set_data64(sqe, op_data(w, OP_POLICY));
-}
-
 static void arm_wake(struct worker *w)
 {
 	struct io_uring_sqe *sqe = loop_sqe(w);
@@ -91,60 +104,45 @@ static void arm_wake(struct worker *w)
 	io_uring_sqe_set_data64(sqe, op_data(w, OP_WAKE));
 }
 
-static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
+static void handle_cqe(struct worker *w, uint64_t data, int res, unsigned int flags)
 {
-	uint64_t data = io_uring_cqe_get_data64(cqe);
 	void *obj = (void *)(uintptr_t)(data & ~OP_MASK);
-	bool more = cqe->flags & IORING_CQE_F_MORE;
+	bool more = flags & IORING_CQE_F_MORE;
 
 	switch ((enum op)(data & OP_MASK)) {
 	case OP_CHAN_ACCEPT:
-		handoff_accepted(w, cqe->res, NULL);
+		handoff_accepted(w, res, NULL);
 		if (!more && !atomic_load(&agent.stopping))
 			handoff_arm_accept(w, agent.handoff_fd, w, OP_CHAN_ACCEPT);
 		break;
 	case OP_BACKEND_ACCEPT:
-		frontdoor_backend_accepted(w, obj, cqe->res, more);
+		frontdoor_backend_accepted(w, obj, res, more);
 		break;
 	case OP_CHAN_RECV:
-		handoff_recv_done(obj, cqe->res);
+		handoff_recv_done(obj, res);
 		break;
 	case OP_CONN_IO:
-		conn_io_done(obj, cqe->res);
+		conn_io_done(obj, res);
 		break;
-	case OP_CONN_TIMEOUT:
-		conn_timeout_done(obj, cqe->res);
+	case OP_CONN_DEADLINE:
+		conn_deadline_done(obj, res);
 		break;
 	case OP_RESULT_SEND:
-		conn_result_sent(obj, cqe->res);
+		conn_result_sent(obj, res);
 		break;
 	case OP_TCP_ACCEPT:
-		frontdoor_accepted(w, obj, cqe->res, more);
+		frontdoor_accepted(w, obj, res);
 		break;
 	case OP_WAKE:
-		if (!atomic_load(&agent.stopping))
-			arm_wake(w);
+		arm_wake(w); /* also while stopping: DNS answers still come this way */
 		mailbox_drain(w);
-		frontdoor_pump(w);
-		break;
-	case OP_DNS:
-		dane_process();
-		if (!more)
-			arm_dns(w);
-		break;
-	case OP_POLICY:
-		policy_events_drain();
-		if (!more)
-			arm_policy(w);
-		break;
-	case OP_CONN_DNS_TIMEOUT:
-		conn_dns_timeout_done(obj, cqe->res);
-		break;
-	case OP_IGNORE:
+		frontdoor_pump(w, false);
 		break;
 	case OP_TICK:
 		w->tick_armed = false;
-		frontdoor_pump(w);
+		frontdoor_pump(w, false);
+		break;
+	case OP_IGNORE:
 		break;
 	default:
 		log_err("worker %u: completion with unknown user_data %#llx", w->index,
@@ -153,54 +151,117 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	}
 }
 
+/* Tell the main thread that this worker left (it may have failed). */
+static void worker_left(struct worker *w)
+{
+	uint64_t one = 1;
+
+	(void)w;
+	atomic_fetch_sub(&agent.n_running, 1);
+	if (write(agent.control_fd, &one, sizeof(one)) < 0)
+		log_err("waking the main thread: %s", strerror(errno));
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct io_uring_cqe *cqe;
-	unsigned int head, n;
-	uint64_t stop_deadline = 0;
+	uint64_t stop_deadline = 0, data;
 	struct __kernel_timespec ts = { .tv_nsec = 100000000 };
-	int ret;
+	unsigned int flags;
+	int ret, res;
 
 	handoff_arm_accept(w, agent.handoff_fd, w, OP_CHAN_ACCEPT);
 	frontdoor_arm(w);
 	arm_wake(w);
-	arm_dns(w);
-	arm_policy(w);
-	for (;;) {
+	while (!w->ring_dead) {
 		if (atomic_load(&agent.stopping)) {
 			/* Let handshakes in flight finish, within the longest deadline. */
-			if (!stop_deadline)
+			if (!stop_deadline) {
 				stop_deadline = now_ns() + agent.stop_grace_ns;
-			if (!w->live || now_ns() > stop_deadline)
+				frontdoor_pump(w, true);
+			}
+			if (!w->n_live || now_ns() > stop_deadline)
 				break;
+			if (agent.ring_fail_at && ++w->submits >= agent.ring_fail_at) {
+				ring_failed(w, -EIO);
+				break;
+			}
 			ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
 		} else {
+			if (agent.ring_fail_at && ++w->submits >= agent.ring_fail_at) {
+				ring_failed(w, -EIO);
+				break;
+			}
 			ret = io_uring_submit_and_wait(&w->ring, 1);
 		}
 		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN && ret != -EBUSY) {
-			log_err("worker %u: io_uring: %s", w->index, strerror(-ret));
+			ring_failed(w, ret);
 			break;
 		}
-		n = 0;
-		io_uring_for_each_cqe(&w->ring, head, cqe) {
-			handle_cqe(w, cqe);
-			n++;
+		/* One at a time, off the ring before the handler: the CQ keeps room. */
+		while (!w->ring_dead && io_uring_peek_cqe(&w->ring, &cqe) == 0) {
+			data = io_uring_cqe_get_data64(cqe);
+			res = cqe->res;
+			flags = cqe->flags;
+			io_uring_cqe_seen(&w->ring, cqe);
+			handle_cqe(w, data, res, flags);
 		}
-		io_uring_cq_advance(&w->ring, n);
 	}
+	if (w->ring_dead) {
+		/* Exactly once, without the ring: every socket still held gets its result. */
+		conn_fail_all(w, -EIO, "danced's io_uring failed on this worker (ring error)");
+		atomic_store(&agent.exit_status, 1);
+		atomic_store(&agent.stopping, true);
+	} else if (w->n_live) {
+		w->ring_dead = true; /* from here on, nothing goes through the ring */
+		conn_fail_all(w, -ESHUTDOWN, "danced stopped before the handshake finished");
+	}
+	worker_left(w);
 	return NULL;
+}
+
+/* Each worker's ring; sizes may be forced small to test a full ring. */
+static int ring_init(struct worker *w, unsigned int max_handshakes)
+{
+	struct io_uring_params p;
+	unsigned int sq = agent.ring_entries ?: RING_ENTRIES, cq;
+	int ret;
+
+	/*
+	 * Room for every conn's operations at once (a read or send, its deadline, a cancel
+	 * or removal, its result): overflow is survivable (the kernel keeps the entries), but
+	 * costs. A forced tiny ring gets a tiny completion queue too, to test exactly that.
+	 */
+	cq = agent.ring_entries ? 2 * sq : 4 * max_handshakes + 8 * sq;
+	if (cq > RING_CQ_MAX)
+		cq = RING_CQ_MAX;
+	/* One thread submits; completions run when it asks, not by interrupt. */
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
+	p.cq_entries = cq;
+	ret = io_uring_queue_init_params(sq, &w->ring, &p);
+	if (ret == -EINVAL) {
+		/* Older kernels lack some flags; the ring works without them. */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = cq;
+		ret = io_uring_queue_init_params(sq, &w->ring, &p);
+	}
+	if (ret)
+		log_err("worker %u: io_uring_queue_init: %s", w->index, strerror(-ret));
+	return ret;
 }
 
 /**
  * loop_init - create the workers' rings and listeners, before privileges are dropped
  *
- * Return: 0, or a negative errno from io_uring_queue_init(), eventfd(2) or a listener.
+ * Return: 0, or a negative errno from io_uring_queue_init(), eventfd(2), malloc or a
+ * listener.
  */
 int loop_init(struct agent *a)
 {
-	struct io_uring_params p = { 0 };
-	unsigned int i;
+	unsigned int i, max = a->state->cfg->max_handshakes;
 	int ret;
 
 	a->workers = calloc(a->n_workers, sizeof(*a->workers));
@@ -211,33 +272,28 @@ int loop_init(struct agent *a)
 
 		w->index = i;
 		pthread_mutex_init(&w->mail_lock, NULL);
-		/* One thread submits; completions run when it asks, not by interrupt. */
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-		p.flags |= IORING_SETUP_CQSIZE;
-		p.cq_entries = RING_ENTRIES * 8;
-		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
-		if (ret == -EINVAL) {
-			/* Older kernels lack some flags; the ring works without them. */
-			memset(&p, 0, sizeof(p));
-			p.flags = IORING_SETUP_CQSIZE;
-			p.cq_entries = RING_ENTRIES * 8;
-			ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+		w->scratch = malloc(TLS_RECORD_PLAIN_MAX);
+		if (!w->scratch) {
+			ret = -ENOMEM;
+			goto fail;
 		}
+		ret = ring_init(w, max);
 		if (ret) {
-			log_err("worker %u: io_uring_queue_init: %s", i, strerror(-ret));
+			free(w->scratch);
 			goto fail;
 		}
 		w->wake_fd = eventfd(0, EFD_CLOEXEC);
 		if (w->wake_fd < 0) {
 			ret = -errno;
 			io_uring_queue_exit(&w->ring);
+			free(w->scratch);
 			goto fail;
 		}
 		ret = frontdoor_listen(a, w);
 		if (ret) {
 			close(w->wake_fd);
 			io_uring_queue_exit(&w->ring);
+			free(w->scratch);
 			goto fail;
 		}
 	}
@@ -247,6 +303,7 @@ fail:
 		frontdoor_close(&a->workers[i]);
 		close(a->workers[i].wake_fd);
 		io_uring_queue_exit(&a->workers[i].ring);
+		free(a->workers[i].scratch);
 	}
 	free(a->workers);
 	a->workers = NULL;
@@ -264,8 +321,10 @@ int loop_run(struct agent *a)
 	int ret;
 
 	for (i = 0; i < a->n_workers; i++) {
+		atomic_fetch_add(&a->n_running, 1);
 		ret = -pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]);
 		if (ret) {
+			atomic_fetch_sub(&a->n_running, 1);
 			log_err("cannot start worker %u: %s", i, strerror(-ret));
 			loop_stop(a);
 			return ret;
@@ -275,22 +334,40 @@ int loop_run(struct agent *a)
 	return 0;
 }
 
-/* Ask every worker to stop, wait for them, and release their rings. */
-void loop_stop(struct agent *a)
+/* Ask every worker to stop: each drains its handshakes within the grace period. */
+void loop_stop_begin(struct agent *a)
 {
 	unsigned int i;
 
 	atomic_store(&a->stopping, true);
 	for (i = 0; i < a->n_started; i++)
 		loop_wake(&a->workers[i]);
+}
+
+/* Stop, wait for every worker, and release what they had. */
+void loop_stop(struct agent *a)
+{
+	unsigned int i;
+
+	loop_stop_begin(a);
 	for (i = 0; i < a->n_started; i++)
 		pthread_join(a->workers[i].thread, NULL);
 	for (i = 0; i < a->n_workers; i++) {
-		frontdoor_close(&a->workers[i]);
-		close(a->workers[i].wake_fd);
-		io_uring_queue_exit(&a->workers[i].ring);
-		conn_pool_fini(&a->workers[i]);
+		struct worker *w = &a->workers[i];
+
+		frontdoor_close(w);
+		close(w->wake_fd);
+		/* The kernel cancels what the ring still holds; conns it pointed to go after. */
+		io_uring_queue_exit(&w->ring);
+		conn_free_all(w);
+		conn_pool_fini(w);
 	}
+	/* The pools' lists of backends point at channels that go now. */
+	for (i = 0; i < a->n_pools; i++)
+		a->pools[i].backends = a->pools[i].next = NULL;
+	for (i = 0; i < a->n_workers; i++)
+		channel_free_all(&a->workers[i]);
 	free(a->workers);
 	a->workers = NULL;
+	a->n_started = 0;
 }

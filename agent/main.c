@@ -17,6 +17,8 @@
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 
@@ -28,6 +30,7 @@
 struct agent agent = {
 	.state_lock = PTHREAD_MUTEX_INITIALIZER,
 	.handoff_fd = -1,
+	.control_fd = -1,
 };
 
 uint64_t now_ns(void)
@@ -66,12 +69,17 @@ static void usage(FILE *f)
 		"\n"
 		"Signals:\n"
 		"  SIGHUP    reload the configuration; handshakes in flight finish with the old\n"
-		"            one; a configuration that fails to load is logged and ignored\n"
-		"            (the handoff socket, workers, listen addresses, dns_* and bpf_*\n"
-		"            settings need a restart)\n"
+		"            one; a configuration that fails to load is logged and ignored.\n"
+		"            New dns_* settings bring a new resolver with an empty cache; lookups\n"
+		"            in flight finish on the old one. The handoff socket, workers, listen\n"
+		"            addresses and bpf_* settings need a restart.\n"
 		"  SIGTERM, SIGINT\n"
 		"            stop accepting, let handshakes in flight finish (up to their\n"
 		"            deadline), then exit; established connections are unaffected\n"
+		"\n"
+		"Limits: max_handshakes in flight in all, a share of it per service, and per\n"
+		"source address source_max_handshakes in flight and source_rate new ones a\n"
+		"second; over a limit a request is refused at once with the limit's name.\n"
 		"\n"
 		"Logging goes to stderr, one line per event, with a <N> syslog-level prefix that\n"
 		"journald understands. Key material is never logged.\n"
@@ -80,8 +88,48 @@ static void usage(FILE *f)
 		"for the policy (bpf_policy = yes, the default), root at start, bpffs at\n"
 		"/sys/fs/bpf, kernel BTF and 'bpf' in the active LSM list. The policy stays\n"
 		"pinned and enforced when danced stops; rm -r the pin directory to remove it.\n"
-		"Exit status: 0 after a clean stop; 1 when start-up fails; 2 for bad usage.\n",
+		"Exit status: 0 after a clean stop; 1 when start-up fails, or when a worker's\n"
+		"io_uring failed (every socket it held got its result first); 2 for bad usage.\n"
+		"\n"
+		"Debugging knobs (environment; for tests, never for production):\n"
+		"  DANCED_DEBUG_RING_ENTRIES=N  each worker's io_uring gets N submission entries\n"
+		"                               and 2N completion entries\n"
+		"  DANCED_DEBUG_RING_FAIL=N     a worker's Nth ring submission fails as if the\n"
+		"                               kernel had refused it (-EIO)\n",
 		DEFAULT_CONFIG);
+}
+
+/* Knobs for tests only (see -h): a tiny ring, and a ring that fails on purpose. */
+static int debug_knobs(void)
+{
+	static const struct {
+		const char *name;
+		unsigned int *val;
+		unsigned int min;
+	} knobs[] = {
+		{ "DANCED_DEBUG_RING_ENTRIES", &agent.ring_entries, 2 },
+		{ "DANCED_DEBUG_RING_FAIL", &agent.ring_fail_at, 1 },
+	};
+	unsigned long v;
+	const char *s;
+	char *end;
+	size_t i;
+
+	for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		s = getenv(knobs[i].name);
+		if (!s || !*s)
+			continue;
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (errno || *end || v < knobs[i].min || v > 65536) {
+			log_err("%s=%s: want a number from %u to 65536", knobs[i].name, s,
+				knobs[i].min);
+			return -EINVAL;
+		}
+		*knobs[i].val = v;
+		log_warn("%s=%lu: a debugging knob, not for production", knobs[i].name, v);
+	}
+	return 0;
 }
 
 static int load(const char *path, struct state **out)
@@ -139,49 +187,15 @@ static int drop_privileges(const struct config *cfg)
 	return 0;
 }
 
-/* Only a configuration that uses DANE needs a resolver (and the root trust anchor). */
-static bool config_uses_dns(const struct config *cfg)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->n_svcs; i++)
-		if (cfg->svcs[i].dane != DANE_OFF || cfg->svcs[i].verify == VERIFY_DANE ||
-		    cfg->svcs[i].verify == VERIFY_DANE_OR_PKIX)
-			return true;
-	return false;
-}
-
-static bool str_equal(const char *a, const char *b)
-{
-	return a == b || (a && b && !strcmp(a, b));
-}
-
-/* The resolver is built once; tell the operator when a reload asks for a different one. */
-static bool dns_config_equal(const struct config *a, const struct config *b)
-{
-	size_t i;
-
-	if (!str_equal(a->dns_trust_anchor_file, b->dns_trust_anchor_file) ||
-	    !str_equal(a->dns_forwarder, b->dns_forwarder) ||
-	    a->n_dns_trust_anchors != b->n_dns_trust_anchors || a->n_dns_stubs != b->n_dns_stubs ||
-	    a->dns_cache_size != b->dns_cache_size || a->dns_min_ttl != b->dns_min_ttl ||
-	    a->dns_max_ttl != b->dns_max_ttl || a->dns_negative_ttl != b->dns_negative_ttl)
-		return false;
-	for (i = 0; i < a->n_dns_trust_anchors; i++)
-		if (strcmp(a->dns_trust_anchors[i], b->dns_trust_anchors[i]))
-			return false;
-	for (i = 0; i < a->n_dns_stubs; i++)
-		if (strcmp(a->dns_stubs[i].zone, b->dns_stubs[i].zone) ||
-		    strcmp(a->dns_stubs[i].addr, b->dns_stubs[i].addr))
-			return false;
-	return true;
-}
-
-/* SIGHUP: a new state for new handshakes; a bad file changes nothing. */
+/*
+ * SIGHUP: a new state for new handshakes; a bad file changes nothing. New DNS settings
+ * bring a new resolver (and an empty cache); lookups in flight finish on the old one.
+ */
 static void reload(const char *path)
 {
 	struct state *st, *cur;
 	const struct config *old, *cfg;
+	char err[512];
 
 	if (load(path, &st)) {
 		log_err("reload of %s failed; keeping the running configuration", path);
@@ -190,11 +204,14 @@ static void reload(const char *path)
 	cur = state_get(&agent);
 	old = cur->cfg;
 	cfg = st->cfg;
+	if (!dane_config_equal(old, cfg) && dane_reload(cfg, err, sizeof(err))) {
+		log_err("reload of %s failed: %s; keeping the running configuration", path, err);
+		state_put(cur);
+		state_put(st);
+		return;
+	}
 	if (strcmp(old->socket_path, cfg->socket_path) || old->workers != cfg->workers)
 		log_warn("reload: socket and workers keep their values until a restart");
-	if (!dns_config_equal(old, cfg) || config_uses_dns(cfg) != config_uses_dns(old))
-		log_warn("reload: dns_* settings, and whether DANE is used at all, keep their "
-			 "values until a restart");
 	if (old->bpf_policy != cfg->bpf_policy || strcmp(old->bpf_pin_path, cfg->bpf_pin_path))
 		log_warn("reload: bpf_policy and bpf_pin_path keep their values until a restart");
 	state_put(cur);
@@ -203,36 +220,71 @@ static void reload(const char *path)
 	log_notice("reloaded %s: %zu services", path, cfg->n_svcs);
 }
 
-static int signal_loop(const char *path)
+/*
+ * The main thread, once the workers run: signals, DNS answers (libunbound's descriptors),
+ * the kernel policy's refusals, and workers that left. A stop keeps answering DNS until
+ * the last worker has drained, so that no handshake waits for an answer nobody reads.
+ */
+static int control_loop(const char *path)
 {
+	struct pollfd pfd[3 + 8];
 	struct signalfd_siginfo si;
+	uint64_t n;
 	sigset_t set;
-	int fd;
+	int sfd, dfds[8], ndns, i, np;
+	bool stopping = false;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
-	fd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (fd < 0) {
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
 		log_err("signalfd: %s", strerror(errno));
 		return -errno;
 	}
 	for (;;) {
-		if (read(fd, &si, sizeof(si)) != sizeof(si)) {
-			if (errno == EINTR)
-				continue;
-			log_err("reading signals: %s", strerror(errno));
+		if (atomic_load(&agent.stopping) && !stopping) {
+			/* A worker failed for good: the others drain, then danced exits. */
+			stopping = true;
+			loop_stop_begin(&agent);
+		}
+		if (stopping && !atomic_load(&agent.n_running))
+			break;
+		pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = agent.control_fd, .events = POLLIN };
+		pfd[2] = (struct pollfd){ .fd = policy_events_fd(), .events = POLLIN };
+		np = 3;
+		ndns = dane_poll_fds(dfds, 8);
+		for (i = 0; i < ndns; i++)
+			pfd[np++] = (struct pollfd){ .fd = dfds[i], .events = POLLIN };
+		if (poll(pfd, np, stopping ? 100 : -1) < 0 && errno != EINTR) {
+			log_err("poll: %s", strerror(errno));
 			break;
 		}
-		if (si.ssi_signo == SIGHUP) {
-			reload(path);
-			continue;
+		if (pfd[1].revents && read(agent.control_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+			log_err("control: %s", strerror(errno));
+		if (pfd[2].revents)
+			policy_events_drain();
+		for (i = 3; i < np; i++)
+			if (pfd[i].revents) {
+				dane_process();
+				break;
+			}
+		while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo == SIGHUP) {
+				if (!stopping)
+					reload(path);
+				continue;
+			}
+			if (!stopping) {
+				log_notice("signal %u: stopping", si.ssi_signo);
+				stopping = true;
+				loop_stop_begin(&agent);
+			}
 		}
-		log_notice("signal %u: stopping", si.ssi_signo);
-		break;
 	}
-	close(fd);
+	close(sfd);
 	return 0;
 }
 
@@ -295,20 +347,23 @@ int main(int argc, char **argv)
 	raise_fd_limit(st->cfg);
 	log_set_level(st->cfg->log_level);
 	agent.stop_grace_ns = (uint64_t)st->cfg->handshake_timeout_ms * 1000000 + 1000000000ULL;
-
-	if (config_uses_dns(st->cfg)) {
+	ret = debug_knobs();
+	if (ret)
+		goto out_state;
+	agent.control_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (agent.control_fd < 0 || admit_init(st->cfg)) {
+		log_err("cannot set up: %s", strerror(errno));
+		goto out_state;
+	}
+	{
 		char err[512];
 
-		/* One resolver for the process: libunbound's thread and cache, our TLSA cache. */
+		/* One resolver when a service uses DANE: libunbound's thread and our cache. */
 		ret = dane_init(st->cfg, err, sizeof(err));
 		if (ret) {
 			log_err("%s: %s", path, err);
 			goto out_state;
 		}
-	}
-	{
-		char err[512];
-
 		/* Before privileges go: loading BPF LSM programs needs root. */
 		ret = policy_init(st->cfg, err, sizeof(err));
 		if (ret) {
@@ -333,14 +388,19 @@ int main(int argc, char **argv)
 		goto out_loop;
 	log_notice("danced %s: %u workers, handoff socket %s, %zu services", DANCED_VERSION,
 		   agent.n_workers, st->cfg->socket_path, st->cfg->n_svcs);
-	signal_loop(path);
+	control_loop(path);
 	loop_stop(&agent);
 	unlink(agent.state->cfg->socket_path);
 	state_put(agent.state);
 	dane_fini();
 	policy_fini();
-	log_notice("stopped");
-	return 0;
+	admit_fini();
+	ret = atomic_load(&agent.exit_status);
+	if (ret)
+		log_err("stopped after a worker failed; exit status %d", ret);
+	else
+		log_notice("stopped");
+	return ret;
 out_loop:
 	loop_stop(&agent);
 out_handoff:
@@ -350,5 +410,6 @@ out_state:
 	state_put(st);
 	dane_fini();
 	policy_fini();
+	admit_fini();
 	return 1;
 }

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * verify.c - who the peer is: X.509 verification set-up per service, the verified
- * identity that goes into the result, and the reason a verification failed.
+ * verify.c - who the peer is: X.509 verification set-up per service, the DANCE
+ * extensions, the server's DANE decision, the verified identity for the result, and the
+ * reason a verification failed.
  *
- * Receives an SSL after its handshake (or its failure); hands back text for the result
- * and the log. OpenSSL does the chain and CertificateVerify checks; this file decides
- * what they mean for the operator.
+ * Receives a struct tls inside or after its handshake, and for DANE the client's chain
+ * and a TLSA answer; hands back a verdict and text for the result and the log. OpenSSL
+ * does the chain, CertificateVerify and DANE matching; this file decides what they mean.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -21,32 +23,54 @@ static bool always_requests(const struct svc_config *cfg)
 	return cfg->verify != VERIFY_NONE || cfg->dane == DANE_REQUIRED;
 }
 
+/* A server-role client that named itself in dane_clientid is judged by DANE alone. */
+static bool dane_client(const struct tls *t)
+{
+	return !t->client && t->svc->cfg->dane != DANE_OFF && t->dane_sent;
+}
+
 /*
- * The server's verdict on the client's chain, inside OpenSSL's handshake. A client that
- * named itself in dane_clientid is judged by DANE after the handshake (OpenSSL 3.0 cannot
- * pause here for the DNS), so its chain passes now; CertificateVerify is still checked.
+ * The server's verdict on each certificate of the client's chain, inside OpenSSL's
+ * handshake (DANE clients never get here: see chain_cb()).
  */
 static int verify_cb(int preverify, X509_STORE_CTX *store)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
-	struct conn *c = SSL_get_app_data(ssl);
-	const struct svc_config *cfg = c->svc->cfg;
+	struct tls *t = SSL_get_app_data(ssl);
+	const struct svc_config *cfg = t->svc->cfg;
 
-	if (cfg->role != ROLE_SERVER)
+	if (t->client)
 		return preverify;
-	if (cfg->dane != DANE_OFF && c->dane_sent)
-		return 1;
 	if (cfg->dane == DANE_REQUIRED) {
 		/* Maps to the handshake_failure alert the draft asks for. */
 		X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
-		c->fail_status = -EACCES;
-		c->fail_reason = "dane-missing: the client presented a certificate without "
-				 "dane_clientid (dane = required)";
+		fail_set(t->fail, -EACCES,
+			 "dane-missing: the client presented a certificate without dane_clientid "
+			 "(dane = required)");
 		return 0;
 	}
 	if (cfg->verify == VERIFY_NONE)
 		return 1; /* asked for DANE or by the client's flag: no X.509 policy to apply */
 	return preverify;
+}
+
+/*
+ * The whole chain check. A DANE client's chain is matched against its TLSA records after
+ * the handshake (OpenSSL 3.0 cannot pause a server's verification for DNS), so building
+ * and verifying it against the service's CAs now would be work thrown away: skip it.
+ * CertificateVerify, which proves the key, is checked by OpenSSL either way.
+ */
+static int chain_cb(X509_STORE_CTX *store, void *arg)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls *t = SSL_get_app_data(ssl);
+
+	(void)arg;
+	if (t && dane_client(t)) {
+		X509_STORE_CTX_set_error(store, X509_V_OK);
+		return 1;
+	}
+	return X509_verify_cert(store);
 }
 
 /**
@@ -83,6 +107,7 @@ int verify_setup_ctx(SSL_CTX *ctx, const struct svc_config *cfg, char *err, size
 				SSL_CTX_set_client_CA_list(ctx, names);
 			ERR_clear_error();
 		}
+		SSL_CTX_set_cert_verify_callback(ctx, chain_cb, NULL);
 	} else if (cfg->verify == VERIFY_REQUIRED || cfg->verify == VERIFY_DANE_OR_PKIX) {
 		mode = SSL_VERIFY_PEER; /* DANE turns it on per connection, after the lookup */
 	}
@@ -105,37 +130,41 @@ int verify_setup_ctx(SSL_CTX *ctx, const struct svc_config *cfg, char *err, size
  * acknowledged by an empty extension in ServerHello.
  * Client: the configured identity in the first CertificateEntry, when the server's
  * CertificateRequest carried the extension (both empty encodings the drafts used).
+ * OpenSSL copies what an add callback returns before the callback's thread does anything
+ * else, so one buffer per thread serves every connection.
  */
+static __thread uint8_t ext_buf[256];
+
 static int clientid_add(SSL *ssl, unsigned int type, unsigned int context,
 			const unsigned char **out, size_t *outlen, X509 *x, size_t chainidx,
 			int *al, void *arg)
 {
 	static const unsigned char empty_name[] = { 0 };
-	struct conn *c = SSL_get_app_data(ssl);
-	const struct svc_config *cfg = c->svc->cfg;
+	struct tls *t = SSL_get_app_data(ssl);
+	const struct svc_config *cfg = t->svc->cfg;
 	size_t n;
 
 	(void)type, (void)x, (void)al, (void)arg;
-	if (cfg->role == ROLE_SERVER) {
+	if (!t->client) {
 		if (context == SSL_EXT_TLS1_3_CERTIFICATE_REQUEST && cfg->dane != DANE_OFF) {
 			*out = empty_name;
 			*outlen = sizeof(empty_name);
 			return 1;
 		}
-		if (context == SSL_EXT_TLS1_2_SERVER_HELLO && c->dane_sent) {
+		if (context == SSL_EXT_TLS1_2_SERVER_HELLO && t->dane_sent) {
 			*out = empty_name;
 			*outlen = 0;
 			return 1;
 		}
 		return 0;
 	}
-	if (context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx || !c->server_wants_dane ||
+	if (context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx || !t->server_wants_dane ||
 	    !cfg->identity[0])
 		return 0;
 	n = strlen(cfg->identity);
-	c->ext_buf[0] = n;
-	memcpy(c->ext_buf + 1, cfg->identity, n);
-	*out = c->ext_buf;
+	ext_buf[0] = n;
+	memcpy(ext_buf + 1, cfg->identity, n);
+	*out = ext_buf;
 	*outlen = n + 1;
 	return 1;
 }
@@ -144,11 +173,11 @@ static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
 			  const unsigned char *in, size_t inlen, X509 *x, size_t chainidx, int *al,
 			  void *arg)
 {
-	struct conn *c = SSL_get_app_data(ssl);
-	const struct svc_config *cfg = c->svc->cfg;
+	struct tls *t = SSL_get_app_data(ssl);
+	const struct svc_config *cfg = t->svc->cfg;
 
 	(void)type, (void)x, (void)arg;
-	if (cfg->role == ROLE_CLIENT) {
+	if (t->client) {
 		if (context != SSL_EXT_TLS1_3_CERTIFICATE_REQUEST)
 			return 1;
 		/* -11 and later send a zero-length ClientName; earlier drafts nothing at all. */
@@ -156,7 +185,7 @@ static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
 			*al = SSL_AD_DECODE_ERROR;
 			return 0;
 		}
-		c->server_wants_dane = true;
+		t->server_wants_dane = true;
 		return 1;
 	}
 	if (cfg->dane == DANE_OFF)
@@ -174,14 +203,16 @@ static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
 	}
 	if (!in[0]) {
 		/* A zero-length name from a client: the draft's handshake_failure. */
-		c->fail_status = -EACCES;
-		c->fail_reason = "dane-empty: the client sent dane_clientid with an empty name";
+		fail_set(t->fail, -EACCES,
+			 "dane-empty: the client sent dane_clientid with an empty name");
 		*al = SSL_AD_HANDSHAKE_FAILURE;
 		return 0;
 	}
-	memcpy(c->dane_name, in + 1, in[0]);
-	c->dane_name[in[0]] = '\0';
-	c->dane_sent = true;
+	/* Kept as sent, zero bytes included: verify_dane_begin() judges the whole name. */
+	memcpy(t->dane_name, in + 1, in[0]);
+	t->dane_name[in[0]] = '\0';
+	t->dane_name_len = in[0];
+	t->dane_sent = true;
 	if (context == SSL_EXT_CLIENT_HELLO)
 		/* Old drafts: a CertificateRequest only for clients that sent the signal. */
 		SSL_set_verify(ssl, SSL_VERIFY_PEER, verify_cb);
@@ -197,15 +228,15 @@ static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
 static int flags_add(SSL *ssl, unsigned int type, unsigned int context, const unsigned char **out,
 		     size_t *outlen, X509 *x, size_t chainidx, int *al, void *arg)
 {
-	struct conn *c = SSL_get_app_data(ssl);
-	unsigned int bit = c->st->cfg->request_client_auth_flag;
+	struct tls *t = SSL_get_app_data(ssl);
+	unsigned int bit = t->st->cfg->request_client_auth_flag;
 
 	(void)type, (void)x, (void)chainidx, (void)al, (void)arg;
-	if (context != SSL_EXT_TLS1_3_CERTIFICATE_REQUEST || !c->flag_echo)
+	if (context != SSL_EXT_TLS1_3_CERTIFICATE_REQUEST || !t->flag_echo)
 		return 0;
-	memset(c->ext_buf, 0, bit / 8 + 1);
-	c->ext_buf[bit / 8] = 1u << (bit % 8);
-	*out = c->ext_buf;
+	memset(ext_buf, 0, bit / 8 + 1);
+	ext_buf[bit / 8] = 1u << (bit % 8);
+	*out = ext_buf;
 	*outlen = bit / 8 + 1;
 	return 1;
 }
@@ -213,9 +244,9 @@ static int flags_add(SSL *ssl, unsigned int type, unsigned int context, const un
 static int flags_parse(SSL *ssl, unsigned int type, unsigned int context, const unsigned char *in,
 		       size_t inlen, X509 *x, size_t chainidx, int *al, void *arg)
 {
-	struct conn *c = SSL_get_app_data(ssl);
-	const struct svc_config *cfg = c->svc->cfg;
-	unsigned int bit = c->st->cfg->request_client_auth_flag;
+	struct tls *t = SSL_get_app_data(ssl);
+	const struct svc_config *cfg = t->svc->cfg;
+	unsigned int bit = t->st->cfg->request_client_auth_flag;
 
 	(void)type, (void)x, (void)chainidx, (void)arg;
 	if (context != SSL_EXT_CLIENT_HELLO)
@@ -227,7 +258,7 @@ static int flags_parse(SSL *ssl, unsigned int type, unsigned int context, const 
 	}
 	if (bit / 8 >= inlen || !(in[bit / 8] & (1u << (bit % 8))) || !cfg->request_client_auth)
 		return 1;
-	c->flag_echo = true;
+	t->flag_echo = true;
 	if (!always_requests(cfg) && SSL_get_verify_mode(ssl) == SSL_VERIFY_NONE)
 		SSL_set_verify(ssl, SSL_VERIFY_PEER, verify_cb);
 	return 1;
@@ -265,84 +296,144 @@ int verify_ext_add(SSL_CTX *ctx, const struct config *cfg, bool server, char *er
 	return 0;
 }
 
-/* ---- DANE matching ------------------------------------------------------------------ */
+/* ---- the server's DANE decision ------------------------------------------------------ */
 
 /**
- * verify_dane - match the peer's certificate against the TLSA records in @c->tlsa
- * @name: the TLSA owner name; for usages 0, 1 and 2 it must be a SAN dNSName too
- * @purpose: X509_PURPOSE_SSL_CLIENT (server role) or X509_PURPOSE_SSL_SERVER
+ * verify_dane_begin - after a completed handshake: does DANE decide, and at which name?
+ * @d: filled with the client's chain and the name when the answer is V_LOOKUP
+ *
+ * Runs before the SSL goes, so that the decision no longer needs it.
+ *
+ * Return: V_DONE when DANE has nothing to say (dane = optional and no dane_clientid: the
+ * X.509 policy already ruled); V_LOOKUP with d->name; V_FAIL with @f saying why.
+ */
+enum verdict verify_dane_begin(struct tls *t, struct dane_check *d, struct fail *f)
+{
+	const struct svc_config *cfg = t->svc->cfg;
+	STACK_OF(X509) * chain;
+	int ret;
+
+	if (!t->dane_sent) {
+		if (cfg->dane != DANE_REQUIRED)
+			return V_DONE;
+		fail_set(f, -EACCES,
+			 "dane-missing: the client did not send dane_clientid (dane = required)");
+		return V_FAIL;
+	}
+	if (SSL_version(t->ssl) < TLS1_3_VERSION && !cfg->dane_tls12_legacy) {
+		fail_set(f, -EACCES, "dane-tls12: DANE client authentication needs TLS 1.3");
+		return V_FAIL;
+	}
+	ret = dane_name_check(cfg, t->dane_name, t->dane_name_len, d->name, sizeof(d->name));
+	if (ret == -EPERM) {
+		fail_set(f, -EACCES, "name-not-allowed: %.100s is outside dane_names", d->name);
+		return V_FAIL;
+	}
+	if (ret) {
+		/* Zero bytes included: the name verified must be the name on the wire. */
+		fail_set(f, -EACCES,
+			 "dane-badname: dane_clientid is not a usable DNS name (A-labels: letters, "
+			 "digits, hyphen, underscore; no zero byte)");
+		return V_FAIL;
+	}
+	d->leaf = SSL_get1_peer_certificate(t->ssl);
+	if (!d->leaf) {
+		fail_set(f, -EACCES,
+			 "dane-nocert: the client named itself but presented no certificate");
+		return V_FAIL;
+	}
+	/* On a server, the peer chain does not include the leaf. */
+	chain = SSL_get_peer_cert_chain(t->ssl);
+	if (chain && sk_X509_num(chain) > 0) {
+		d->chain = X509_chain_up_ref(chain);
+		if (!d->chain) {
+			fail_set(f, -ENOMEM, "out of memory for the client's chain");
+			return V_FAIL;
+		}
+	}
+	return V_LOOKUP;
+}
+
+void verify_dane_end(struct dane_check *d)
+{
+	X509_free(d->leaf);
+	sk_X509_pop_free(d->chain, X509_free);
+	d->leaf = NULL;
+	d->chain = NULL;
+}
+
+/**
+ * verify_dane_match - the client's chain against the TLSA answer for d->name
+ * @res: on success, auth, verified_name and the record that matched
  *
  * OpenSSL's own DANE verifier does the matching (every usage, selector and matching type,
- * with digest agility), driven from a scratch SSL because the connection's SSL has
- * finished its handshake. Unusable records are ignored; none usable is a failure.
+ * with digest agility), driven from a scratch SSL of st->dane_ctx; PKIX usages use the
+ * service's CA store and need d->name as a SAN dNSName. Unusable records are ignored;
+ * none usable is a failure.
  *
- * Return: 0 with @c->tlsa_* naming the record that matched, -EACCES with @why, or
- * -ENOMEM.
+ * Return: 0, -EACCES (or the answer's status) with @f saying why, or -ENOMEM.
  */
-int verify_dane(struct conn *c, const char *name, int purpose, const char **why)
+int verify_dane_match(const struct state *st, const struct svc *svc, const struct dane_check *d,
+		      const struct tlsa_set *set, struct dance_result *res, struct fail *f)
 {
-	static __thread char buf[DANCE_REASON_MAX];
-	X509 *leaf = SSL_get0_peer_certificate(c->ssl);
-	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
 	const unsigned char *data;
 	X509_STORE_CTX *x = NULL;
 	size_t off = 0, dlen;
 	uint8_t usage, sel, mtype;
 	const uint8_t *rd;
 	uint16_t len;
-	int usable = 0, ret = -ENOMEM;
+	int usable = 0, ret;
 	SSL *v;
 
-	*why = "out of memory for DANE verification";
-	v = SSL_new(c->st->dane_ctx);
-	if (!v || SSL_dane_enable(v, name) <= 0)
-		goto out;
+	if (set->outcome != TLSA_SECURE)
+		return fail_set(f, set->status ?: -EACCES, "%s", set->why);
+	ret = -ENOMEM;
+	v = SSL_new(st->dane_ctx);
+	if (!v || SSL_dane_enable(v, d->name) <= 0)
+		goto out_nomem;
 	/* DANE-EE binds the key, not a name (the draft: the name need not be in it). */
 	SSL_dane_set_flags(v, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
-	while (!tlsa_next(&c->tlsa, &off, &rd, &len))
+	while (!tlsa_next(set, &off, &rd, &len))
 		if (len >= 3 && SSL_dane_tlsa_add(v, rd[0], rd[1], rd[2], rd + 3, len - 3) > 0)
 			usable++;
 	ERR_clear_error();
-	ret = -EACCES;
 	if (!usable) {
-		snprintf(
-			buf, sizeof(buf),
-			"tlsa-unusable: none of the %u TLSA records at %s is usable (unknown usage, "
-			"selector or matching type, or malformed)",
-			c->tlsa.n_records, name);
-		*why = buf;
+		ret = fail_set(
+			f, -EACCES,
+			"tlsa-unusable: none of the %u TLSA records at %s is usable (unknown "
+			"usage, selector or matching type, or malformed)",
+			set->n_records, d->name);
 		goto out;
 	}
-	*why = "tlsa-mismatch: the peer presented no certificate";
-	if (!leaf)
-		goto out;
-	ret = -ENOMEM;
-	*why = "out of memory for DANE verification";
 	x = X509_STORE_CTX_new();
-	if (!x || !X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(c->svc->ctx), leaf, chain))
-		goto out;
-	X509_STORE_CTX_set_purpose(x, purpose);
-	X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(x), name, 0);
+	if (!x || !X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(svc->ctx), d->leaf, d->chain))
+		goto out_nomem;
+	X509_STORE_CTX_set_purpose(x, X509_PURPOSE_SSL_CLIENT);
+	X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(x), d->name, 0);
 	X509_VERIFY_PARAM_set_hostflags(X509_STORE_CTX_get0_param(x),
 					X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
 						X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	X509_STORE_CTX_set0_dane(x, SSL_get0_dane(v));
-	ret = -EACCES;
 	if (X509_verify_cert(x) != 1) {
-		snprintf(buf, sizeof(buf), "tlsa-mismatch: no usable TLSA record at %s matches: %s",
-			 name, X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
-		*why = buf;
+		ret = fail_set(f, -EACCES, "tlsa-mismatch: no usable TLSA record at %s matches: %s",
+			       d->name, X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
 		goto out;
 	}
 	if (SSL_get0_dane_tlsa(v, &usage, &sel, &mtype, &data, &dlen) < 0) {
-		*why = "tlsa-mismatch: OpenSSL verified the chain without a matching record";
+		ret = fail_set(f, -EACCES,
+			       "tlsa-mismatch: OpenSSL verified the chain without a "
+			       "matching record");
 		goto out;
 	}
-	c->tlsa_usage = usage;
-	c->tlsa_selector = sel;
-	c->tlsa_mtype = mtype;
+	res->auth = DANCE_AUTH_DANE;
+	snprintf(res->verified_name, sizeof(res->verified_name), "%s", d->name);
+	res->tlsa_usage = usage;
+	res->tlsa_selector = sel;
+	res->tlsa_mtype = mtype;
 	ret = 0;
-	*why = NULL;
+	goto out;
+out_nomem:
+	ret = fail_set(f, -ENOMEM, "out of memory for DANE verification");
 out:
 	ERR_clear_error();
 	X509_STORE_CTX_free(x);
@@ -350,81 +441,7 @@ out:
 	return ret;
 }
 
-/**
- * verify_dane_start - the server's DANE decision, after a completed handshake
- *
- * Return: 0 when there is nothing (more) to decide; -EINPROGRESS when the conn waits for
- * DNS (dane_resume() continues); a negative errno with @c->why when the client is
- * refused (the caller sends handshake_failure).
- */
-int verify_dane_start(struct conn *c)
-{
-	const struct svc_config *cfg = c->svc->cfg;
-	char name[DANCE_HOST_MAX];
-	int ret;
-
-	if (cfg->role != ROLE_SERVER || cfg->dane == DANE_OFF || c->dane_done)
-		return 0;
-	if (!c->dane_sent) {
-		if (cfg->dane == DANE_REQUIRED) {
-			snprintf(
-				c->why, sizeof(c->why),
-				"dane-missing: the client did not send dane_clientid (dane = required)");
-			return -EACCES;
-		}
-		c->dane_done = true; /* dane = optional: the X.509 policy already ruled */
-		return 0;
-	}
-	if (SSL_version(c->ssl) < TLS1_3_VERSION && !cfg->dane_tls12_legacy) {
-		snprintf(c->why, sizeof(c->why),
-			 "dane-tls12: DANE client authentication needs TLS 1.3");
-		return -EACCES;
-	}
-	if (!SSL_get0_peer_certificate(c->ssl)) {
-		snprintf(c->why, sizeof(c->why),
-			 "dane-nocert: the client named itself but presented no certificate");
-		return -EACCES;
-	}
-	ret = dane_name_check(cfg, c->dane_name, name, sizeof(name));
-	if (ret == -EPERM) {
-		snprintf(c->why, sizeof(c->why), "name-not-allowed: %.100s is outside dane_names",
-			 name);
-		return -EACCES;
-	}
-	if (ret) {
-		snprintf(c->why, sizeof(c->why),
-			 "dane-badname: dane_clientid is not a usable DNS name (A-labels, letters, "
-			 "digits, hyphen, underscore)");
-		return -EACCES;
-	}
-	snprintf(c->verified_name, sizeof(c->verified_name), "%s", name);
-	ret = conn_wait_dns(c, name);
-	if (ret)
-		return ret;
-	return verify_dane_verdict(c);
-}
-
-/* The answer is in @c->tlsa: authenticated, or why not. */
-int verify_dane_verdict(struct conn *c)
-{
-	const char *why;
-	int ret;
-
-	if (c->tlsa.outcome != TLSA_SECURE) {
-		snprintf(c->why, sizeof(c->why), "%s", c->tlsa.why);
-		c->verified_name[0] = '\0';
-		return c->tlsa.status ?: -EACCES;
-	}
-	ret = verify_dane(c, c->verified_name, X509_PURPOSE_SSL_CLIENT, &why);
-	if (ret) {
-		snprintf(c->why, sizeof(c->why), "%s", why);
-		c->verified_name[0] = '\0';
-		return ret;
-	}
-	c->auth = DANCE_AUTH_DANE;
-	c->dane_done = true;
-	return 0;
-}
+/* ---- the identity in the result ------------------------------------------------------ */
 
 /* Append the peer's SAN dNSNames, space-separated, as far as they fit. */
 static void san_names(X509 *cert, char *out, size_t max)
@@ -457,41 +474,34 @@ static void san_names(X509 *cert, char *out, size_t max)
 }
 
 /**
- * verify_identity - put the verified peer into the result
+ * verify_identity - put who the peer is, as far as the handshake showed, into the result
  *
  * Only a certificate that OpenSSL verified counts: with verification off, or optional
- * and no certificate, the result says DANCE_AUTH_NONE and names nobody.
+ * and no certificate, the result says DANCE_AUTH_NONE and names nobody. A server-role
+ * client that sent dane_clientid is named by verify_dane_match() alone, later. The
+ * subject and SAN names of any certificate presented are reported for information.
  */
-void verify_identity(struct conn *c, struct dance_result *res)
+void verify_identity(struct tls *t, struct dance_result *res)
 {
-	SSL *ssl = c->ssl;
+	SSL *ssl = t->ssl;
 	X509 *cert = SSL_get0_peer_certificate(ssl);
+	const struct svc_config *cfg = t->svc->cfg;
 	BIO *bio;
 	int n;
 
 	res->auth = DANCE_AUTH_NONE;
-	if (c->auth == DANCE_AUTH_DANE ||
-	    (c->svc->cfg->role == ROLE_CLIENT && SSL_get0_dane_authority(ssl, NULL, NULL) >= 0)) {
-		res->auth = DANCE_AUTH_DANE;
-		snprintf(res->verified_name, sizeof(res->verified_name), "%s",
-			 c->verified_name[0] ? c->verified_name : c->peer_name);
-		res->tlsa_usage = c->tlsa_usage;
-		res->tlsa_selector = c->tlsa_selector;
-		res->tlsa_mtype = c->tlsa_mtype;
-		res->dns_cached = c->dns_cached;
-		if (c->svc->cfg->role == ROLE_CLIENT) {
-			uint8_t u, s, m;
+	if (t->client && SSL_get0_dane_authority(ssl, NULL, NULL) >= 0) {
+		uint8_t u, s, m;
 
-			if (SSL_get0_dane_tlsa(ssl, &u, &s, &m, NULL, NULL) >= 0) {
-				res->tlsa_usage = u;
-				res->tlsa_selector = s;
-				res->tlsa_mtype = m;
-			}
+		res->auth = DANCE_AUTH_DANE;
+		snprintf(res->verified_name, sizeof(res->verified_name), "%s", t->peer_name);
+		if (SSL_get0_dane_tlsa(ssl, &u, &s, &m, NULL, NULL) >= 0) {
+			res->tlsa_usage = u;
+			res->tlsa_selector = s;
+			res->tlsa_mtype = m;
 		}
-	} else if (!cert || SSL_get_verify_mode(ssl) == SSL_VERIFY_NONE ||
-		   SSL_get_verify_result(ssl) != X509_V_OK || c->svc->cfg->verify == VERIFY_NONE) {
-		return;
-	} else {
+	} else if (cert && !dane_client(t) && SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE &&
+		   SSL_get_verify_result(ssl) == X509_V_OK && cfg->verify != VERIFY_NONE) {
 		res->auth = DANCE_AUTH_X509;
 	}
 	if (!cert)
@@ -509,7 +519,8 @@ void verify_identity(struct conn *c, struct dance_result *res)
  * verify_failure - why a handshake failed, in words for the operator
  * @status: set to -EACCES when the peer was not authenticated, else left alone
  *
- * Reads this thread's OpenSSL error queue; the caller clears it.
+ * Reads this thread's OpenSSL error queue; the caller clears it. The text lives in a
+ * per-thread buffer until the next call: copy it at once.
  */
 const char *verify_failure(SSL *ssl, const struct svc_config *cfg, int *status)
 {

@@ -6,15 +6,15 @@
  * with mallinfo2() (bytes in use, all arenas) around N SSLs held at once:
  *
  *   mid-handshake   the server's first flight is out, the client's second not in
- *   handshake done  what danced keeps while a DANE client's TLSA lookup runs
+ *   handshake done  the SSL once its handshake is complete
  *
- * each with OpenSSL's defaults (what danced does today) and with
- * SSL_MODE_RELEASE_BUFFERS, for danced's own SSL_CTX (built by config_load() and
- * state_new() from a generated danced.conf, so verification settings, callbacks and
- * ex_data are danced's) without client authentication, with X.509 client_auth and
- * with DANE. And the cost of one pending TLSA lookup: danced's cache entry plus
- * libunbound's state, with the resolver danced configures (dane_init()), against a
- * DNS server in this process that never answers.
+ * each with the modes danced's SSL_CTX sets and with SSL_MODE_RELEASE_BUFFERS added,
+ * for danced's own SSL_CTX (built by config_load() and state_new() from a generated
+ * danced.conf, so verification settings, callbacks and ex_data are danced's) without
+ * client authentication, with X.509 client_auth and with DANE. And the cost of one
+ * pending TLSA lookup: danced's cache entry plus libunbound's state, with the resolver
+ * danced configures (dane_init()), against a DNS server in this process that never
+ * answers.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -27,7 +27,6 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -245,19 +244,21 @@ static SSL_CTX *client_ctx(enum auth a)
 	return ctx;
 }
 
-/* One server SSL set up as handshake_start() does, on @c (its app data) and @e. */
-static SSL *server_ssl(struct state *st, struct conn *c, struct end *e, bool release)
+/* One server SSL set up as tls_begin() does (without the ULP), on @t and @e. */
+static SSL *server_ssl(struct state *st, struct tls *t, struct fail *f, struct end *e, bool release)
 {
 	SSL *s = SSL_new(st->svcs[0].ctx);
 
 	if (!s)
 		die("SSL_new");
-	c->st = st;
-	c->svc = &st->svcs[0];
-	c->svc_fixed = true;
+	t->ssl = s;
+	t->st = st;
+	t->svc = &st->svcs[0];
+	t->svc_fixed = true;
+	t->fail = f;
 	SSL_set_bio(s, end_bio(e), end_bio(e));
-	SSL_set_app_data(s, c);
-	if (ktls_conn_attach(&c->kc, s))
+	SSL_set_app_data(s, t);
+	if (ktls_conn_attach(&t->kc, s))
 		die("ktls_conn_attach");
 	if (release)
 		SSL_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
@@ -266,19 +267,20 @@ static SSL *server_ssl(struct state *st, struct conn *c, struct end *e, bool rel
 }
 
 /*
- * Heap per server SSL at a point of the handshake: N of them held at once. Conns and
- * transport ends come before the baseline: danced has those whatever OpenSSL keeps.
+ * Heap per server SSL at a point of the handshake: N of them held at once. The tls
+ * structs and transport ends come before the baseline: OpenSSL's part is what counts.
  */
 static long ssl_cost(struct state *st, SSL_CTX *cctx, bool done, bool release)
 {
-	struct conn *conns = calloc(n_ssl, sizeof(*conns));
+	struct tls *tlss = calloc(n_ssl, sizeof(*tlss));
+	struct fail *fails = calloc(n_ssl, sizeof(*fails));
 	struct end *se = calloc(n_ssl, sizeof(*se)), *ce = calloc(n_ssl, sizeof(*ce));
 	SSL **ss = calloc(n_ssl, sizeof(*ss)), *cl;
 	struct end hello = { 0 }, sink = { 0 };
 	unsigned int i, round;
 	long base, cost;
 
-	if (!conns || !se || !ce || !ss)
+	if (!tlss || !fails || !se || !ce || !ss)
 		die("out of memory");
 	/* A ClientHello to replay (mid-handshake): one real client's, like bench/inflight. */
 	cl = SSL_new(cctx);
@@ -294,7 +296,7 @@ static long ssl_cost(struct state *st, SSL_CTX *cctx, bool done, bool release)
 		if (!done) {
 			se[i].in = hello.own;
 			se[i].len = hello.len;
-			ss[i] = server_ssl(st, &conns[i], &se[i], release);
+			ss[i] = server_ssl(st, &tlss[i], &fails[i], &se[i], release);
 			if (SSL_do_handshake(ss[i]) != -1 ||
 			    SSL_get_error(ss[i], -1) != SSL_ERROR_WANT_READ)
 				die("the server did not wait for the client's second flight");
@@ -306,7 +308,7 @@ static long ssl_cost(struct state *st, SSL_CTX *cctx, bool done, bool release)
 		SSL_set_bio(cl, end_bio(&ce[i]), end_bio(&ce[i]));
 		SSL_set_connect_state(cl);
 		SSL_set_tlsext_host_name(cl, "localhost");
-		ss[i] = server_ssl(st, &conns[i], &se[i], release);
+		ss[i] = server_ssl(st, &tlss[i], &fails[i], &se[i], release);
 		for (round = 0; round < 8; round++) {
 			int a = SSL_do_handshake(cl), b = SSL_do_handshake(ss[i]);
 
@@ -327,7 +329,8 @@ static long ssl_cost(struct state *st, SSL_CTX *cctx, bool done, bool release)
 	for (i = 0; i < n_ssl; i++)
 		SSL_free(ss[i]);
 	free(hello.own);
-	free(conns);
+	free(tlss);
+	free(fails);
 	free(se);
 	free(ce);
 	free(ss);
@@ -438,34 +441,36 @@ static void settle(void)
 	}
 }
 
+static void dns_posted(struct dns_wait *w)
+{
+	(void)w; /* an answer: none is expected while this measures */
+}
+
 static void dns_cost(void)
 {
-	struct worker w = { 0 };
-	struct conn *conns = calloc(n_dns + 1, sizeof(*conns));
+	struct dns_wait *waits = calloc(n_dns + 1, sizeof(*waits));
 	struct state *st;
 	char err[256], name[64];
 	long base, rss0, heap, rss;
 	unsigned int i;
-	int ret;
 
+	if (!waits)
+		die("out of memory");
 	sink_start();
 	st = state_for(AUTH_DANE, sink.port);
 	if (dane_init(st->cfg, err, sizeof(err)))
 		die(err);
-	w.wake_fd = eventfd(0, EFD_CLOEXEC);
-	pthread_mutex_init(&w.mail_lock, NULL);
 	for (i = 0; i <= n_dns; i++)
-		conns[i].w = &w;
+		waits[i].post = dns_posted;
 	/* The first lookup starts libunbound's thread and its caches: not per lookup. */
-	if (dane_lookup(&conns[n_dns], "warm._device.demo.example") != -EINPROGRESS)
+	if (dane_lookup("warm._device.demo.example", &waits[n_dns]) != -EINPROGRESS)
 		die("the first TLSA lookup did not wait");
 	settle();
 	base = heap_in_use();
 	rss0 = rss_kb();
 	for (i = 0; i < n_dns; i++) {
 		snprintf(name, sizeof(name), "s%u._device.demo.example", i);
-		ret = dane_lookup(&conns[i], name);
-		if (ret != -EINPROGRESS)
+		if (dane_lookup(name, &waits[i]) != -EINPROGRESS)
 			die("a TLSA lookup did not wait");
 	}
 	settle();
@@ -548,16 +553,16 @@ int main(int argc, char **argv)
 
 	printf("connmem: %s, heap in use by mallinfo2() (all arenas), per socket\n",
 	       OpenSSL_version(OPENSSL_VERSION));
-	printf("  struct conn                 %6zu B (in %u + out %u buffers at offset %zu)\n",
-	       sizeof(struct conn), CONN_IN_SIZE, CONN_OUT_SIZE, offsetof(struct conn, in));
-	printf("  struct dance_result         %6zu B (header %zu + pending %u), from the\n"
-	       "                              handshake's end until the result is sent\n",
-	       sizeof(struct dance_result), (size_t)DANCE_RESULT_HDR_LEN, DANCE_PENDING_MAX);
-	printf("  struct tlsa_set in the conn %6zu B, struct ktls_conn %zu B\n",
-	       sizeof(struct tlsa_set), sizeof(struct ktls_conn));
+	printf("  struct conn                 %6zu B, of which struct tls %zu B; handshake\n"
+	       "                              buffers from a pool, %u B each way while in use\n",
+	       sizeof(struct conn), sizeof(struct tls), TLS_BUF_SIZE);
+	printf("  result                      %6zu B (header; pending plaintext apart)\n",
+	       (size_t)DANCE_RESULT_HDR_LEN);
+	printf("  struct dane_check in the conn %4zu B, struct ktls_conn %zu B\n",
+	       sizeof(struct dane_check), sizeof(struct ktls_conn));
 	printf("  OpenSSL per server SSL (%u held at once), bytes of heap:\n", n_ssl);
-	printf("    %-24s %14s %14s %14s %14s\n", "", "mid default", "mid release", "done default",
-	       "done release");
+	printf("    %-24s %14s %14s %14s %14s\n", "", "mid danced", "mid +release", "done danced",
+	       "done +release");
 	for (a = 0; a < AUTH_N; a++) {
 		struct state *st = state_for(a, 53);
 		SSL_CTX *cctx = client_ctx(a);
@@ -568,8 +573,8 @@ int main(int argc, char **argv)
 		SSL_CTX_free(cctx);
 		state_put(st);
 	}
-	printf("    (mid: after the server's first flight; done: handshake complete, what\n"
-	       "     danced holds through the DNS wait; release: SSL_MODE_RELEASE_BUFFERS)\n");
+	printf("    (mid: after the server's first flight; done: handshake complete; danced:\n"
+	       "     the modes danced's SSL_CTX sets; +release: SSL_MODE_RELEASE_BUFFERS too)\n");
 	dns_cost();
 	fflush(stdout);
 	/* libunbound's thread is still waiting for answers that never come. */

@@ -4,7 +4,7 @@
  * loopback TCP connections, the same one-byte ping-pong on each, in one run: before the
  * programs are attached; with them attached, on a port they do not protect; and on a
  * protected port, with an identity the rules allow (the full check: service, socket
- * storage, trie). Prints nanoseconds per send+recv pair and the ratios.
+ * storage, trie, with a DANE identity and a rule that admits DANE). Prints nanoseconds per send+recv pair and the ratios.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -88,8 +89,10 @@ int main(int argc, char **argv)
 	struct danced_rule_key k = { 0 };
 	struct danced_rule r = { .verdict = DANCED_VERDICT_ALLOW };
 	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
+	struct danced_service_key sk;
 	struct danced_bpf *skel;
 	double ns[3][BLOCKS], med[3];
+	struct stat st;
 	__u16 p;
 
 	for (i = 0; i < 3; i++)
@@ -103,12 +106,18 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
-	/* Connection 2's accepted socket is on a protected port, with an allowed name. */
+	/* Connection 2's accepted socket is on a protected service, with an allowed name. */
+	if (stat("/proc/self/ns/net", &st)) {
+		perror("policycost: /proc/self/ns/net");
+		return 1;
+	}
 	p = port[2];
 	strcpy(id.rname, "moc.elpmaxe.a.");
 	id.port = p;
-	danced_rule_key_init(&k, p, id.rname, true);
-	if (bpf_map_update_elem(bpf_map__fd(skel->maps.services), &p, &svc, BPF_ANY) ||
+	id.netns = st.st_ino;
+	sk = danced_service_key(st.st_ino, p);
+	danced_rule_key_init(&k, st.st_ino, p, id.rname, true);
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.services), &sk, &svc, BPF_ANY) ||
 	    bpf_map_update_elem(bpf_map__fd(skel->maps.rules), &k, &r, BPF_ANY) ||
 	    bpf_map_update_elem(bpf_map__fd(skel->maps.sk_ident), &b[2], &id, BPF_ANY)) {
 		perror("policycost: map update");

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * danced.bpf.c - the kernel's half of danced's policy: on a protected local port, data
- * I/O of a socket whose verified name the policy does not allow fails with EACCES.
+ * danced.bpf.c - the kernel's half of danced's policy: on a protected TCP service (a
+ * local port in one network namespace), data I/O of a socket whose verified name the
+ * policy does not allow fails with EACCES.
  *
  * danced writes each returned socket's identity into socket storage (by fd) and into
  * "identities" (by cookie, for bpftool). The LSM hooks on sendmsg and recvmsg check it
@@ -9,9 +10,12 @@
  * into a socket and io_uring all come through them. Reading a socket by splice(2) does
  * not (tcp_splice_read() has no hook), so file_permission covers reads by file: it runs
  * before read(2) and splice(2) reach the socket, and a refusal there is the only one
- * that call sees. danced's own handshake I/O is
- * exempt by its tgid, which it writes into agent_tgid at start. Everything is pinned,
- * so enforcement outlives danced: it fails closed while danced is down.
+ * that call sees.
+ *
+ * danced's own handshake I/O is exempt per socket: while danced holds a socket, its
+ * storage carries danced's token, and only danced's process (marked in "agent_task")
+ * passes, only while that token is the live one in "agent". Everything is pinned, so
+ * enforcement outlives danced: it fails closed while danced is down.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -41,7 +45,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, DANCED_BPF_SERVICES_MAX);
-	__type(key, __u16);
+	__type(key, struct danced_service_key);
 	__type(value, struct danced_service);
 } services SEC(".maps");
 
@@ -86,9 +90,7 @@ struct {
 	__type(value, __u8);
 } revoke SEC(".maps");
 
-extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
-
-/* danced's tgid; its own handshake I/O on protected ports must pass. */
+/* The live danced: its token (0 while it is down). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -96,17 +98,78 @@ struct {
 	__type(value, struct danced_agent);
 } agent SEC(".maps");
 
-static bool is_agent(void)
+/* danced's process, marked through a pidfd: a PID can be reused, a task cannot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct danced_agent_task);
+} agent_task SEC(".maps");
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
+
+/* The live token, or 0. */
+static __u64 live_token(void)
 {
 	struct danced_agent *a;
 	__u32 zero = 0;
 
 	a = bpf_map_lookup_elem(&agent, &zero);
-	return a && a->tgid && a->tgid == bpf_get_current_pid_tgid() >> 32;
+	return a ? a->token : 0;
 }
 
-static void report(struct sock *sk, const struct danced_ident *id, __u16 port, __u8 op, __u8 why,
-		   __u8 audit)
+/* Is @task one of the live danced's threads (io_uring's workers included)? */
+static bool is_danced(struct task_struct *task, __u64 token)
+{
+	struct danced_agent_task *t;
+
+	t = bpf_task_storage_get(&agent_task, task->group_leader, 0, 0);
+	return t && token && t->token == token;
+}
+
+static struct danced_service_key service_key(const struct sock_common *skc)
+{
+	struct danced_service_key k = {
+		.netns = skc->skc_net.net->ns.inum,
+		.port = skc->skc_num,
+	};
+
+	return k;
+}
+
+/*
+ * A socket danced holds, touched by danced itself: its handshake. The service it is
+ * for, and whether it is protected, go into the hold on the way: danced cannot read a
+ * namespace's inode number without privileges, and judges plaintext it read behind the
+ * handshake by them (with no map lookup at all when the service is not enforcing).
+ */
+static bool danced_handshake(struct sock *sk, struct danced_ident *id)
+{
+	const struct danced_service *svc;
+	struct danced_service_key key;
+	__u64 token = live_token();
+
+	if (!token || id->hold != token || !is_danced(bpf_get_current_task_btf(), token))
+		return false;
+	key = service_key(&sk->__sk_common);
+	svc = bpf_map_lookup_elem(&services, &key);
+	id->netns = key.netns;
+	id->port = key.port;
+	id->mode = svc ? svc->mode : 0;
+	return true;
+}
+
+/* A TCP service's socket (MPTCP too: its subflows are TCP); not UDP, not raw. */
+static bool is_tcp(const struct sock *sk)
+{
+	return (sk->__sk_common.skc_family == 2 /* AF_INET */ ||
+		sk->__sk_common.skc_family == 10 /* AF_INET6 */) &&
+	       sk->sk_type == SOCK_STREAM &&
+	       (sk->sk_protocol == IPPROTO_TCP || sk->sk_protocol == IPPROTO_MPTCP);
+}
+
+static void report(const struct danced_ident *id, const struct danced_service_key *sk, __u8 op,
+		   __u8 why, __u8 audit)
 {
 	struct danced_event *ev;
 	__u32 zero = 0;
@@ -117,13 +180,15 @@ static void report(struct sock *sk, const struct danced_ident *id, __u16 port, _
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->ts = bpf_ktime_get_ns();
 	ev->pid = bpf_get_current_pid_tgid() >> 32;
-	ev->port = port;
+	ev->netns = sk->netns;
+	ev->port = sk->port;
 	ev->op = op;
 	ev->why = why;
 	ev->audit = audit;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	if (id) {
+	if (id && !id->hold) {
 		ev->cookie = id->cookie;
+		ev->auth = id->auth;
 		__builtin_memcpy(ev->rname, id->rname, sizeof(ev->rname));
 	}
 	/* A full buffer loses the record, never the verdict. */
@@ -131,54 +196,63 @@ static void report(struct sock *sk, const struct danced_ident *id, __u16 port, _
 	bpf_ringbuf_output(&watch, ev, sizeof(*ev), 0);
 }
 
-/* The verdict for a verified identity on a service: the longest rule, else the default. */
-static __u8 verdict(const struct danced_ident *id, const struct danced_service *svc, __u16 port)
+/*
+ * Why a verified identity may not use a service (DANCED_WHY_*), or 0 when it may: the
+ * longest rule, else the service's default. A rule that allows the name but not the
+ * way it was proven refuses it; it never falls back to the default.
+ */
+static __u8 refusal(const struct danced_ident *id, const struct danced_service *svc,
+		    const struct danced_service_key *sk)
 {
 	struct danced_rule_key *k;
 	struct danced_rule *r;
 	__u32 zero = 0;
 
-	if (id->auth == DANCED_AUTH_NONE || !id->name_len)
-		return DANCED_VERDICT_DENY;
+	if (id->hold || id->auth == DANCED_AUTH_NONE)
+		return DANCED_WHY_NO_IDENTITY;
+	if (!id->name_len)
+		return DANCED_WHY_DENIED; /* verified, but no name a rule could allow */
 	k = bpf_map_lookup_elem(&scratch, &zero);
 	if (!k)
-		return DANCED_VERDICT_DENY;
-	k->prefixlen = 8 * sizeof(k->port) + 8 * sizeof(k->rname);
-	k->port = port;
+		return DANCED_WHY_DENIED;
+	k->prefixlen = 8 * (sizeof(k->netns) + sizeof(k->port) + sizeof(k->rname));
+	k->netns = sk->netns;
+	k->port = sk->port;
+	/* A name longer than a rule key can only match suffix rules: its '.' is cut off. */
 	__builtin_memcpy(k->rname, id->rname, sizeof(k->rname));
 	r = bpf_map_lookup_elem(&rules, k);
-	return r ? r->verdict : svc->dflt;
+	if (!r)
+		return svc->dflt == DANCED_VERDICT_ALLOW ? 0 : DANCED_WHY_DENIED;
+	if (r->verdict != DANCED_VERDICT_ALLOW)
+		return DANCED_WHY_DENIED;
+	return danced_proof_admits(r->proof, id->auth) ? 0 : DANCED_WHY_PROOF;
 }
 
 static int check(struct socket *sock, __u8 op)
 {
 	struct sock *sk = sock->sk;
 	const struct danced_service *svc;
+	struct danced_service_key key;
 	struct danced_ident *id;
-	__u16 port;
 	__u8 why;
 
-	if (!sk || (sk->__sk_common.skc_family != 2 /* AF_INET */ &&
-		    sk->__sk_common.skc_family != 10 /* AF_INET6 */))
+	if (!sk || !is_tcp(sk))
 		return 0;
-	port = sk->__sk_common.skc_num;
-	svc = bpf_map_lookup_elem(&services, &port);
+	id = bpf_sk_storage_get(&sk_ident, sk, 0, 0);
+	if (id && id->hold && danced_handshake(sk, id))
+		return 0;
+	key = service_key(&sk->__sk_common);
+	svc = bpf_map_lookup_elem(&services, &key);
 	if (!svc || !svc->mode)
 		return 0;
 	/* A service scoped to a cgroup: its subtree only, wherever the process sits in it. */
 	if (svc->cgroup_id &&
 	    bpf_get_current_ancestor_cgroup_id(svc->cgroup_level) != svc->cgroup_id)
 		return 0;
-	if (is_agent())
+	why = id ? refusal(id, svc, &key) : DANCED_WHY_NO_IDENTITY;
+	if (!why)
 		return 0;
-	id = bpf_sk_storage_get(&sk_ident, sk, 0, 0);
-	if (!id)
-		why = DANCED_WHY_NO_IDENTITY;
-	else if (verdict(id, svc, port) == DANCED_VERDICT_ALLOW)
-		return 0;
-	else
-		why = DANCED_WHY_DENIED;
-	report(sk, id, port, op, why, svc->mode == DANCED_MODE_AUDIT);
+	report(id, &key, op, why, svc->mode == DANCED_MODE_AUDIT);
 	return svc->mode == DANCED_MODE_AUDIT ? 0 : -EACCES;
 }
 
@@ -206,6 +280,24 @@ int BPF_PROG(danced_file_permission, struct file *file, int mask)
 }
 
 /*
+ * danced died (SIGKILL, a crash): its token goes when its main thread exits, which is
+ * before its PID can be given to anyone, so sockets it held stay shut for everybody.
+ * A clean stop zeroes it too.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(danced_exit, struct task_struct *p)
+{
+	struct danced_agent *a;
+	__u32 zero = 0;
+
+	a = bpf_map_lookup_elem(&agent, &zero);
+	if (p->pid != p->tgid || !a || !a->token || !is_danced(p, a->token))
+		return 0;
+	a->token = 0;
+	return 0;
+}
+
+/*
  * A socket's identity goes with it: socket storage is freed with the socket, and its
  * entry in "identities" when TCP closes it, so bpftool lists live sockets only.
  */
@@ -217,7 +309,7 @@ int BPF_PROG(danced_sock_state, const struct sock *sk, int oldstate, int newstat
 	if (newstate != 7 /* TCP_CLOSE */)
 		return 0;
 	id = bpf_sk_storage_get(&sk_ident, (struct sock *)sk, 0, 0);
-	if (id)
+	if (id && !id->hold)
 		bpf_map_delete_elem(&identities, &id->cookie);
 	return 0;
 }
@@ -226,16 +318,17 @@ int BPF_PROG(danced_sock_state, const struct sock *sk, int oldstate, int newstat
  * The sweep, run by reading its pinned iterator: every TCP socket with an identity that
  * is revoked by name, or that an enforcing service's rules now deny, is destroyed (its
  * owner's next call fails with ECONNABORTED, and the peer gets a reset). One line per
- * socket, "cookie name", so that the reader can count and report.
+ * socket, "cookie name", so that the reader can count and report. The iterator walks
+ * the network namespace it is read in: read it in each namespace to sweep them all.
  */
 SEC("iter/tcp")
 int danced_sweep(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 	const struct danced_service *svc;
+	struct danced_service_key key;
 	struct danced_ident *id;
 	struct tcp_sock *tp;
-	__u16 port;
 
 	if (!skc)
 		return 0;
@@ -243,13 +336,12 @@ int danced_sweep(struct bpf_iter__tcp *ctx)
 	if (!tp)
 		return 0;
 	id = bpf_sk_storage_get(&sk_ident, (struct sock *)tp, 0, 0);
-	if (!id)
+	if (!id || id->hold)
 		return 0;
 	if (!bpf_map_lookup_elem(&revoke, id->rname)) {
-		port = skc->skc_num;
-		svc = bpf_map_lookup_elem(&services, &port);
-		if (!svc || svc->mode != DANCED_MODE_ENFORCE ||
-		    verdict(id, svc, port) == DANCED_VERDICT_ALLOW)
+		key = service_key(skc);
+		svc = bpf_map_lookup_elem(&services, &key);
+		if (!svc || svc->mode != DANCED_MODE_ENFORCE || !refusal(id, svc, &key))
 			return 0;
 	}
 	if (bpf_sock_destroy(skc))

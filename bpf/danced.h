@@ -9,6 +9,7 @@
 #define DANCED_BPF_H
 
 #define DANCED_BPF_NAME_MAX 254 /* a DNS name in text (253) plus its terminator */
+#define DANCED_BPF_RULE_NAME_MAX 250 /* what an LPM trie key (256 bytes) leaves for a name */
 #define DANCED_BPF_SERVICES_MAX 256
 #define DANCED_BPF_RULES_MAX 65536
 #define DANCED_BPF_IDENTITIES_MAX 262144
@@ -19,25 +20,46 @@
 #define DANCED_AUTH_DANE 2
 
 /*
+ * A network namespace is named by its inode number, as `stat -L -c %i /proc/PID/ns/net`
+ * and `lsns -t net` show it: 4026531840 is usually the host's.
+ */
+
+/*
  * The identity of a socket danced returned: in socket storage for the hooks, and by
  * socket cookie in the "identities" map for people. rname is the verified name, lower
  * case, reversed character by character and terminated by a '.': "a.example.com"
  * becomes "moc.elpmaxe.a.", so that a rule for a suffix is a prefix of it (see
  * danced_rule_key).
+ *
+ * While danced handshakes on a socket, its socket storage holds @hold, danced's token
+ * (see danced_agent): that exempts danced's own I/O on it, and nobody else's. The
+ * programs then fill in netns, port and the service's mode as danced's I/O passes, for
+ * danced to read: it judges plaintext it read behind the handshake by them.
  */
 struct danced_ident {
 	__u64 cookie; /* SO_COOKIE, the key of "identities" */
+	__u64 hold; /* nonzero: danced holds the socket (socket storage only) */
 	__u32 auth; /* DANCED_AUTH_* */
+	__u32 netns; /* the socket's network namespace; 0: unknown */
 	__u16 tls_version; /* 0x0303, 0x0304 */
 	__u16 cipher; /* IANA cipher suite */
 	__u16 port; /* the local port (the service), host order */
 	__u8 name_len; /* bytes of rname before its terminating '.' */
-	__u8 pad;
-	__u32 pad2;
+	__u8 mode; /* while held: the service's DANCED_MODE_* when danced's I/O last passed */
 	char rname[256]; /* reversed name, '.', then zeros */
 };
 
-/* "services": a protected local port (host order, key __u16) -> how it is protected. */
+/*
+ * "services": a protected TCP service, a local port in one network namespace -> how
+ * it is protected. Only TCP (and MPTCP) sockets are judged: UDP on the same port
+ * number (QUIC), raw sockets and other namespaces are not the service.
+ */
+struct danced_service_key {
+	__u32 netns; /* inode number of the network namespace */
+	__u16 port; /* host order */
+	__u16 pad; /* zero */
+};
+
 #define DANCED_MODE_AUDIT 1 /* let everything through; record what enforce would refuse */
 #define DANCED_MODE_ENFORCE 2 /* refuse data I/O of sockets the policy does not allow */
 #define DANCED_VERDICT_DENY 0
@@ -45,43 +67,70 @@ struct danced_ident {
 
 struct danced_service {
 	__u8 mode; /* DANCED_MODE_* */
-	__u8 dflt; /* DANCED_VERDICT_* for a verified name no rule matches */
+	__u8 dflt; /* DANCED_VERDICT_* for a verified name no rule matches, any proof */
 	__u16 pad;
 	__u32 cgroup_level; /* depth of cgroup_id below the cgroup v2 root (which is 0) */
 	__u64 cgroup_id; /* 0: any process; else only processes in this cgroup v2 or below */
 };
 
 /*
- * "rules", an LPM trie: the longest match wins. The key is the port followed by the
- * reversed name; prefixlen counts bits of both:
- *   "a.example.com" exactly, on port 443: port 443, rname "moc.elpmaxe.a." and the
- *       zero byte after it, prefixlen = 8 * (2 + 14 + 1)
- *   "example.com" and everything under it: rname "moc.elpmaxe.", prefixlen = 8 * (2 + 12)
+ * "rules", an LPM trie: the longest match wins. A rule belongs to a service: the key is
+ * the service's namespace and port followed by the reversed name; prefixlen counts bits
+ * of all three:
+ *   "a.example.com" exactly: rname "moc.elpmaxe.a." and the zero byte after it,
+ *       prefixlen = 8 * (4 + 2 + 14 + 1)
+ *   "example.com" and everything under it: rname "moc.elpmaxe.", prefixlen = 8 * (4 + 2 + 12)
  * Labels end at the '.', so a rule for "_device.example.com" never matches
  * "x_device.example.com"; an exact rule for a domain is longer than the domain's suffix
- * rule, so it wins for that name.
+ * rule, so it wins for that name. Exact rules name at most 248 characters, suffix rules
+ * 249; a longer verified name can only match a suffix rule.
  */
 struct danced_rule_key {
 	__u32 prefixlen;
-	__u16 port; /* host order: every rule covers all 16 bits, so byte order is moot */
-	char rname[DANCED_BPF_NAME_MAX];
+	__u32 netns;
+	__u16 port; /* host order: every rule covers all of netns and port */
+	char rname[DANCED_BPF_RULE_NAME_MAX];
 };
+
+/*
+ * Which proofs of the name an allow rule admits. Zero, what a value of zeros says, is
+ * DANE: rules name DNS names, and a DNSSEC-validated TLSA record is what proves one to
+ * danced; a CA-issued certificate carrying the name is admitted only where the rule says
+ * x509 or any. A deny rule refuses its name however it was proven.
+ */
+#define DANCED_PROOF_DANE 0
+#define DANCED_PROOF_X509 1
+#define DANCED_PROOF_ANY 2
 
 struct danced_rule {
 	__u8 verdict; /* DANCED_VERDICT_* */
-	__u8 pad[7];
+	__u8 proof; /* DANCED_PROOF_* */
+	__u8 pad[6];
 };
 
-/* "agent", an array of one: the tgid whose I/O is danced's own handshakes, exempt. */
+/*
+ * "agent", an array of one: the live danced. token is a random nonzero number danced
+ * draws at start and zeroes when it stops; when it dies any other way, the program on
+ * process exit zeroes it. 0: danced is down, and nothing is exempt. pid is danced's
+ * PID as danced sees it, for people; the programs recognise danced by "agent_task",
+ * storage that belongs to danced's process itself, so a PID reused is nobody.
+ */
 struct danced_agent {
-	__u32 tgid;
+	__u64 token;
+	__u32 pid;
 	__u32 pad;
+};
+
+/* "agent_task", task storage of danced's thread-group leader: the token it runs with. */
+struct danced_agent_task {
+	__u64 token;
 };
 
 /*
  * "revoke", a hash of names (key: rname as in danced_ident, value: __u8 1): the sweep
  * (reading the pinned iterator "danced_sweep") destroys every live socket whose
- * identity is listed here, and every one on an enforcing port that the rules now deny.
+ * identity is listed here, and every one on an enforcing service that the rules now
+ * deny. The iterator sees the TCP sockets of the network namespace it is read in.
  */
 #define DANCED_BPF_REVOKE_MAX 1024
 
@@ -96,19 +145,32 @@ struct danced_agent {
 
 #define DANCED_WHY_NO_IDENTITY 1 /* no identity on a socket of a protected port */
 #define DANCED_WHY_DENIED 2 /* a rule (or the default) denies its name */
+#define DANCED_WHY_PROOF 3 /* the rule for its name does not admit how it was proven */
 
 struct danced_event {
 	__u64 cookie;
 	__u64 ts; /* CLOCK_MONOTONIC, ns: a follower skips what happened before it came */
 	__u32 pid;
+	__u32 netns;
 	__u16 port;
 	__u8 op; /* DANCED_EV_* */
 	__u8 why; /* DANCED_WHY_* */
 	__u8 audit; /* 1: audit mode let it through */
-	__u8 pad[7];
+	__u8 auth; /* DANCED_AUTH_*: how the name was proven */
+	__u8 pad[2];
 	char comm[16];
 	char rname[256];
 };
+
+/* Does an allow rule with @proof admit a name proven by @auth (DANCED_AUTH_*)? */
+static inline int danced_proof_admits(__u8 proof, __u32 auth)
+{
+	if (proof == DANCED_PROOF_ANY)
+		return auth == DANCED_AUTH_DANE || auth == DANCED_AUTH_X509;
+	if (proof == DANCED_PROOF_X509)
+		return auth == DANCED_AUTH_X509;
+	return proof == DANCED_PROOF_DANE && auth == DANCED_AUTH_DANE;
+}
 
 #ifndef __bpf__
 /* Userspace only: the stored forms, in one place for danced, dancectl and the bench. */
@@ -119,7 +181,7 @@ struct danced_event {
 
 /*
  * @name's first @n bytes as stored (see danced_ident): reversed, lower case, then '.',
- * zero-padded to @max. False, with @out all zeros, when it does not fit a rule key.
+ * zero-padded to @max. False, with @out all zeros, when it does not fit @max.
  */
 static inline bool danced_rname(const char *name, size_t n, char *out, size_t max)
 {
@@ -148,16 +210,30 @@ static inline void danced_fname(const char *rname, size_t rmax, char *out, size_
 	out[n] = '\0';
 }
 
-/* A rule's key: @rname exactly (with the zero after it), or it and all under it. */
-static inline void danced_rule_key_init(struct danced_rule_key *k, __u16 port, const char *rname,
-					bool exact)
+/*
+ * A rule's key: @rname exactly (with the zero after it), or it and all under it. False
+ * when the name is too long for a rule (see danced_rule_key).
+ */
+static inline bool danced_rule_key_init(struct danced_rule_key *k, __u32 netns, __u16 port,
+					const char *rname, bool exact)
 {
-	size_t n = strnlen(rname, sizeof(k->rname) - 1);
+	size_t n = strnlen(rname, DANCED_BPF_NAME_MAX);
 
 	memset(k, 0, sizeof(*k));
+	if (n + exact > sizeof(k->rname))
+		return false;
+	k->netns = netns;
 	k->port = port;
 	memcpy(k->rname, rname, n);
-	k->prefixlen = 8 * (sizeof(k->port) + n + exact);
+	k->prefixlen = 8 * (sizeof(k->netns) + sizeof(k->port) + n + exact);
+	return true;
+}
+
+static inline struct danced_service_key danced_service_key(__u32 netns, __u16 port)
+{
+	struct danced_service_key k = { .netns = netns, .port = port };
+
+	return k;
 }
 #endif
 

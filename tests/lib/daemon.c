@@ -96,12 +96,47 @@ int env_init(struct env *e)
 	return ret;
 }
 
+/*
+ * The sanitizer pass (tests/run-tests --san sets DANCED_SAN_DIR): a report that danced
+ * wrote to its stderr, the test's danced.log, is copied where run-tests looks after the
+ * test, so that it fails the test even when danced kept running or the test never
+ * looked at the log.
+ */
+static void san_collect(const struct env *e)
+{
+	static const char *const marks[] = { "runtime error:", "ERROR: AddressSanitizer",
+					     "ERROR: LeakSanitizer",
+					     "ERROR: UndefinedBehaviorSanitizer" };
+	const char *dir = getenv("DANCED_SAN_DIR");
+	char line[1024], path[256];
+	bool found = false;
+	FILE *in, *out;
+	size_t i;
+
+	if (!dir || !(in = fopen(e->log, "r")))
+		return;
+	while (!found && fgets(line, sizeof(line), in))
+		for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+			found |= strstr(line, marks[i]) != NULL;
+	if (found) {
+		snprintf(path, sizeof(path), "%s/danced.log.%d", dir, (int)getpid());
+		out = fopen(path, "a");
+		rewind(in);
+		while (out && fgets(line, sizeof(line), in))
+			fputs(line, out);
+		if (out)
+			fclose(out);
+	}
+	fclose(in);
+}
+
 void env_fini(struct env *e)
 {
 	char cmd[128];
 
 	if (e->pid > 0)
 		danced_stop(e, SIGKILL);
+	san_collect(e);
 	if (e->bpf_pin[0]) {
 		/* Unpinned, the programs detach once nothing else holds them. */
 		snprintf(cmd, sizeof(cmd), "rm -rf '/sys/fs/bpf/%s'", e->bpf_pin);
@@ -222,6 +257,35 @@ int danced_stop(struct env *e, int sig)
 	kill(e->pid, sig);
 	if (waitpid(e->pid, &status, 0) < 0)
 		return -errno;
+	e->pid = -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/**
+ * danced_wait - wait for danced to exit by itself (it is not signalled)
+ *
+ * Return: its exit status, or 128 + signal; -ETIMEDOUT when it is still running after
+ * @timeout_ms (it is left running, for env_fini() or danced_stop() to end).
+ */
+int danced_wait(struct env *e, int timeout_ms)
+{
+	struct timespec t0;
+	int status;
+	pid_t pid;
+
+	if (e->pid <= 0)
+		return -ESRCH;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		pid = waitpid(e->pid, &status, WNOHANG);
+		if (pid < 0)
+			return -errno;
+		if (pid == e->pid)
+			break;
+		if (ms_since(&t0) > timeout_ms)
+			return -ETIMEDOUT;
+		usleep(20000);
+	}
 	e->pid = -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -364,6 +428,35 @@ int tcp_connect(int port)
 		return ret;
 	}
 	return fd;
+}
+
+/*
+ * A connection to 127.0.0.1:@port from the loopback address @src (127.0.0.2, ...): the
+ * source address danced's per-address limits see. The local port is picked at connect
+ * time, so thousands of connections from one address do not exhaust bind(2)'s ports.
+ */
+int tcp_connect_from(const char *src, int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in from = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, ret;
+
+	if (fd < 0)
+		return -errno;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ret = -EINVAL;
+	if (inet_pton(AF_INET, src, &from.sin_addr) != 1)
+		goto out_close;
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		ret = -errno;
+		goto out_close;
+	}
+	return fd;
+out_close:
+	close(fd);
+	return ret;
 }
 
 /* A TCP port on 127.0.0.1 that was free a moment ago, for a server the test starts. */

@@ -32,6 +32,7 @@ void env_fini(struct env *e);
 int env_conf(struct env *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int danced_start(struct env *e);
 int danced_stop(struct env *e, int sig);
+int danced_wait(struct env *e, int timeout_ms);
 int danced_fds(const struct env *e);
 bool log_contains(const struct env *e, const char *needle);
 int run(char *const argv[], const void *in, size_t in_len, char *out, size_t out_max,
@@ -40,6 +41,7 @@ pid_t spawn(char *const argv[], const char *log_path);
 int wait_connectable(const char *unix_path, int port, int timeout_ms);
 int tcp_listen_any(int *port);
 int tcp_connect(int port);
+int tcp_connect_from(const char *src, int port);
 int free_port(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -45,9 +46,22 @@
 #define TCP_CONNS 32
 #define UDP_WAIT_MS 5000 /* a query knotd never answered is forgotten after this */
 #define TCP_IDLE_MS 30000
+#define MAX_HOLDS 16 /* names whose answers are held at once */
+#define UDP_HELD 256 /* answers held at once; more are passed on at once */
+#define HOLD_TICK_MS 10 /* how often the proxy looks at what it holds */
 
 struct dnsfix_counts {
 	int silent; /* the proxy takes queries and never answers */
+	/* Answers the proxy holds back: the test writes, the proxy reads, under the lock. */
+	pthread_mutex_t lock;
+	struct {
+		bool used;
+		bool any; /* every name */
+		char name[256];
+		long ms; /* how long; 0: until dnsfix_release() */
+	} holds[MAX_HOLDS];
+	unsigned int held; /* answers held right now (the proxy writes) */
+	unsigned int held_total; /* answers ever held */
 	unsigned int total;
 	unsigned int n; /* names[] in use; only the proxy appends */
 	unsigned int lost; /* queries for names that did not fit */
@@ -411,6 +425,44 @@ static const char *type_name(int t, char *buf)
 
 /* ---- the proxy -------------------------------------------------------------------- */
 
+/*
+ * Is an answer for @name to be held? Returns how long (ms; 0 means until released), or
+ * -1 if not. The longest of the matching rules wins.
+ */
+static long hold_ms(struct dnsfix_counts *c, const char *name)
+{
+	long ms = -1;
+	int i;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < MAX_HOLDS; i++) {
+		const char *rule = c->holds[i].name;
+		size_t nl = strlen(name), rl = strlen(rule);
+		bool under = rule[0] == '*' && rule[1] == '.' && nl > rl - 1 &&
+			     !strcmp(name + nl - (rl - 1), rule + 1);
+
+		if (!c->holds[i].used || (!c->holds[i].any && !under && strcmp(rule, name)))
+			continue;
+		if (!c->holds[i].ms)
+			ms = 0;
+		else if (ms && c->holds[i].ms > ms)
+			ms = c->holds[i].ms;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ms;
+}
+
+/* When an answer for @name held since @since goes out; LONG_MAX: not before released. */
+static long hold_until(struct dnsfix_counts *c, const char *name, long since)
+{
+	long ms = hold_ms(c, name);
+
+	return ms < 0 ? since : ms ? since + ms : LONG_MAX;
+}
+
+/* "2" in a second proxy's log lines ("udp2 name TYPE"): set in its child only. */
+static const char *proxy_tag = "";
+
 /* Count one query and log it to DIR/queries.log ("udp name TYPE"). */
 static void count(struct dnsfix_counts *c, int log, const char *proto, const unsigned char *m,
 		  size_t len)
@@ -435,7 +487,8 @@ static void count(struct dnsfix_counts *c, int log, const char *proto, const uns
 		__atomic_add_fetch(&c->names[i].n, 1, __ATOMIC_SEQ_CST);
 	else
 		__atomic_add_fetch(&c->lost, 1, __ATOMIC_SEQ_CST);
-	n = snprintf(line, sizeof(line), "%s %s %s\n", proto, name, type_name(qtype, tb));
+	n = snprintf(line, sizeof(line), "%s%s %s %s\n", proto, proxy_tag, name,
+		     type_name(qtype, tb));
 	if (write(log, line, n) < 0)
 		return; /* the counters are what tests use; the log is for people */
 }
@@ -483,9 +536,21 @@ struct tcp_conn {
 	unsigned char *buf; /* the client's bytes up to a whole message */
 	size_t len;
 	long deadline;
+	/* Answers on this connection wait while a query for hold_name is held. */
+	char hold_name[256];
+	long hold_since;
 };
 
-static void tcp_close(struct tcp_conn *t)
+/* An answer from knotd that waits before it goes to the client. */
+struct udp_held {
+	unsigned char *msg; /* NULL: free */
+	size_t len;
+	struct sockaddr_in to;
+	char name[256];
+	long since;
+};
+
+static void tcp_close(struct tcp_conn *t, struct dnsfix_counts *c)
 {
 	close(t->cfd);
 	if (t->kfd >= 0)
@@ -493,6 +558,76 @@ static void tcp_close(struct tcp_conn *t)
 	free(t->buf);
 	t->cfd = t->kfd = -1;
 	t->buf = NULL;
+	if (t->hold_name[0])
+		__atomic_sub_fetch(&c->held, 1, __ATOMIC_SEQ_CST);
+	t->hold_name[0] = '\0';
+}
+
+/* Does the connection still wait? Its hold ends with its time, or with the release. */
+static bool tcp_holding(struct tcp_conn *t, struct dnsfix_counts *c, long now)
+{
+	if (!t->hold_name[0])
+		return false;
+	if (now < hold_until(c, t->hold_name, t->hold_since))
+		return true;
+	t->hold_name[0] = '\0';
+	__atomic_sub_fetch(&c->held, 1, __ATOMIC_SEQ_CST);
+	return false;
+}
+
+/* A query on @t: if its answer is to be held, stop reading knotd's side until then. */
+static void tcp_hold(struct tcp_conn *t, struct dnsfix_counts *c, const unsigned char *m,
+		     size_t len)
+{
+	char name[256];
+	int qtype;
+
+	if (t->hold_name[0] || qname_of(m, len, name, sizeof(name), &qtype) || hold_ms(c, name) < 0)
+		return;
+	snprintf(t->hold_name, sizeof(t->hold_name), "%s", name);
+	t->hold_since = now_ms();
+	__atomic_add_fetch(&c->held, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&c->held_total, 1, __ATOMIC_SEQ_CST);
+}
+
+/* knotd's answer to a UDP query: to the client now, or held. */
+static void udp_answer(int ufd, struct udp_held *held, struct dnsfix_counts *c,
+		       const unsigned char *m, size_t len, const struct sockaddr_in *to)
+{
+	char name[256];
+	int qtype, i;
+
+	if (!qname_of(m, len, name, sizeof(name), &qtype) && hold_ms(c, name) >= 0) {
+		for (i = 0; i < UDP_HELD && held[i].msg; i++)
+			;
+		if (i < UDP_HELD && (held[i].msg = malloc(len))) {
+			memcpy(held[i].msg, m, len);
+			held[i].len = len;
+			held[i].to = *to;
+			held[i].since = now_ms();
+			snprintf(held[i].name, sizeof(held[i].name), "%s", name);
+			__atomic_add_fetch(&c->held, 1, __ATOMIC_SEQ_CST);
+			__atomic_add_fetch(&c->held_total, 1, __ATOMIC_SEQ_CST);
+			return;
+		}
+	}
+	sendto(ufd, m, len, 0, (const struct sockaddr *)to, sizeof(*to));
+}
+
+/* Send what is held no longer: its time is up, or its name was released. */
+static void udp_release(int ufd, struct udp_held *held, struct dnsfix_counts *c, long now)
+{
+	int i;
+
+	for (i = 0; i < UDP_HELD; i++) {
+		if (!held[i].msg || now < hold_until(c, held[i].name, held[i].since))
+			continue;
+		sendto(ufd, held[i].msg, held[i].len, 0, (struct sockaddr *)&held[i].to,
+		       sizeof(held[i].to));
+		free(held[i].msg);
+		held[i].msg = NULL;
+		__atomic_sub_fetch(&c->held, 1, __ATOMIC_SEQ_CST);
+	}
 }
 
 /* Whole messages from the client's buffer: count each, pass it on unless silent. */
@@ -504,6 +639,7 @@ static bool tcp_client_data(struct tcp_conn *t, struct dnsfix_counts *c, int log
 		if (t->len < 2 || t->len < 2 + mlen)
 			return true;
 		count(c, log, "tcp", t->buf + 2, mlen);
+		tcp_hold(t, c, t->buf + 2, mlen);
 		if (!__atomic_load_n(&c->silent, __ATOMIC_RELAXED) &&
 		    (t->kfd < 0 || !write_all(t->kfd, t->buf, 2 + mlen)))
 			return false;
@@ -526,13 +662,14 @@ static void tcp_accept(int lfd, struct tcp_conn *tcp, struct dnsfix_counts *c, i
 	}
 	tcp[i].cfd = fd;
 	tcp[i].len = 0;
+	tcp[i].hold_name[0] = '\0';
 	tcp[i].buf = malloc(2 + 65535);
 	tcp[i].deadline = now_ms() + TCP_IDLE_MS;
 	/* knotd down: drop the client, as the real server's port would have refused it */
 	tcp[i].kfd = __atomic_load_n(&c->silent, __ATOMIC_RELAXED) ? -1 :
 								     knot_socket(SOCK_STREAM, port);
 	if (!tcp[i].buf || (tcp[i].kfd < 0 && !__atomic_load_n(&c->silent, __ATOMIC_RELAXED)))
-		tcp_close(&tcp[i]);
+		tcp_close(&tcp[i], c);
 }
 
 static void udp_query(int lfd, struct udp_query *udp, struct dnsfix_counts *c, int log, int port)
@@ -570,6 +707,7 @@ proxy_run(int ufd, int tfd, struct dnsfix_counts *c, const char *log_path, int p
 {
 	struct udp_query udp[UDP_PENDING];
 	struct tcp_conn tcp[TCP_CONNS];
+	static struct udp_held held[UDP_HELD];
 	static unsigned char buf[65536];
 	int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), i;
 
@@ -597,14 +735,17 @@ proxy_run(int ufd, int tfd, struct dnsfix_counts *c, const char *log_path, int p
 				continue;
 			p[np] = (struct pollfd){ .fd = tcp[i].cfd, .events = POLLIN };
 			where[np++] = 1000 + i;
-			if (tcp[i].kfd >= 0) {
+			if (tcp[i].kfd >= 0 && !tcp_holding(&tcp[i], c, now_ms())) {
 				p[np] = (struct pollfd){ .fd = tcp[i].kfd, .events = POLLIN };
 				where[np++] = 2000 + i;
 			}
 		}
-		if (poll(p, np, 500) < 0 && errno != EINTR)
+		if (poll(p, np, __atomic_load_n(&c->held, __ATOMIC_SEQ_CST) ? HOLD_TICK_MS : 500) <
+			    0 &&
+		    errno != EINTR)
 			_exit(1);
 		now = now_ms();
+		udp_release(ufd, held, c, now);
 		for (i = 0; i < np; i++) {
 			int w = where[i];
 			ssize_t n;
@@ -619,8 +760,7 @@ proxy_run(int ufd, int tfd, struct dnsfix_counts *c, const char *log_path, int p
 				/* knotd's answer, or ECONNREFUSED: knotd is gone */
 				n = recv(udp[w].fd, buf, sizeof(buf), 0);
 				if (n > 0)
-					sendto(ufd, buf, n, 0, (struct sockaddr *)&udp[w].from,
-					       sizeof(udp[w].from));
+					udp_answer(ufd, held, c, buf, n, &udp[w].from);
 				close(udp[w].fd);
 				udp[w].fd = -1;
 			} else if (w < 2000) {
@@ -630,13 +770,13 @@ proxy_run(int ufd, int tfd, struct dnsfix_counts *c, const char *log_path, int p
 					continue;
 				n = read(t->cfd, t->buf + t->len, 2 + 65535 - t->len);
 				if (n <= 0) {
-					tcp_close(t);
+					tcp_close(t, c);
 					continue;
 				}
 				t->len += n;
 				t->deadline = now + TCP_IDLE_MS;
 				if (!tcp_client_data(t, c, log))
-					tcp_close(t);
+					tcp_close(t, c);
 			} else {
 				struct tcp_conn *t = &tcp[w - 2000];
 
@@ -644,7 +784,7 @@ proxy_run(int ufd, int tfd, struct dnsfix_counts *c, const char *log_path, int p
 					continue;
 				n = read(t->kfd, buf, sizeof(buf));
 				if (n <= 0 || !write_all(t->cfd, buf, n))
-					tcp_close(t);
+					tcp_close(t, c);
 				else
 					t->deadline = now + TCP_IDLE_MS;
 			}
@@ -656,7 +796,7 @@ proxy_run(int ufd, int tfd, struct dnsfix_counts *c, const char *log_path, int p
 			}
 		for (i = 0; i < TCP_CONNS; i++)
 			if (tcp[i].cfd >= 0 && now > tcp[i].deadline)
-				tcp_close(&tcp[i]);
+				tcp_close(&tcp[i], c);
 	}
 }
 
@@ -725,11 +865,56 @@ static int proxy_start(struct dnsfix *f, int ufd, int tfd)
 
 static void proxy_stop(struct dnsfix *f)
 {
+	if (f->proxy2 > 0) {
+		kill(f->proxy2, SIGKILL);
+		waitpid(f->proxy2, NULL, 0);
+	}
+	f->proxy2 = -1;
 	if (f->proxy <= 0)
 		return;
 	kill(f->proxy, SIGKILL);
 	waitpid(f->proxy, NULL, 0);
 	f->proxy = -1;
+}
+
+/**
+ * dnsfix_second_port - another proxy in front of the same knotd, on its own port
+ * @port: in: the port, 0 for any free one; out: the port
+ *
+ * For a second dns_stub (or a forwarder beside a stub): the same zones, counted with
+ * the first proxy's queries and held by the same rules; queries.log marks its lines
+ * "udp2" and "tcp2", so a test can tell which server a resolver asked. It stops with
+ * dnsfix_stop() and is not restarted.
+ *
+ * Return: 0, -EBUSY if there is one already, -ESRCH if the fixture is not running, or
+ * what binding the port returns.
+ */
+int dnsfix_second_port(struct dnsfix *f, int *port)
+{
+	pid_t parent = getpid();
+	char log_path[192];
+	int ufd, tfd, ret;
+
+	if (f->proxy <= 0)
+		return -ESRCH;
+	if (f->proxy2 > 0)
+		return -EBUSY;
+	ret = proxy_bind(port, &ufd, &tfd);
+	if (ret)
+		return ret;
+	path(log_path, sizeof(log_path), f, "queries.log");
+	f->proxy2 = fork();
+	if (!f->proxy2) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
+		proxy_tag = "2";
+		proxy_run(ufd, tfd, f->counts, log_path, f->port);
+	}
+	ret = f->proxy2 < 0 ? -errno : 0;
+	close(ufd);
+	close(tfd);
+	return ret;
 }
 
 /* ---- knotd ------------------------------------------------------------------------ */
@@ -917,7 +1102,7 @@ int dnsfix_start(struct dnsfix *f, const char *dir, int port, const struct dnsfi
 	char p[192];
 
 	memset(f, 0, sizeof(*f));
-	f->knotd = f->proxy = -1;
+	f->knotd = f->proxy = f->proxy2 = -1;
 	f->port = port;
 	if (snprintf(f->dir, sizeof(f->dir), "%s", dir) >= (int)sizeof(f->dir))
 		return -ENAMETOOLONG;
@@ -931,6 +1116,14 @@ int dnsfix_start(struct dnsfix *f, const char *dir, int port, const struct dnsfi
 	if (f->counts == MAP_FAILED) {
 		f->counts = NULL;
 		return -ENOMEM;
+	}
+	{
+		pthread_mutexattr_t a;
+
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+		pthread_mutex_init(&f->counts->lock, &a);
+		pthread_mutexattr_destroy(&a);
 	}
 	/* The port first: knotd listens on the same number on 127.0.0.2. */
 	ret = proxy_bind(&f->port, &ufd, &tfd);
@@ -1005,6 +1198,105 @@ void dnsfix_silence(struct dnsfix *f, bool on)
 		__atomic_store_n(&f->counts->silent, on, __ATOMIC_SEQ_CST);
 }
 
+/* @qname as the proxy keeps names: lower case, with the final dot. */
+static int norm_name(const char *qname, char *want, size_t max)
+{
+	size_t len = strlen(qname), i;
+
+	if (len + 2 > max)
+		return -ENAMETOOLONG;
+	for (i = 0; i < len; i++)
+		want[i] = tolower((unsigned char)qname[i]);
+	if (!len || want[len - 1] != '.')
+		want[len++] = '.';
+	want[len] = '\0';
+	return 0;
+}
+
+/**
+ * dnsfix_hold - hold the server's answers for @qname back for @ms milliseconds
+ * @qname: case and the final dot do not matter; "*.zone": every name under zone (not
+ *	    zone itself); NULL: every name
+ * @ms: how long each answer waits, from when knotd gave it; 0: until dnsfix_release()
+ *
+ * The query still reaches knotd at once and is counted; only the answer waits in the
+ * proxy (UDP: the datagram; TCP: everything on that connection after it), then goes to
+ * the address that asked, as a slow server's would. A resolver that gave up on the
+ * query in the meantime drops it and asks again (each retry is held too). Holding a
+ * name again replaces its time; answers already held keep theirs.
+ *
+ * Return: 0, -ENOSPC if 16 names are already held, -ESRCH if the fixture never started.
+ */
+int dnsfix_hold(struct dnsfix *f, const char *qname, unsigned int ms)
+{
+	struct dnsfix_counts *c = f->counts;
+	char want[256] = "";
+	int i, free_slot = -1, ret = 0;
+
+	if (!c)
+		return -ESRCH;
+	if (qname && norm_name(qname, want, sizeof(want)))
+		return -ENAMETOOLONG;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < MAX_HOLDS; i++) {
+		if (!c->holds[i].used) {
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (c->holds[i].any == !qname && !strcmp(c->holds[i].name, want))
+			break;
+	}
+	if (i == MAX_HOLDS)
+		i = free_slot;
+	if (i >= 0) {
+		c->holds[i].used = true;
+		c->holds[i].any = !qname;
+		strcpy(c->holds[i].name, want);
+		c->holds[i].ms = ms;
+	} else {
+		ret = -ENOSPC;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+/**
+ * dnsfix_release - stop holding @qname (NULL: every hold), and send what waits for it
+ *
+ * The answers held for the name go out within a few milliseconds, in the order they
+ * came from knotd. An answer held under another rule that still matches it (a hold of
+ * every name, say) keeps waiting.
+ */
+void dnsfix_release(struct dnsfix *f, const char *qname)
+{
+	struct dnsfix_counts *c = f->counts;
+	char want[256] = "";
+	int i;
+
+	if (!c || (qname && norm_name(qname, want, sizeof(want))))
+		return;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < MAX_HOLDS; i++)
+		if (c->holds[i].used &&
+		    (!qname || (!c->holds[i].any && !strcmp(c->holds[i].name, want))))
+			c->holds[i].used = false;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/**
+ * dnsfix_held - how many answers the proxy holds now (@ever: how many it ever held)
+ *
+ * A test that waits for this to become non-zero knows that the resolver's query reached
+ * the server and that its answer is waiting.
+ */
+int dnsfix_held(struct dnsfix *f, bool ever)
+{
+	if (!f->counts)
+		return -ESRCH;
+	return __atomic_load_n(ever ? &f->counts->held_total : &f->counts->held, __ATOMIC_SEQ_CST);
+}
+
 /* Stop what runs and unmap the counters; the directory stays, for the caller. */
 void dnsfix_fini(struct dnsfix *f)
 {
@@ -1030,20 +1322,13 @@ int dnsfix_queries(struct dnsfix *f, const char *qname)
 {
 	unsigned int i, n;
 	char want[256];
-	size_t len;
 
 	if (!f->counts)
 		return -ESRCH;
 	if (!qname)
 		return __atomic_load_n(&f->counts->total, __ATOMIC_SEQ_CST);
-	len = strlen(qname);
-	if (len + 2 > sizeof(want))
+	if (norm_name(qname, want, sizeof(want)))
 		return 0;
-	for (i = 0; i < len; i++)
-		want[i] = tolower((unsigned char)qname[i]);
-	if (!len || want[len - 1] != '.')
-		want[len++] = '.';
-	want[len] = '\0';
 	n = __atomic_load_n(&f->counts->n, __ATOMIC_ACQUIRE);
 	for (i = 0; i < n; i++)
 		if (!strcmp(f->counts->names[i].name, want))

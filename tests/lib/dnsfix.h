@@ -14,6 +14,10 @@
  * them f->stubs. Counting sees every message on the wire: unbound's qname minimisation
  * asks each ancestor for A first, a truncated UDP answer makes it ask again over TCP,
  * and it sends _ta-XXXX NULL queries (RFC 8145) after DNSKEY lookups.
+ *
+ * A slow server: dnsfix_hold() makes the proxy hold the answers for chosen names (or
+ * all) for a chosen time or until dnsfix_release(); dnsfix_held() says how many wait.
+ * Several servers: dnsfix_second_port() puts a second proxy in front of the same knotd.
  */
 #ifndef DANCED_TESTS_DNSFIX_H
 #define DANCED_TESTS_DNSFIX_H
@@ -57,7 +61,7 @@ struct dnsfix {
 	char trust_anchor[160];
 	/* Every zone: a resolver on another port than 53 must be told about each. */
 	struct dnsfix_stub stubs[DNSFIX_NZONES];
-	pid_t knotd, proxy;
+	pid_t knotd, proxy, proxy2; /* proxy2: dnsfix_second_port() */
 	struct dnsfix_counts *counts;
 };
 
@@ -65,6 +69,10 @@ int dnsfix_start(struct dnsfix *f, const char *dir, int port, const struct dnsfi
 int dnsfix_stop(struct dnsfix *f);
 int dnsfix_restart(struct dnsfix *f);
 void dnsfix_silence(struct dnsfix *f, bool on);
+int dnsfix_hold(struct dnsfix *f, const char *qname, unsigned int ms);
+void dnsfix_release(struct dnsfix *f, const char *qname);
+int dnsfix_held(struct dnsfix *f, bool ever);
+int dnsfix_second_port(struct dnsfix *f, int *port);
 void dnsfix_fini(struct dnsfix *f);
 int dnsfix_queries(struct dnsfix *f, const char *qname);
 void dnsfix_reset_counts(struct dnsfix *f);

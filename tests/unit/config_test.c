@@ -634,7 +634,8 @@ TEST(print_writes_every_key_with_its_resolved_value)
 	EXPECT_NE(NULL, strstr(printed, "\n[danced]\nsocket = /run/danced/danced.sock\n"
 					"socket_mode = 0660\nworkers = "))
 	TH_LOG("%s", printed);
-	EXPECT_NE(NULL, strstr(printed, "\nmax_handshakes = 4096\nhandshake_timeout = 10s\n"
+	EXPECT_NE(NULL, strstr(printed, "\nmax_handshakes = 4096\nsource_max_handshakes = 512\n"
+					"source_rate = 0\nhandshake_timeout = 10s\n"
 					"allow_uid = 0\n# allow_gid is not set"));
 	EXPECT_NE(NULL, strstr(printed, "\n# user is not set"));
 	EXPECT_NE(NULL, strstr(printed, "\nlog_level = info\n"));
@@ -644,7 +645,8 @@ TEST(print_writes_every_key_with_its_resolved_value)
 	EXPECT_NE(NULL, strstr(printed, "\nclient_auth = none\n"));
 	EXPECT_NE(NULL, strstr(printed, "\ndefault = yes\n"));
 	EXPECT_NE(NULL, strstr(printed, "\ntls_min = 1.2\ntls_max = 1.3\n# ciphersuites is not"));
-	EXPECT_NE(NULL, strstr(printed, "\nhandshake_timeout = 10s\n# listen is not set"));
+	EXPECT_NE(NULL, strstr(printed, "\nhandshake_timeout = 10s\nmax_handshakes = 4096\n"
+					"# listen is not set"));
 	EXPECT_NE(NULL, strstr(printed, "\nbacklog = 1024\n"));
 	EXPECT_EQ(NULL, strstr(printed, "verify ="));
 	EXPECT_NE(NULL,
@@ -2034,6 +2036,40 @@ TEST(survives_small_and_missing_error_buffers)
 	EXPECT_EQ(-ENOENT, config_load("/nonexistent", &cfg, NULL, 0));
 	EXPECT_EQ(0, load(_metadata, WWW, &cfg, NULL, 0));
 	config_free(cfg);
+}
+
+TEST(limits_default_to_shares_of_the_pool)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	/* One service: it may use the whole pool; a source an eighth of it. */
+	ASSERT_EQ(0,
+		  load(_metadata, "[danced]\nmax_handshakes = 800\n" WWW, &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(100U, cfg->source_max_handshakes);
+	EXPECT_EQ(0U, cfg->source_rate);
+	EXPECT_EQ(800U, cfg->svcs[0].max_handshakes);
+	config_free(cfg);
+	/* Several: each may use three quarters, so a flooded one leaves room. */
+	ASSERT_EQ(0,
+		  load(_metadata,
+		       "[danced]\nmax_handshakes = 800\nsource_rate = 50\n" WWW
+		       "[service b]\ncertificate = /etc/danced/www.pem\nkey = /etc/danced/www.key\n"
+		       "max_handshakes = 10\n",
+		       &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_EQ(600U, cfg->svcs[0].max_handshakes);
+	EXPECT_EQ(10U, cfg->svcs[1].max_handshakes);
+	EXPECT_EQ(50U, cfg->source_rate);
+	config_free(cfg);
+	/* Out of range: said so, with the range. */
+	EXPECT_EQ(-EINVAL, load(_metadata, "[danced]\nsource_max_handshakes = 0\n" WWW, &cfg, err,
+				sizeof(err)));
+	EXPECT_NE(NULL, strstr(err, "source_max_handshakes: 0 is out of range")) TH_LOG("%s", err);
+	EXPECT_EQ(-EINVAL,
+		  load(_metadata, "[danced]\nsource_rate = -1\n" WWW, &cfg, err, sizeof(err)));
+	EXPECT_NE(NULL, strstr(err, "source_rate: -1 is negative")) TH_LOG("%s", err);
 }
 
 DANCED_HARNESS_MAIN

@@ -742,13 +742,14 @@ TEST_F(dane, through_a_forwarder)
 TEST_F(dane, kernel_policy_holds_a_dane_client_the_rules_do_not_allow)
 {
 	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
-	struct danced_rule_key k = { .port = self->port };
 	struct danced_rule allow = { .verdict = DANCED_VERDICT_ALLOW }, deny = { 0 };
 	struct dclient c = CLIENT(.name = "_smtp-client.device1." Z, .cert = self->ee_cert,
 				  .key = self->ee_key);
+	struct danced_service_key sk = { .port = self->port };
 	struct dance_params p = { 0 };
+	struct danced_rule_key k;
 	char path[160], buf[8];
-	__u16 port = self->port;
+	struct stat st;
 	int fd, services, rules;
 
 	dance_close(self->d);
@@ -771,15 +772,15 @@ TEST_F(dane, kernel_policy_holds_a_dane_client_the_rules_do_not_allow)
 	rules = bpf_obj_get(path);
 	ASSERT_LE(0, services);
 	ASSERT_LE(0, rules);
-	/* Everything under the zone, except one name. */
-	ASSERT_EQ(0, bpf_map_update_elem(services, &port, &svc, BPF_ANY));
-	strcpy(k.rname, "elpmaxe.erutxif.");
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname));
+	/* Everything under the zone (a rule as zeros leave it: DANE), except one name. */
+	ASSERT_EQ(0, stat("/proc/self/ns/net", &st));
+	sk.netns = st.st_ino;
+	ASSERT_EQ(0, bpf_map_update_elem(services, &sk, &svc, BPF_ANY));
+	ASSERT_TRUE(danced_rule_key_init(&k, sk.netns, sk.port, "elpmaxe.erutxif.", false));
 	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
 	expect_dane_ok(_metadata, self, &c, "_smtp-client.device1." Z, 3, 1, 1);
-	memset(k.rname, 0, sizeof(k.rname));
-	strcpy(k.rname, "elpmaxe.erutxif.1ecived.tneilc-ptms_.");
-	k.prefixlen = 8 * (sizeof(k.port) + strlen(k.rname) + 1);
+	ASSERT_TRUE(danced_rule_key_init(&k, sk.netns, sk.port,
+					 "elpmaxe.erutxif.1ecived.tneilc-ptms_.", true));
 	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &deny, BPF_ANY));
 
 	/* DANE still says yes; the kernel says no, both ways, to a server that never checks. */
@@ -801,6 +802,37 @@ TEST_F(dane, kernel_policy_holds_a_dane_client_the_rules_do_not_allow)
 	usleep(500000);
 	EXPECT_TRUE(log_contains(&self->e, "policy: refused"));
 	EXPECT_TRUE(log_contains(&self->e, ": _smtp-client.device1." Z));
+
+	/*
+	 * A rule for X.509 certificates that carry the name does not admit its DANE proof;
+	 * any admits both.
+	 */
+	allow.proof = DANCED_PROOF_X509;
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
+	c = CLIENT(.name = "_smtp-client.device1." Z, .cert = self->ee_cert, .key = self->ee_key,
+		   .port = self->port);
+	pthread_create(&c.thread, NULL, dclient_main, &c);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth);
+	EXPECT_EQ(-1, send(fd, "pong", 4, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	close(fd);
+	pthread_join(c.thread, NULL);
+	usleep(500000);
+	EXPECT_TRUE(log_contains(&self->e, "(proven by dane, which its rule does not accept)"));
+	allow.proof = DANCED_PROOF_ANY;
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
+	c = CLIENT(.name = "_smtp-client.device1." Z, .cert = self->ee_cert, .key = self->ee_key,
+		   .port = self->port);
+	pthread_create(&c.thread, NULL, dclient_main, &c);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(4, send(fd, "pong", 4, MSG_NOSIGNAL));
+	close(fd);
+	pthread_join(c.thread, NULL);
 	close(services);
 	close(rules);
 }

@@ -808,16 +808,18 @@ static int run_client(const struct opts *o)
 	bool in_eof = false, peer_eof;
 	struct dance *d;
 	char buf[16384];
-	int fd, ret;
+	int fd = -1, ret, rc = 1;
 	ssize_t n;
 
-	fd = tcp_socket(o->connect, false);
-	if (fd < 0 || !res)
+	if (!res)
 		return 1;
+	fd = tcp_socket(o->connect, false);
+	if (fd < 0)
+		goto out_free;
 	ret = dance_open(o->handoff, &d);
 	if (ret) {
 		fprintf(stderr, "dance-echo: %s: %s\n", o->handoff, dance_strerror(ret));
-		return 1;
+		goto out_close;
 	}
 	p.peer_name = o->name;
 	p.service = o->service;
@@ -827,12 +829,13 @@ static int run_client(const struct opts *o)
 	dance_close(d);
 	print_result(stderr, 1, ret, res);
 	if (ret) {
-		if (res->flags & DANCE_RES_FD_KEPT)
-			close(fd);
-		return 1;
+		/* On failure libdance closed the socket, unless it never left us. */
+		if (!(res->flags & DANCE_RES_FD_KEPT))
+			fd = -1;
+		goto out_close;
 	}
 	if (write_all(STDOUT_FILENO, (char *)res->pending, res->pending_len))
-		return 1;
+		goto out_close;
 	peer_eof = res->flags & DANCE_RES_PEER_CLOSED;
 	while (!peer_eof) {
 		pfd[0] = (struct pollfd){ .fd = in_eof ? -1 : STDIN_FILENO, .events = POLLIN };
@@ -840,7 +843,7 @@ static int run_client(const struct opts *o)
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			return 1;
+			goto out_close;
 		}
 		if (pfd[0].revents) {
 			n = read(STDIN_FILENO, buf, sizeof(buf));
@@ -852,7 +855,7 @@ static int run_client(const struct opts *o)
 				dance_shutdown(fd);
 			} else if (write_all(fd, buf, n)) {
 				fprintf(stderr, "dance-echo: send: %s\n", strerror(errno));
-				return 1;
+				goto out_close;
 			}
 		}
 		if (pfd[1].revents) {
@@ -861,19 +864,23 @@ static int run_client(const struct opts *o)
 				continue;
 			if (n < 0) {
 				fprintf(stderr, "dance-echo: receive: %s\n", recv_error(errno));
-				return 1;
+				goto out_close;
 			}
 			if (!n)
 				peer_eof = true;
 			else if (write_all(STDOUT_FILENO, buf, n))
-				return 1;
+				goto out_close;
 		}
 	}
 	if (!in_eof)
 		dance_shutdown(fd);
-	close(fd);
+	rc = 0;
+out_close:
+	if (fd >= 0)
+		close(fd);
+out_free:
 	free(res);
-	return 0;
+	return rc;
 }
 
 /* ---- main ------------------------------------------------------------------------------ */
