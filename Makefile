@@ -45,6 +45,8 @@ EXAMPLE := $(B)/dance-echo
 DANCECTL := $(B)/dancectl
 HSRATE := $(B)/hsrate
 POLICYCOST := $(B)/policycost
+COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so
+COST_KERNEL ?= 6.12
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
 	admit_test dane_test)
@@ -55,9 +57,9 @@ ASAN_VM_BINS := $(addprefix $(B)/tests/vm/,$(filter $(basename $(notdir $(wildca
 	$(ASAN_VM_TESTS)))
 
 .SECONDARY:
-.PHONY: all asan asan-bins deps check unit unit-asan vm-check demo bench vm-shell vm-fetch format \
-	format-check clean
-all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+.PHONY: all asan asan-bins deps check unit unit-asan vm-check demo bench cost vm-shell vm-fetch \
+	format format-check clean
+all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(COST_BINS) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 # What the sanitizer pass needs, built in $(ASAN_B), staged under build/vm-root/asan.
 asan: all
@@ -118,6 +120,16 @@ $(HSRATE): $(B)/obj/bench/hsrate.o
 $(POLICYCOST): $(B)/obj/bench/policycost.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Memory and work per handshake (make cost, bench/README.md).
+$(B)/inflight: $(B)/obj/bench/inflight.o $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/connmem: $(B)/obj/bench/connmem.o $(B)/obj/tests/lib/pki.o $(AGENT_LIB) $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/malloc_count.so: bench/malloc_count.c
+	$(CC) $(filter-out -fPIE,$(CFLAGS)) -fPIC -shared -o $@ $<
+
 $(AGENT_LIB): $(AGENT_OBJS)
 	$(AR) rcs $@ $^
 
@@ -136,6 +148,7 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 
 # What the guest sees under /danced.
 $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) \
+		$(COST_BINS) bench/cost-guest \
 		tests/run-tests README.md \
 		tests/demo/guest \
 		tests/demo/mkcerts tests/demo/mkzone bench/guest
@@ -146,8 +159,11 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLIC
 	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
+	cp $(COST_BINS) $(VMROOT)/bin/
+	cp bench/cost-guest $(VMROOT)/bin/cost
 	printf '%s\n' /usr/bin/openssl /usr/bin/curl /usr/sbin/knotd /usr/sbin/keymgr \
 		/usr/bin/ldns-keygen /usr/bin/ldns-signzone /usr/bin/kdig /usr/sbin/bpftool \
+		/usr/bin/strace \
 		> $(VMROOT)/.host-bins
 	@touch $@
 
@@ -178,6 +194,11 @@ demo:
 bench:
 	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
 	bench/run $(BENCH_KERNEL)
+
+# Memory and work per handshake, in the VM on one kernel; see bench/README.md.
+cost:
+	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all
+	bench/cost $(COST_KERNEL)
 
 vm-shell: all
 	tests/vm/run --kernel $(KERNEL) --shell $(VMROOT)

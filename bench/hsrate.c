@@ -5,11 +5,13 @@
  * server closes, so a connection counts only when the server side finished its
  * handshake too. Prints connections per second and latency percentiles. With a client
  * certificate it answers CertificateRequests; with -D it also names itself in
- * dane_clientid (draft-ietf-dance-client-auth), for DANE client authentication.
+ * dane_clientid (draft-ietf-dance-client-auth), for DANE client authentication. With -N
+ * it makes exactly that many connections and stops, for counting work per handshake.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +47,12 @@ static double now(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hsrate -p PORT [-c CONCURRENCY] [-t SECONDS] [-n SERVERNAME] [-a CAFILE]\n"
-		"              [-C CERT -K KEY [-D DANE_NAME [-X CODEPOINT]]]\n"
+		"usage: hsrate -p PORT [-c CONCURRENCY] [-t SECONDS | -N COUNT] [-n SERVERNAME]\n"
+		"              [-a CAFILE] [-C CERT -K KEY [-D DANE_NAME [-X CODEPOINT]]]\n"
 		"Full TLS 1.3 handshakes plus one HTTP/1.1 request each, against\n"
-		"127.0.0.1:PORT, CONCURRENCY (default 16) at a time for SECONDS (default 5).\n"
+		"127.0.0.1:PORT, CONCURRENCY (default 16) at a time for SECONDS (default 5),\n"
+		"or until COUNT connections have ended (-N; errors count too; -t is then a\n"
+		"guard, default 600).\n"
 		"  -C, -K  a client certificate (PEM chain) and its key, sent when asked\n"
 		"  -D      send DANE_NAME in dane_clientid of the Certificate message\n"
 		"  -X      the dane_clientid codepoint (default 65282, danced's default)\n"
@@ -153,6 +157,8 @@ int main(int argc, char **argv)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET };
 	int port = 0, conc = 16, secs = 5, opt, ep, i, n, errors = 0;
+	long count = 0, opened = 0;
+	bool secs_given = false;
 	const char *name = "localhost", *ca = NULL, *cert = NULL, *key = NULL, *dane = NULL;
 	unsigned int codepoint = 65282;
 	struct epoll_event evs[256];
@@ -161,7 +167,7 @@ int main(int argc, char **argv)
 	struct slot *slots;
 	SSL_CTX *ctx;
 
-	while ((opt = getopt(argc, argv, "p:c:t:n:a:C:K:D:X:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:c:t:N:n:a:C:K:D:X:h")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = atoi(optarg);
@@ -171,6 +177,10 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			secs = atoi(optarg);
+			secs_given = true;
+			break;
+		case 'N':
+			count = atol(optarg);
 			break;
 		case 'n':
 			name = optarg;
@@ -198,7 +208,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (port <= 0 || conc <= 0 || secs <= 0 || !lat || !cert != !key ||
+	if (port <= 0 || conc <= 0 || secs <= 0 || count < 0 || !lat || !cert != !key ||
 	    (dane && (!cert || !*dane || strlen(dane) > 255)) || codepoint > 65535) {
 		usage(stderr);
 		return 2;
@@ -228,15 +238,19 @@ int main(int argc, char **argv)
 				       clientid_add, NULL, NULL, clientid_parse, NULL);
 	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (count && conc > count)
+		conc = count;
+	if (count && !secs_given)
+		secs = 600; /* only a guard against a server that stopped answering */
 	slots = calloc(conc, sizeof(*slots));
-	for (i = 0; i < conc; i++)
+	for (i = 0; i < conc; i++, opened++)
 		if (slot_open(&slots[i], ctx, ep, &addr, name)) {
 			perror("hsrate: connect");
 			return 1;
 		}
 	t0 = now();
 	t_end = t0 + secs;
-	while (now() < t_end) {
+	while (now() < t_end && (!count || (long)done + errors < count)) {
 		n = epoll_wait(ep, evs, 256, 100);
 		for (i = 0; i < n; i++) {
 			struct slot *s = evs[i].data.ptr;
@@ -249,6 +263,9 @@ int main(int argc, char **argv)
 			else if (r < 0)
 				errors++;
 			slot_close(s, ep);
+			if (count && opened == count)
+				continue;
+			opened++;
 			if (slot_open(s, ctx, ep, &addr, name)) {
 				perror("hsrate: connect");
 				return 1;
