@@ -155,6 +155,7 @@ struct tls {
 	const char *peer_name; /* client role: SNI and the name to verify */
 	const char *peer_alpn; /* client role: the request's ALPN offer, or "" */
 	uint8_t *in, *out; /* TLS_BUF_SIZE each, or NULL */
+	int in_bid; /* in is the ring's provided buffer number in_bid; -1: the pool's */
 	uint32_t in_off, in_len, out_off, out_len;
 	uint32_t want; /* V_READ: bytes wanted at most */
 	struct rec_track rt;
@@ -217,6 +218,7 @@ struct __attribute__((aligned(16))) conn {
 	int ops; /* ring operations in flight that carry this conn, and holds */
 	bool io_busy; /* a recv or send is in flight */
 	bool io_send; /* ... and it is a send */
+	bool io_select; /* ... a recv into a buffer the kernel picks when data comes */
 	bool deadline_armed; /* the deadline timeout is in the ring */
 	bool stopping; /* the deadline passed, or the channel died: end at the next step */
 	bool touched; /* TLS bytes moved: on failure, shut the connection down */
@@ -334,6 +336,9 @@ struct worker {
 	unsigned int n_free_conns;
 	void *free_io;
 	unsigned int n_free_io;
+	struct io_uring_buf_ring *br; /* receive buffers the kernel picks from, or NULL */
+	uint8_t *br_bufs;
+	unsigned int br_n;
 	void *free_results;
 	unsigned int n_free_results;
 	uint8_t *scratch; /* one TLS record of plaintext (handshake.c) */
@@ -399,6 +404,9 @@ void loop_stop(struct agent *a);
 struct io_uring_sqe *loop_sqe(struct worker *w);
 void loop_wake(struct worker *w);
 void loop_tick(struct worker *w);
+#define LOOP_BGID 0 /* the buffer group of a worker's receive buffers */
+uint8_t *loop_buf(struct worker *w, unsigned int bid);
+void loop_buf_return(struct worker *w, unsigned int bid);
 
 /* handoff.c: servers hand sockets in, results go back */
 int listen_unix(const char *path, unsigned int mode, int backlog);
@@ -436,7 +444,7 @@ void admit_release(struct admit_ticket *t);
 struct conn *conn_new(struct worker *w, int fd, struct state *st);
 void conn_start(struct conn *c, struct svc *svc, bool svc_fixed, unsigned int timeout_ms);
 void conn_refuse(struct conn *c, int status, const char *why);
-void conn_io_done(struct conn *c, int res);
+void conn_io_done(struct conn *c, int res, unsigned int flags);
 void conn_deadline_done(struct conn *c, int res);
 void conn_result_sent(struct conn *c, int res);
 void conn_cancel(struct conn *c, int status, const char *why);

@@ -137,6 +137,7 @@ struct conn *conn_new(struct worker *w, int fd, struct state *st)
 	c->st = st;
 	c->start_ns = now_ns();
 	c->ticket.service = -1;
+	c->tls.in_bid = -1;
 	c->dw.post = dns_post;
 	c->live_next = w->live;
 	if (w->live)
@@ -303,52 +304,86 @@ static void disarm_deadline(struct conn *c)
 	c->deadline_armed = false;
 }
 
-static void submit_io(struct conn *c, bool send)
+/* The receive buffer goes back where it came from: the ring's, or the pool's. */
+static void in_put(struct conn *c)
 {
 	struct tls *t = &c->tls;
-	struct io_uring_sqe *sqe = loop_sqe(c->w);
 
-	if (send)
+	if (!t->in)
+		return;
+	if (t->in_bid >= 0)
+		loop_buf_return(c->w, t->in_bid);
+	else
+		buf_put(c->w, t->in);
+	t->in = NULL;
+	t->in_bid = -1;
+	t->in_off = t->in_len = 0;
+}
+
+/*
+ * A recv or a send on the ring. A recv with nothing buffered lets the kernel pick a
+ * provided buffer when the data arrives (@own: bring our own, after the ring's ran out).
+ */
+static int submit_io(struct conn *c, bool send, bool own)
+{
+	struct tls *t = &c->tls;
+	struct io_uring_sqe *sqe;
+
+	c->io_select = false;
+	if (!send && !t->in && (own || !c->w->br)) {
+		t->in = buf_get(c->w);
+		if (!t->in)
+			return fail_set(&c->fail, -ENOMEM, "out of memory for handshake buffers");
+	}
+	sqe = loop_sqe(c->w);
+	if (send) {
 		io_uring_prep_send(sqe, c->fd, t->out + t->out_off, t->out_len - t->out_off,
 				   MSG_NOSIGNAL);
-	else
+	} else if (t->in) {
 		io_uring_prep_recv(sqe, c->fd, t->in + t->in_len, t->want, 0);
+	} else {
+		io_uring_prep_recv(sqe, c->fd, NULL, t->want, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = LOOP_BGID;
+		c->io_select = true;
+	}
 	io_uring_sqe_set_data64(sqe, op_data(c, OP_CONN_IO));
 	c->ops++;
 	c->io_busy = true;
 	c->io_send = send;
 	c->touched = true;
+	return 0;
 }
 
-/* Buffers the next step may use: input while bytes wait or a read may come, output always. */
+/* The output buffer the next step may write into. */
 static int bufs_take(struct conn *c)
 {
 	struct tls *t = &c->tls;
 
-	if (!t->in)
-		t->in = buf_get(c->w);
 	if (!t->out)
 		t->out = buf_get(c->w);
-	if (!t->in || !t->out)
+	if (!t->out)
 		return fail_set(&c->fail, -ENOMEM, "out of memory for handshake buffers");
 	return 0;
 }
 
-/* ... and back to the pool as soon as they hold nothing and no operation targets them. */
-static void bufs_release(struct conn *c, bool reading)
+/*
+ * Buffers go back as soon as they hold nothing and no operation in flight targets them:
+ * a handshake waiting for its peer holds none.
+ */
+static void bufs_release(struct conn *c)
 {
 	struct tls *t = &c->tls;
 
+	if (c->io_busy)
+		return;
 	if (t->out && t->out_len == t->out_off) {
 		buf_put(c->w, t->out);
 		t->out = NULL;
 		t->out_off = t->out_len = 0;
 	}
-	if (t->in && !reading && t->in_len == t->in_off) {
-		buf_put(c->w, t->in);
-		t->in = NULL;
-		t->in_off = t->in_len = 0;
-	}
+	if (t->in && t->in_len == t->in_off)
+		in_put(c);
 }
 
 /* ---- DNS waits --------------------------------------------------------------------- */
@@ -424,9 +459,9 @@ void mailbox_drain(struct worker *w)
 static void tls_release(struct conn *c)
 {
 	tls_end(&c->tls);
-	buf_put(c->w, c->tls.in);
+	in_put(c);
 	buf_put(c->w, c->tls.out);
-	c->tls.in = c->tls.out = NULL;
+	c->tls.out = NULL;
 }
 
 /*
@@ -758,19 +793,19 @@ static void conn_run(struct conn *c)
 		/* A stage's verdict: bytes to move, or the end. */
 		switch (v) {
 		case V_READ:
-			bufs_release(c, true);
-			submit_io(c, false);
-			return;
 		case V_WRITE:
-			bufs_release(c, false);
-			submit_io(c, true);
+			bufs_release(c); /* nothing in flight yet */
+			if (submit_io(c, v == V_WRITE, false)) {
+				conn_finish(c);
+				return;
+			}
 			return;
 		case V_FAIL:
 		default:
 			/* OpenSSL wrote its alert into our buffer: let the peer see why first. */
 			if (t->out && t->out_len > t->out_off) {
 				c->phase = PHASE_ALERT;
-				submit_io(c, true);
+				submit_io(c, true, false);
 				return;
 			}
 			conn_finish(c);
@@ -827,15 +862,27 @@ void conn_refuse(struct conn *c, int status, const char *why)
 	conn_finish(c);
 }
 
-/* The recv or send of a conn completed. */
-void conn_io_done(struct conn *c, int res)
+/* The recv or send of a conn completed; @flags say which provided buffer a recv used. */
+void conn_io_done(struct conn *c, int res, unsigned int flags)
 {
 	struct tls *t = &c->tls;
 
 	c->ops--;
 	c->io_busy = false;
+	if (!c->io_send && (flags & IORING_CQE_F_BUFFER)) {
+		/* Ours now, whatever the result: the kernel consumed it. */
+		t->in_bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		t->in = loop_buf(c->w, t->in_bid);
+		t->in_off = t->in_len = 0;
+	}
 	if (c->phase == PHASE_DONE)
 		goto out;
+	if (res == -ENOBUFS && c->io_select) {
+		/* The ring's buffers are all in use: this recv brings its own. */
+		if (submit_io(c, false, true))
+			conn_finish(c);
+		goto out;
+	}
 	if (res == -ECANCELED) {
 		/* conn_cancel() took it back: conn_run() says why the conn ends */
 	} else if (c->io_send) {
@@ -847,7 +894,8 @@ void conn_io_done(struct conn *c, int res)
 		}
 		t->out_off += res;
 		if (t->out_off < t->out_len && !c->stopping) {
-			submit_io(c, true);
+			if (submit_io(c, true, false))
+				conn_finish(c);
 			goto out;
 		}
 		t->out_off = t->out_len = 0;
@@ -863,6 +911,9 @@ void conn_io_done(struct conn *c, int res)
 		tls_received(t, res);
 	}
 	conn_run(c);
+	/* Whatever OpenSSL took from a provided buffer, the rest is not needed there. */
+	if (c->phase != PHASE_DONE)
+		bufs_release(c);
 out:
 	conn_put(c);
 }

@@ -14,11 +14,19 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 
 #include "agent.h"
 
 #define RING_ENTRIES 1024
 #define RING_CQ_MAX 65536 /* the kernel's limit */
+/*
+ * Receive buffers the kernel picks only when data arrives: a handshake that waits for
+ * its peer then holds none. Only completions not yet handled hold one (a buffer goes
+ * back as soon as OpenSSL has taken its bytes), so a few dozen serve thousands of
+ * handshakes; when they run out, a recv falls back to a buffer of its own.
+ */
+#define RECV_BUFS 128
 
 /*
  * Where preparations go once the ring is dead: callers need not check, nothing from it
@@ -33,6 +41,61 @@ static void ring_failed(struct worker *w, int err)
 	w->ring_dead = true;
 	log_err("worker %u: io_uring failed: %s; failing the %u connections it holds", w->index,
 		strerror(-err), w->n_live);
+}
+
+uint8_t *loop_buf(struct worker *w, unsigned int bid)
+{
+	return bid < w->br_n ? w->br_bufs + (size_t)bid * TLS_BUF_SIZE : NULL;
+}
+
+void loop_buf_return(struct worker *w, unsigned int bid)
+{
+	io_uring_buf_ring_add(w->br, loop_buf(w, bid), TLS_BUF_SIZE, bid,
+			      io_uring_buf_ring_mask(w->br_n), 0);
+	io_uring_buf_ring_advance(w->br, 1);
+}
+
+/* The provided receive buffers; without them (an old kernel), recvs bring their own. */
+static void bufs_init(struct worker *w)
+{
+	struct io_uring_buf_reg reg = { 0 };
+	size_t len = RECV_BUFS * sizeof(struct io_uring_buf);
+	unsigned int i;
+	void *ring;
+
+	ring = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	w->br_bufs = malloc((size_t)RECV_BUFS * TLS_BUF_SIZE);
+	if (ring == MAP_FAILED || !w->br_bufs)
+		goto fail;
+	reg.ring_addr = (unsigned long)ring;
+	reg.ring_entries = RECV_BUFS;
+	reg.bgid = LOOP_BGID;
+	if (io_uring_register_buf_ring(&w->ring, &reg, 0))
+		goto fail;
+	w->br = ring;
+	w->br_n = RECV_BUFS;
+	io_uring_buf_ring_init(w->br);
+	for (i = 0; i < RECV_BUFS; i++)
+		io_uring_buf_ring_add(w->br, loop_buf(w, i), TLS_BUF_SIZE, i,
+				      io_uring_buf_ring_mask(RECV_BUFS), i);
+	io_uring_buf_ring_advance(w->br, RECV_BUFS);
+	return;
+fail:
+	log_info("worker %u: no provided receive buffers; each recv brings its own", w->index);
+	if (ring != MAP_FAILED)
+		munmap(ring, len);
+	free(w->br_bufs);
+	w->br_bufs = NULL;
+}
+
+static void bufs_fini(struct worker *w)
+{
+	if (w->br)
+		munmap(w->br, RECV_BUFS * sizeof(struct io_uring_buf));
+	free(w->br_bufs);
+	w->br = NULL;
+	w->br_bufs = NULL;
+	w->br_n = 0;
 }
 
 static int ring_submit(struct worker *w)
@@ -122,7 +185,7 @@ static void handle_cqe(struct worker *w, uint64_t data, int res, unsigned int fl
 		handoff_recv_done(obj, res);
 		break;
 	case OP_CONN_IO:
-		conn_io_done(obj, res);
+		conn_io_done(obj, res, flags);
 		break;
 	case OP_CONN_DEADLINE:
 		conn_deadline_done(obj, res);
@@ -250,6 +313,8 @@ static int ring_init(struct worker *w, unsigned int max_handshakes)
 	}
 	if (ret)
 		log_err("worker %u: io_uring_queue_init: %s", w->index, strerror(-ret));
+	else
+		bufs_init(w);
 	return ret;
 }
 
@@ -286,6 +351,7 @@ int loop_init(struct agent *a)
 		if (w->wake_fd < 0) {
 			ret = -errno;
 			io_uring_queue_exit(&w->ring);
+			bufs_fini(w);
 			free(w->scratch);
 			goto fail;
 		}
@@ -293,6 +359,7 @@ int loop_init(struct agent *a)
 		if (ret) {
 			close(w->wake_fd);
 			io_uring_queue_exit(&w->ring);
+			bufs_fini(w);
 			free(w->scratch);
 			goto fail;
 		}
@@ -303,6 +370,7 @@ fail:
 		frontdoor_close(&a->workers[i]);
 		close(a->workers[i].wake_fd);
 		io_uring_queue_exit(&a->workers[i].ring);
+		bufs_fini(&a->workers[i]);
 		free(a->workers[i].scratch);
 	}
 	free(a->workers);
@@ -359,6 +427,7 @@ void loop_stop(struct agent *a)
 		close(w->wake_fd);
 		/* The kernel cancels what the ring still holds; conns it pointed to go after. */
 		io_uring_queue_exit(&w->ring);
+		bufs_fini(w);
 		conn_free_all(w);
 		conn_pool_fini(w);
 	}
