@@ -180,6 +180,8 @@ struct tls {
 struct dane_check {
 	X509 *leaf;
 	STACK_OF(X509) * chain; /* untrusted certificates the client sent after its leaf */
+	uint8_t *der; /* while waiting for DNS: leaf and chain as DER, one after another */
+	size_t der_len;
 	char name[DANCE_HOST_MAX]; /* the TLSA owner name, checked and lower case */
 };
 
@@ -331,7 +333,7 @@ struct worker {
 	uint64_t wake_buf;
 	struct conn *live; /* every conn this worker holds */
 	struct channel *channels; /* every channel this worker accepted */
-	unsigned int n_live;
+	unsigned int n_live, peak_live;
 	struct conn *free_conns;
 	unsigned int n_free_conns;
 	void *free_io;
@@ -482,8 +484,9 @@ int verify_ext_add(SSL_CTX *ctx, const struct config *cfg, bool server, char *er
 const char *verify_failure(SSL *ssl, const struct svc_config *cfg, int *status);
 void verify_identity(struct tls *t, struct dance_result *res);
 enum verdict verify_dane_begin(struct tls *t, struct dane_check *d, struct fail *f);
-int verify_dane_match(const struct state *st, const struct svc *svc, const struct dane_check *d,
+int verify_dane_match(const struct state *st, const struct svc *svc, struct dane_check *d,
 		      const struct tlsa_set *set, struct dance_result *res, struct fail *f);
+int verify_dane_pack(struct dane_check *d);
 void verify_dane_end(struct dane_check *d);
 
 /* dane.c: TLSA lookups, DNSSEC-validated */

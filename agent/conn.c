@@ -12,6 +12,7 @@
  * recycled per worker, up to a bound, so memory returns after a burst.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #define FREE_CONNS_MAX 64 /* per worker: recycled objects kept after a burst */
 #define FREE_BUFS_MAX 64
 #define FREE_RESULTS_MAX 64
+#define TRIM_AFTER 256 /* conns at once that make a burst worth trimming after */
 #define TLS_ALERT_HANDSHAKE_FAILURE 40
 #define TLS_ALERT_INTERNAL_ERROR 80
 
@@ -143,7 +145,8 @@ struct conn *conn_new(struct worker *w, int fd, struct state *st)
 	if (w->live)
 		w->live->live_prev = c;
 	w->live = c;
-	w->n_live++;
+	if (++w->n_live > w->peak_live)
+		w->peak_live = w->n_live;
 	return c;
 }
 
@@ -181,6 +184,14 @@ static void conn_free(struct conn *c)
 		w->n_free_conns++;
 	} else {
 		free(c);
+	}
+	/*
+	 * A burst is over: give its memory back to the system. glibc keeps freed memory in
+	 * the thread's arena otherwise, and RSS would stay at the burst's peak.
+	 */
+	if (!w->n_live && w->peak_live >= TRIM_AFTER) {
+		malloc_trim(0);
+		w->peak_live = 0;
 	}
 }
 
@@ -767,8 +778,10 @@ static void conn_run(struct conn *c)
 			/* V_LOOKUP: the client's TLSA, with kTLS installed and the SSL gone */
 			c->phase = PHASE_DANE;
 			ret = dns_ask(c, c->dane.name);
-			if (ret == -EINPROGRESS)
+			if (ret == -EINPROGRESS) {
+				verify_dane_pack(&c->dane); /* small while it waits */
 				return;
+			}
 			if (ret) {
 				conn_finish(c);
 				return;

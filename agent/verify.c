@@ -354,12 +354,70 @@ enum verdict verify_dane_begin(struct tls *t, struct dane_check *d, struct fail 
 	return V_LOOKUP;
 }
 
-void verify_dane_end(struct dane_check *d)
+/**
+ * verify_dane_pack - keep the client's chain as DER while its TLSA lookup is out
+ *
+ * A parsed certificate takes about 5 KB of heap, its DER a few hundred bytes; the wait
+ * can be long and many sockets may wait at once. An answer from the cache never waits,
+ * so the parsing again in verify_dane_match() is paid only beside a real DNS lookup.
+ *
+ * Return: 0, or -ENOMEM (the parsed chain is then kept, which works too).
+ */
+int verify_dane_pack(struct dane_check *d)
 {
+	int i, n = d->chain ? sk_X509_num(d->chain) : 0, len, total;
+	uint8_t *p;
+
+	total = i2d_X509(d->leaf, NULL);
+	for (i = 0; i < n && total > 0; i++) {
+		len = i2d_X509(sk_X509_value(d->chain, i), NULL);
+		total = len > 0 ? total + len : -1;
+	}
+	if (total <= 0 || !(d->der = malloc(total)))
+		return -ENOMEM;
+	p = d->der;
+	i2d_X509(d->leaf, &p);
+	for (i = 0; i < n; i++)
+		i2d_X509(sk_X509_value(d->chain, i), &p);
+	d->der_len = total;
 	X509_free(d->leaf);
 	sk_X509_pop_free(d->chain, X509_free);
 	d->leaf = NULL;
 	d->chain = NULL;
+	return 0;
+}
+
+/* The chain parsed again from its DER, when it was packed. */
+static int dane_unpack(struct dane_check *d)
+{
+	const uint8_t *p = d->der, *end = d->der + d->der_len;
+	X509 *x;
+
+	if (d->leaf || !d->der)
+		return 0;
+	d->leaf = d2i_X509(NULL, &p, end - p);
+	if (!d->leaf)
+		return -ENOMEM;
+	while (p < end) {
+		x = d2i_X509(NULL, &p, end - p);
+		if (!x || (!d->chain && !(d->chain = sk_X509_new_null())) ||
+		    !sk_X509_push(d->chain, x)) {
+			X509_free(x);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void verify_dane_end(struct dane_check *d)
+{
+	X509_free(d->leaf);
+	sk_X509_pop_free(d->chain, X509_free);
+	free(d->der);
+	d->leaf = NULL;
+	d->chain = NULL;
+	d->der = NULL;
+	d->der_len = 0;
 }
 
 /**
@@ -373,7 +431,7 @@ void verify_dane_end(struct dane_check *d)
  *
  * Return: 0, -EACCES (or the answer's status) with @f saying why, or -ENOMEM.
  */
-int verify_dane_match(const struct state *st, const struct svc *svc, const struct dane_check *d,
+int verify_dane_match(const struct state *st, const struct svc *svc, struct dane_check *d,
 		      const struct tlsa_set *set, struct dance_result *res, struct fail *f)
 {
 	const unsigned char *data;
@@ -387,6 +445,8 @@ int verify_dane_match(const struct state *st, const struct svc *svc, const struc
 
 	if (set->outcome != TLSA_SECURE)
 		return fail_set(f, set->status ?: -EACCES, "%s", set->why);
+	if (dane_unpack(d))
+		return fail_set(f, -ENOMEM, "out of memory for the client's chain");
 	ret = -ENOMEM;
 	v = SSL_new(st->dane_ctx);
 	if (!v || SSL_dane_enable(v, d->name) <= 0)
