@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,4 +468,46 @@ int free_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
+}
+
+/*
+ * Wait until the peer has ended every one of @fds (EOF or reset), reading whatever else
+ * comes; a hang guard of @timeout_ms for all together. Return: how many ended.
+ */
+int wait_all_closed(const int *fds, int n, int timeout_ms)
+{
+	struct pollfd *p = calloc(n, sizeof(*p));
+	bool *ended = calloc(n, sizeof(bool));
+	int i, k, left = n, ret;
+	struct timespec t0;
+	char buf[4096];
+	ssize_t got;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (left && ms_since(&t0) < timeout_ms) {
+		for (i = 0, k = 0; i < n; i++)
+			if (!ended[i]) {
+				p[k].fd = fds[i];
+				p[k++].events = POLLIN | POLLRDHUP;
+			}
+		if (poll(p, k, 200) <= 0)
+			continue;
+		for (i = 0, k = 0; i < n; i++) {
+			if (ended[i])
+				continue;
+			if (p[k++].revents) {
+				do
+					got = recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT);
+				while (got > 0);
+				if (got == 0 || errno != EAGAIN) {
+					ended[i] = true;
+					left--;
+				}
+			}
+		}
+	}
+	ret = n - left;
+	free(p);
+	free(ended);
+	return ret;
 }

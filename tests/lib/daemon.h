@@ -43,5 +43,6 @@ int tcp_listen_any(int *port);
 int tcp_connect(int port);
 int tcp_connect_from(const char *src, int port);
 int free_port(void);
+int wait_all_closed(const int *fds, int n, int timeout_ms);
 
 #endif

@@ -1038,47 +1038,6 @@ static void tally_one(struct tally *t, const struct dance_result *r)
 }
 
 /*
- * Wait until the peer has ended every one of @fds (EOF or reset), reading whatever else
- * comes; a hang guard of @timeout_ms for all together. Return: how many ended.
- */
-static int wait_all_closed(const int *fds, int n, int timeout_ms)
-{
-	struct pollfd *p = calloc(n, sizeof(*p));
-	bool *ended = calloc(n, sizeof(bool));
-	int i, k, left = n, ret;
-	long t0 = ms_now();
-	char buf[4096];
-	ssize_t got;
-
-	while (left && ms_now() - t0 < timeout_ms) {
-		for (i = 0, k = 0; i < n; i++)
-			if (!ended[i]) {
-				p[k].fd = fds[i];
-				p[k++].events = POLLIN | POLLRDHUP;
-			}
-		if (poll(p, k, 200) <= 0)
-			continue;
-		for (i = 0, k = 0; i < n; i++) {
-			if (ended[i])
-				continue;
-			if (p[k++].revents) {
-				do
-					got = recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT);
-				while (got > 0);
-				if (got == 0 || errno != EAGAIN) {
-					ended[i] = true;
-					left--;
-				}
-			}
-		}
-	}
-	ret = n - left;
-	free(p);
-	free(ended);
-	return ret;
-}
-
-/*
  * DANCED_DEBUG_RING_FAIL=40: the worker's 40th ring submission fails with -EIO while it
  * holds sockets (100 handed over at once, their clients then shaking hands one after the
  * other, so that the worker goes round its loop many times). Every socket it held gets

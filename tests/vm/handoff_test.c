@@ -76,47 +76,6 @@ static int raw_send(int ch, const void *msg, size_t len, int fd)
 	return sendmsg(ch, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-/*
- * Wait until the peer has ended every one of @fds (EOF or reset); a hang guard of
- * @timeout_ms for all together. Return: how many ended.
- */
-static int wait_all_closed(const int *fds, int n, int timeout_ms)
-{
-	struct pollfd *p = calloc(n, sizeof(*p));
-	bool *ended = calloc(n, sizeof(bool));
-	int i, k, left = n, ret;
-	long t0 = ms_now();
-	char buf[4096];
-	ssize_t got;
-
-	while (left && ms_now() - t0 < timeout_ms) {
-		for (i = 0, k = 0; i < n; i++)
-			if (!ended[i]) {
-				p[k].fd = fds[i];
-				p[k++].events = POLLIN | POLLRDHUP;
-			}
-		if (poll(p, k, 200) <= 0)
-			continue;
-		for (i = 0, k = 0; i < n; i++) {
-			if (ended[i])
-				continue;
-			if (p[k++].revents) {
-				do
-					got = recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT);
-				while (got > 0);
-				if (got == 0 || errno != EAGAIN) {
-					ended[i] = true;
-					left--;
-				}
-			}
-		}
-	}
-	ret = n - left;
-	free(p);
-	free(ended);
-	return ret;
-}
-
 /* danced's descriptor count, once it settles back to @want (hang guard: 10 s). */
 static int fds_settle(const struct env *e, int want)
 {
