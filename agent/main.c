@@ -374,21 +374,25 @@ int main(int argc, char **argv)
 			goto out_state;
 		}
 	}
-	ret = handoff_listen(&agent, st->cfg);
-	if (ret)
-		goto out_state;
+	/*
+	 * The handoff socket comes last: once a server can connect to it, the backend
+	 * sockets and listeners exist too (tests and supervisors wait for it alone).
+	 */
 	ret = frontdoor_init(&agent, st->cfg);
 	if (ret)
-		goto out_handoff;
+		goto out_state;
 	ret = loop_init(&agent);
 	if (ret)
-		goto out_handoff;
+		goto out_state;
+	ret = handoff_listen(&agent, st->cfg);
+	if (ret)
+		goto out_loop;
 	ret = drop_privileges(st->cfg);
 	if (ret)
-		goto out_loop;
+		goto out_handoff;
 	ret = loop_run(&agent);
 	if (ret)
-		goto out_loop;
+		goto out_handoff;
 	log_notice("danced %s: %u workers, handoff socket %s, %zu services", DANCED_VERSION,
 		   agent.n_workers, st->cfg->socket_path, st->cfg->n_svcs);
 	control_loop(path);
@@ -404,11 +408,11 @@ int main(int argc, char **argv)
 	else
 		log_notice("stopped");
 	return ret;
-out_loop:
-	loop_stop(&agent);
 out_handoff:
 	close(agent.handoff_fd);
 	unlink(st->cfg->socket_path);
+out_loop:
+	loop_stop(&agent);
 out_state:
 	state_put(st);
 	dane_fini();
