@@ -120,7 +120,6 @@ struct dns_wait {
 	bool waiting;
 	struct dns_wait *next;
 	void *entry;
-	void *res;
 };
 
 /* ---- one TLS session (handshake.c, verify.c) --------------------------------------- */

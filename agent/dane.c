@@ -447,7 +447,6 @@ int dane_lookup(const char *name, struct dns_wait *w)
 	w->next = e->waiters;
 	e->waiters = w;
 	w->entry = e;
-	w->res = r;
 	w->waiting = true;
 	ret = -EINPROGRESS;
 out:

@@ -10,7 +10,6 @@
  * accepting: the kernel's backlog is the backpressure, and nothing is dropped. A socket
  * that waited too long is given up only once no backend has unread credit for it.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,24 +40,6 @@ static int listen_tcp(const struct sockaddr_storage *ss, socklen_t len, unsigned
 		return ret;
 	}
 	return fd;
-}
-
-static const char *addr_str(const struct sockaddr_storage *ss, char *buf, size_t max)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const void *)ss;
-
-		inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
-		snprintf(buf, max, "[%s]:%u", host, ntohs(s->sin6_port));
-	} else {
-		const struct sockaddr_in *s = (const void *)ss;
-
-		inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host));
-		snprintf(buf, max, "%s:%u", host, ntohs(s->sin_port));
-	}
-	return buf;
 }
 
 /**
@@ -113,7 +94,7 @@ int frontdoor_listen(struct agent *a, struct worker *w)
 			fd = listen_tcp(&s->listen[j], s->listen_len[j], s->backlog);
 			if (fd < 0) {
 				log_err("[service %s]: cannot listen on %s: %s", s->name,
-					addr_str(&s->listen[j], buf, sizeof(buf)), strerror(-fd));
+					log_addr(&s->listen[j], buf, sizeof(buf)), strerror(-fd));
 				frontdoor_close(w);
 				return fd;
 			}

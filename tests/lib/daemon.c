@@ -511,3 +511,57 @@ int wait_all_closed(const int *fds, int n, int timeout_ms)
 	free(ended);
 	return ret;
 }
+
+long ms_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A handoff channel of our own, to send raw (and malformed) messages on. */
+int raw_channel(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.100s", path);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* One message of @len bytes (0 is a message too) with @nfds (at most 8) descriptors. */
+int send_raw(int ch, const void *msg, size_t len, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 8)] = { 0 };
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+
+	if (nfds > 8)
+		return -EINVAL;
+	if (nfds) {
+		m.msg_control = cbuf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	return sendmsg(ch, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* The same with one descriptor, or none when @fd is negative. */
+int send_raw_fd(int ch, const void *msg, size_t len, int fd)
+{
+	return send_raw(ch, msg, len, &fd, fd >= 0);
+}

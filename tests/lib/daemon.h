@@ -44,5 +44,9 @@ int tcp_connect(int port);
 int tcp_connect_from(const char *src, int port);
 int free_port(void);
 int wait_all_closed(const int *fds, int n, int timeout_ms);
+long ms_now(void);
+int raw_channel(const char *path);
+int send_raw(int ch, const void *msg, size_t len, const int *fds, int nfds);
+int send_raw_fd(int ch, const void *msg, size_t len, int fd);
 
 #endif

@@ -193,6 +193,10 @@ int peer_flush(SSL *ssl, int fd)
 	while ((n = pair_wire(ssl, buf, sizeof(buf)))) {
 		for (off = 0; off < n; off += w) {
 			w = send(fd, buf + off, n - off, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR) {
+				w = 0;
+				continue;
+			}
 			if (w < 0)
 				return -errno;
 		}
@@ -200,13 +204,18 @@ int peer_flush(SSL *ssl, int fd)
 	return 0;
 }
 
-/* Block until bytes arrive and hand them to the peer; 0 means the socket saw EOF. */
+/*
+ * Block until bytes arrive and hand them to the peer; 0 means the socket saw EOF. A
+ * signal does not end the wait: with SO_RCVTIMEO set, the kernel never restarts recv.
+ */
 int peer_fill(SSL *ssl, int fd)
 {
 	uint8_t buf[65536];
 	ssize_t n;
 
-	n = recv(fd, buf, sizeof(buf), 0);
+	do
+		n = recv(fd, buf, sizeof(buf), 0);
+	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
 	pair_feed(ssl, buf, n);

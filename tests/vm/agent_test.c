@@ -35,16 +35,6 @@
 
 #define BULK (16u << 20)
 
-/* ---- helpers -------------------------------------------------------------------- */
-
-static long ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* A TLS client context trusting the test CA, optionally with a client certificate. */
 static SSL_CTX *client_ctx(const struct env *e, const struct pair_suite *suite, const char *cert,
 			   const char *key)
@@ -797,26 +787,6 @@ TEST_F(robust, busy_beyond_max_handshakes)
 	free(r);
 }
 
-/* A raw handoff request, with the given descriptors attached. */
-static int send_raw(int ch, const void *msg, size_t len, const int *fds, int nfds)
-{
-	char cbuf[CMSG_SPACE(sizeof(int) * 8)] = { 0 };
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *cm;
-
-	if (nfds) {
-		m.msg_control = cbuf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	return sendmsg(ch, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 static int raw_result(int ch, struct dance_result *r)
 {
 	const char *why;
@@ -827,17 +797,6 @@ static int raw_result(int ch, struct dance_result *r)
 	if (dance_result_check(r, n, &why))
 		return -EBADMSG;
 	return 0;
-}
-
-static int raw_channel(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.100s", path);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)))
-		return -errno;
-	return fd;
 }
 
 TEST_F(robust, malformed_handoffs_each_get_their_own_status)

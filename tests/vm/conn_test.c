@@ -34,16 +34,6 @@
 #include "../lib/pair.h"
 #include "../../agent/lib/dance.h"
 
-/* ---- helpers -------------------------------------------------------------------- */
-
-static long ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Both ends of thousands of connections live in this process, and danced inherits it. */
 static int raise_nofile(rlim_t n)
 {
@@ -172,42 +162,6 @@ static int settle_front_door(int port, const int *fds, int n)
 	}
 }
 
-/* ---- raw handoff messages: every result the test must count, unfiltered ----------- */
-
-static int raw_channel(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.100s", path);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		int ret = -errno;
-
-		close(fd);
-		return ret;
-	}
-	return fd;
-}
-
-static int raw_send(int ch, const void *msg, size_t len, int fd)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *cm;
-
-	if (fd >= 0) {
-		m.msg_control = cbuf;
-		m.msg_controllen = sizeof(cbuf);
-		cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	return sendmsg(ch, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 static int raw_request(int ch, uint64_t id, const char *service, int fd)
 {
 	struct dance_request req;
@@ -216,7 +170,7 @@ static int raw_request(int ch, uint64_t id, const char *service, int fd)
 	dance_hdr_init(&req.hdr, DANCE_MSG_HANDSHAKE);
 	req.id = id;
 	snprintf(req.service, sizeof(req.service), "%s", service);
-	return raw_send(ch, &req, sizeof(req), fd);
+	return send_raw_fd(ch, &req, sizeof(req), fd);
 }
 
 /* One result, waiting up to @timeout_ms: 0, -EAGAIN, -ECONNRESET (EOF) or -EBADMSG. */
@@ -268,62 +222,6 @@ struct client {
 	pthread_t thread;
 };
 
-/*
- * pair.c's peer_fill(), peer_handshake() and peer_read(), but a recv that a signal
- * interrupts is retried: with SO_RCVTIMEO set, the kernel never restarts it.
- */
-static int fill(SSL *ssl, int fd)
-{
-	uint8_t buf[16384];
-	ssize_t n;
-
-	do
-		n = recv(fd, buf, sizeof(buf), 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	pair_feed(ssl, buf, n);
-	return n;
-}
-
-static int handshake(SSL *ssl, int fd, bool hold_last_flight)
-{
-	int ret;
-
-	for (;;) {
-		ret = SSL_do_handshake(ssl);
-		if (ret == 1)
-			return hold_last_flight ? 0 : peer_flush(ssl, fd);
-		if (SSL_get_error(ssl, ret) != SSL_ERROR_WANT_READ)
-			return -EPROTO;
-		ret = peer_flush(ssl, fd);
-		if (ret)
-			return ret;
-		ret = fill(ssl, fd);
-		if (ret <= 0)
-			return ret ? ret : -ECONNRESET;
-	}
-}
-
-static long tls_read(SSL *ssl, int fd, void *buf, size_t len)
-{
-	int ret, err;
-
-	for (;;) {
-		ret = SSL_read(ssl, buf, len);
-		if (ret > 0)
-			return ret;
-		err = SSL_get_error(ssl, ret);
-		if (err == SSL_ERROR_ZERO_RETURN)
-			return 0;
-		if (err != SSL_ERROR_WANT_READ)
-			return -EPROTO;
-		ret = fill(ssl, fd);
-		if (ret <= 0)
-			return ret;
-	}
-}
-
 /* Sleep for @ms whatever signals arrive meanwhile. */
 static void sleep_ms(long ms)
 {
@@ -371,9 +269,9 @@ static void *client_main(void *arg)
 	SSL_set_connect_state(c->ssl);
 	SSL_set_tlsext_host_name(c->ssl, "localhost");
 	SSL_set1_host(c->ssl, "localhost");
-	n = handshake(c->ssl, c->fd, c->hold);
+	n = peer_handshake(c->ssl, c->fd, c->hold);
 	if (n) {
-		/* handshake() reports EOF as -ECONNRESET: no alert either way. */
+		/* peer_handshake() reports EOF as -ECONNRESET: no alert either way. */
 		c->out = classify(c, n);
 		snprintf(c->err, sizeof(c->err), "handshake: %ld (%s)", n, pair_ssl_error());
 		goto out;
@@ -390,7 +288,7 @@ static void *client_main(void *arg)
 		snprintf(c->err, sizeof(c->err), "send: %ld", n);
 		goto out;
 	}
-	n = tls_read(c->ssl, c->fd, buf, sizeof(buf));
+	n = peer_read(c->ssl, c->fd, buf, sizeof(buf));
 	if (n == 4 && !memcmp(buf, "pong", 4)) {
 		c->out = OUT_WORKS;
 	} else {
@@ -1243,7 +1141,7 @@ static int send_ready(int ch, uint32_t n)
 	memset(&rd, 0, sizeof(rd));
 	dance_hdr_init(&rd.hdr, DANCE_MSG_READY);
 	rd.n = n;
-	return raw_send(ch, &rd, sizeof(rd), -1);
+	return send_raw_fd(ch, &rd, sizeof(rd), -1);
 }
 
 /* "us=N" of one log line, or -1. */

@@ -37,14 +37,6 @@
 #define REQ_CLIENT_AUTH 80
 #define Z "fixture.example"
 
-static long ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static X509 *load_cert(const char *path)
 {
 	FILE *f = fopen(path, "r");

@@ -46,14 +46,6 @@
  */
 #define HOLD_MS 450
 
-static long ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static X509 *load_cert(const char *path)
 {
 	FILE *f = fopen(path, "r");

@@ -33,49 +33,6 @@
 #include "../lib/pair.h"
 #include "../../agent/lib/dance.h"
 
-static long ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int raw_channel(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.100s", path);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		int ret = -errno;
-
-		close(fd);
-		return ret;
-	}
-	return fd;
-}
-
-/* One message of @len bytes (0 is a message too) with @fd attached. */
-static int raw_send(int ch, const void *msg, size_t len, int fd)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *cm;
-
-	if (fd >= 0) {
-		m.msg_control = cbuf;
-		m.msg_controllen = sizeof(cbuf);
-		cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	return sendmsg(ch, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 /* danced's descriptor count, once it settles back to @want (hang guard: 10 s). */
 static int fds_settle(const struct env *e, int want)
 {
@@ -200,15 +157,15 @@ TEST_F_TIMEOUT(stray, every_socket_received_is_closed, 120)
 		ASSERT_LE(0, ch);
 		req.id = i + 1;
 		if (variant->kind == REQUEST_THEN_CLOSE) {
-			ret = raw_send(ch, &req, sizeof(req), fd);
+			ret = send_raw_fd(ch, &req, sizeof(req), fd);
 		} else {
-			ret = raw_send(ch, "", 0, fd);
+			ret = send_raw_fd(ch, "", 0, fd);
 			if (ret == -EPIPE || ret == -ECONNRESET) {
 				/* danced ended the channel after an earlier message: a new one. */
 				close(ch);
 				ch = raw_channel(path);
 				ASSERT_LE(0, ch);
-				ret = raw_send(ch, "", 0, fd);
+				ret = send_raw_fd(ch, "", 0, fd);
 			}
 		}
 		ASSERT_EQ(0, ret) TH_LOG("message %d: %s", i, strerror(-ret));
