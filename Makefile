@@ -7,6 +7,21 @@
 
 B := build
 CACHE ?= $(or $(DANCED_CACHE),$(HOME)/.cache/danced)
+
+# Our users run Debian 13 (OpenSSL 3.5, liburing 2.9, libbpf 1.5, gcc 14), so build/ is
+# built against it: natively on a Debian 13 machine, else inside the Debian 13 root that
+# `make deps` puts in the cache (tests/vm/mkroot), entered by tests/vm/inroot. That same
+# root is the VM guest's userland. A Debian 12 machine also builds danced and the unit
+# tests against its own OpenSSL 3.0 into build/host, and runs those unit tests, so that
+# danced keeps building there (features that need OpenSSL 3.2 compiled out).
+HOST_SUITE := $(shell . /etc/os-release 2>/dev/null; echo $$VERSION_CODENAME)
+ifneq ($(DANCED_IN_ROOT)$(filter trixie,$(HOST_SUITE)),)
+INROOT :=
+HOST_B ?= $(B)
+else
+INROOT := tests/vm/inroot
+HOST_B ?= build/host
+endif
 KSFT_DIR ?= $(CACHE)/kselftest
 KERNELS := $(shell awk '$$1 == "kernel" { print $$2 }' tests/vm/kernels 2>/dev/null)
 KERNEL ?= $(firstword $(KERNELS))
@@ -57,12 +72,33 @@ ASAN_VM_BINS := $(addprefix $(B)/tests/vm/,$(filter $(basename $(notdir $(wildca
 	$(ASAN_VM_TESTS)))
 
 .SECONDARY:
-.PHONY: all asan asan-bins deps check unit unit-asan vm-check demo bench cost vm-shell vm-fetch \
-	format format-check clean
-all: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(COST_BINS) $(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+.PHONY: all bins host-bins unit-bins asan asan-stage asan-bins host-asan deps check unit unit-asan \
+	vm-check demo bench cost vm-shell vm-fetch format format-check clean
+all:
+	@$(INROOT) $(MAKE) --no-print-directory bins
+ifneq ($(INROOT),)
+	@$(MAKE) --no-print-directory B=$(HOST_B) host-bins
+endif
 
-# What the sanitizer pass needs, built in $(ASAN_B), staged under build/vm-root/asan.
+# Everything, against Debian 13's libraries (in the root on a Debian 12 machine).
+bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(COST_BINS) \
+	$(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+
+# Against this machine's own libraries: what a Debian 12 machine still builds and tests.
+host-bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(UNIT_TESTS)
+
+# What the sanitizer pass needs, built in $(ASAN_B), staged under build/vm-root/asan; and
+# the host's unit tests under the sanitizers, in $(HOST_B)/asan.
 asan: all
+	@$(INROOT) $(MAKE) --no-print-directory asan-stage
+	@$(MAKE) --no-print-directory host-asan
+
+host-asan:
+	@$(MAKE) --no-print-directory B=$(HOST_B)/asan SANITIZE=1 unit-bins
+
+unit-bins: $(UNIT_TESTS)
+
+asan-stage:
 	@$(MAKE) --no-print-directory B=$(ASAN_B) SANITIZE=1 asan-bins
 	@rm -rf $(VMROOT)/asan && mkdir -p $(VMROOT)/asan/tests/vm/bin $(VMROOT)/asan/bin
 	cp $(ASAN_B)/danced $(ASAN_B)/dance-echo $(DANCECTL) $(VMROOT)/asan/bin/
@@ -161,26 +197,22 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLIC
 	cp bench/guest $(VMROOT)/bin/bench
 	cp $(COST_BINS) $(VMROOT)/bin/
 	cp bench/cost-guest $(VMROOT)/bin/cost
-	printf '%s\n' /usr/bin/openssl /usr/bin/curl /usr/sbin/knotd /usr/sbin/keymgr \
-		/usr/bin/ldns-keygen /usr/bin/ldns-signzone /usr/bin/kdig /usr/sbin/bpftool \
-		/usr/bin/strace \
-		> $(VMROOT)/.host-bins
 	@touch $@
 
 deps:
 	.ci/deps
 
-unit: $(UNIT_TESTS)
-	tests/run-tests --prefix host $(UNIT_TESTS)
+# The unit tests run on this machine, against its own libraries.
+unit: all
+	tests/run-tests --prefix host $(HOST_B)/tests/unit/*
 
-unit-asan:
-	@$(MAKE) --no-print-directory B=$(ASAN_B) SANITIZE=1 asan-bins
-	tests/run-tests --san $(ASAN_B)/reports --prefix host-asan $(ASAN_B)/tests/unit/*
+unit-asan: all host-asan
+	tests/run-tests --san $(HOST_B)/asan/reports --prefix host-asan $(HOST_B)/asan/tests/unit/*
 
 # These work on a fresh machine: deps first (a no-op when all is there), then the build.
 check:
 	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all asan
-	tests/check --asan $(ASAN_KERNEL) $(KERNELS)
+	tests/check --host-build $(HOST_B) --asan $(ASAN_KERNEL) $(KERNELS)
 
 vm-check:
 	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory all asan

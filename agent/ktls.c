@@ -728,9 +728,14 @@ int ktls_install(struct ktls_conn *kc, SSL *ssl, int fd, const char **why)
 	ret = ktls_crypto_info(kc, ssl, KTLS_TX, &tx, &tx_len, why);
 	if (ret)
 		goto out;
+	/*
+	 * After close_notify nothing counts (RFC 8446 6.1): OpenSSL 3.5's record layer still
+	 * reports the spent alert record as pending then, and nothing would be lost.
+	 */
 	ret = -EPROTO;
 	*why = "the TLS library holds received bytes past the handshake; they would be lost";
-	if (SSL_has_pending(ssl) || (rbio && BIO_pending(rbio) > 0))
+	if (!(SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN) &&
+	    (SSL_has_pending(ssl) || (rbio && BIO_pending(rbio) > 0)))
 		goto out;
 
 	if (!kc->ulp && ktls_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls"))) {
