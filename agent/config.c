@@ -1473,6 +1473,7 @@ enum {
 	SK_TLS_MAX,
 	SK_CIPHERSUITES,
 	SK_CIPHERS,
+	SK_GROUPS,
 	SK_HANDSHAKE_TIMEOUT,
 	SK_MAX_HANDSHAKES,
 	SK_LISTEN,
@@ -1516,6 +1517,10 @@ static const struct cfg_key cfg_svc_keys[SK_COUNT] = {
 			      .unset = "every TLS 1.3 suite kTLS can carry" },
 	[SK_CIPHERS] = { "ciphers", cfg_parse_string, cfg_print_string, SOFF(ciphers),
 			 .roles = BOTH, .unset = "every TLS 1.2 cipher kTLS can carry" },
+	[SK_GROUPS] = { "groups", cfg_parse_string, cfg_print_string, SOFF(groups),
+			.roles = BOTH,
+			.unset = "OpenSSL's default (3.5: X25519MLKEM768 first, hybrid "
+				 "post-quantum)" },
 	[SK_HANDSHAKE_TIMEOUT] = { "handshake_timeout", cfg_parse_duration, cfg_print_duration,
 				   SOFF(handshake_timeout_ms), 1, CFG_DURATION_MAX, .roles = BOTH },
 	[SK_MAX_HANDSHAKES] = { "max_handshakes", cfg_parse_uint, cfg_print_uint,
@@ -2337,6 +2342,7 @@ void config_free(struct config *cfg)
 			free(svc->server_names[j]);
 		free(svc->ciphersuites);
 		free(svc->ciphers);
+		free(svc->groups);
 		free(svc->backend_socket);
 		for (j = 0; j < svc->n_dane_names; j++)
 			free(svc->dane_names[j]);

@@ -67,6 +67,8 @@ struct svc_config {
 	int tls_min, tls_max; /* TLS1_2_VERSION or TLS1_3_VERSION */
 	char *ciphersuites; /* TLS 1.3, OpenSSL syntax; NULL: every kTLS-capable suite */
 	char *ciphers; /* TLS 1.2, OpenSSL syntax; NULL: every kTLS-capable cipher */
+	char *groups; /* key exchange groups in preference order, OpenSSL syntax; NULL:
+			 OpenSSL's default (3.5 puts X25519MLKEM768 first) */
 	unsigned int handshake_timeout_ms;
 	unsigned int max_handshakes; /* in flight for this service; resolved: never 0 */
 	/* front-door mode: danced listens here and passes sockets to backend_socket */

@@ -151,6 +151,16 @@ static void sni_of_hello(SSL *ssl, char *out, size_t max)
 	out[n] = '\0';
 }
 
+/*
+ * OpenSSL's own default, for an SNI switch to a service that sets no groups: 3.5 names
+ * it DEFAULT (X25519MLKEM768 first); 3.0 has no such word, so its built-in list.
+ */
+#if OPENSSL_VERSION_NUMBER >= 0x30500000L
+#define DEFAULT_GROUPS "DEFAULT"
+#else
+#define DEFAULT_GROUPS "x25519:secp256r1:x448:secp521r1:secp384r1:ffdhe2048:ffdhe3072"
+#endif
+
 static bool same_string(const char *a, const char *b)
 {
 	return a == b || (a && b && !strcmp(a, b));
@@ -173,7 +183,9 @@ static int apply_service(SSL *ssl, const struct svc *from, const struct svc *to)
 	    (!same_string(a->ciphersuites, b->ciphersuites) &&
 	     !SSL_set_ciphersuites(ssl, b->ciphersuites ?: KTLS_TLS13_CIPHERSUITES)) ||
 	    (!same_string(a->ciphers, b->ciphers) &&
-	     !SSL_set_cipher_list(ssl, b->ciphers ?: KTLS_TLS12_CIPHERS)))
+	     !SSL_set_cipher_list(ssl, b->ciphers ?: KTLS_TLS12_CIPHERS)) ||
+	    (!same_string(a->groups, b->groups) &&
+	     !SSL_set1_groups_list(ssl, b->groups ?: DEFAULT_GROUPS)))
 		return -EIO;
 	return 0;
 }
@@ -293,6 +305,10 @@ static int svc_init(struct svc *s, struct state *st, const struct svc_config *cf
 		goto fail;
 	step = "ciphers";
 	if (!SSL_CTX_set_cipher_list(ctx, cfg->ciphers ?: KTLS_TLS12_CIPHERS))
+		goto fail;
+	/* kTLS never sees the key exchange: any group OpenSSL has will do. */
+	step = "groups (a name OpenSSL does not know, or none it can use)";
+	if (cfg->groups && !SSL_CTX_set1_groups_list(ctx, cfg->groups))
 		goto fail;
 	if (check_offloadable(ctx, err, errlen, cfg->name))
 		goto out_free;
@@ -758,6 +774,9 @@ void tls_describe(struct tls *t, struct dance_result *r)
 		snprintf(r->cipher_name, sizeof(r->cipher_name), "%s",
 			 SSL_CIPHER_standard_name(cipher) ?: SSL_CIPHER_get_name(cipher));
 	}
+	/* Also the names of groups with no NID, such as the hybrid X25519MLKEM768. */
+	snprintf(r->group, sizeof(r->group), "%s",
+		 SSL_group_to_name(t->ssl, SSL_get_negotiated_group(t->ssl)) ?: "");
 	SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
 	if (alpn_len && alpn_len < sizeof(r->alpn)) { /* none: alpn is NULL */
 		memcpy(r->alpn, alpn, alpn_len);

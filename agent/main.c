@@ -22,6 +22,10 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "agent.h"
 
 #define DANCED_VERSION "0.1"
@@ -68,7 +72,8 @@ static void usage(FILE *f)
 		"            effective configuration with every default filled in, and exit:\n"
 		"            status 0 if danced would start with it, 1 if not\n"
 		"  -h        show this help\n"
-		"  -V        show the version\n"
+		"  -V        show the version, the OpenSSL it was built with and runs on, and\n"
+		"            which features that needs are there\n"
 		"\n"
 		"Signals:\n"
 		"  SIGHUP    reload the configuration; handshakes in flight finish with the old\n"
@@ -100,6 +105,23 @@ static void usage(FILE *f)
 		"  DANCED_DEBUG_RING_FAIL=N     a worker's Nth ring submission fails as if the\n"
 		"                               kernel had refused it (-EIO)\n",
 		DEFAULT_CONFIG);
+}
+
+/*
+ * What this danced can do that depends on the OpenSSL it was built with and runs on,
+ * for -V and -n: an operator on Debian 12 must see what is missing, not find out.
+ */
+static void features_print(FILE *f, const char *prefix)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+	bool pq = ctx && SSL_CTX_set1_groups_list(ctx, "X25519MLKEM768") == 1;
+
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	fprintf(f, "%sbuilt with %s, running with %s\n", prefix, OPENSSL_VERSION_TEXT,
+		OpenSSL_version(OPENSSL_VERSION));
+	fprintf(f, "%shybrid post-quantum key exchange (X25519MLKEM768): %s\n", prefix,
+		pq ? "yes" : "no (needs OpenSSL 3.5)");
 }
 
 /* Knobs for tests only (see -h): a tiny ring, and a ring that fails on purpose. */
@@ -312,6 +334,7 @@ int main(int argc, char **argv)
 			return 0;
 		case 'V':
 			printf("danced %s\n", DANCED_VERSION);
+			features_print(stdout, "");
 			return 0;
 		default:
 			usage(stderr);
@@ -342,6 +365,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (check) {
 		config_print(st->cfg, stdout);
+		features_print(stdout, "# ");
 		state_put(st);
 		return 0;
 	}

@@ -37,7 +37,7 @@
 #include <sys/types.h>
 
 #define DANCE_MAGIC 0x434e4144u /* "DANC" in memory on little-endian hosts */
-#define DANCE_PROTO_VERSION 1
+#define DANCE_PROTO_VERSION 2 /* 2: group, peer_cert_type */
 
 #define DANCE_NAME_MAX 64 /* service names, cipher names */
 #define DANCE_HOST_MAX 256 /* DNS names: 253 octets and a NUL, rounded */
@@ -85,6 +85,10 @@ enum dance_auth {
 	DANCE_AUTH_DANE = 2, /* DNSSEC-secure TLSA record at verified_name matched (DANCE) */
 };
 
+/* dance_result.peer_cert_type: the TLS certificate types of RFC 7250. */
+#define DANCE_CERT_X509 0
+#define DANCE_CERT_RPK 2
+
 /* dance_result.flags */
 #define DANCE_RES_PEER_CLOSED (1u << 0) /* close_notify arrived among the pending bytes */
 /*
@@ -108,6 +112,8 @@ struct dance_result {
 	char reason[DANCE_REASON_MAX]; /* "ok", or why not, for people */
 	char service[DANCE_NAME_MAX];
 	char cipher_name[DANCE_NAME_MAX];
+	char group[DANCE_NAME_MAX]; /* the key exchange group, OpenSSL's name for it:
+				       "X25519MLKEM768" (hybrid post-quantum), "x25519" */
 	char alpn[DANCE_ALPN_MAX]; /* the protocol selected, if any */
 	char sni[DANCE_HOST_MAX]; /* server role: what the client asked for */
 	char peer_subject[DANCE_SUBJECT_MAX]; /* RFC 2253 subject of the verified peer */
@@ -116,7 +122,9 @@ struct dance_result {
 					       name; client role: the server's name) */
 	uint8_t tlsa_usage, tlsa_selector, tlsa_mtype; /* DANE: the record that matched */
 	uint8_t dns_cached; /* DANE: 1 when the TLSA answer came from danced's cache */
-	uint8_t reserved[4]; /* zero; keeps the struct free of padding on the wire */
+	uint8_t peer_cert_type; /* what the peer authenticated with (RFC 7250 values):
+				   DANCE_CERT_X509, or DANCE_CERT_RPK, a raw public key */
+	uint8_t reserved[3]; /* zero; keeps the struct free of padding on the wire */
 	uint8_t pending[DANCE_PENDING_MAX]; /* on the wire: only pending_len bytes */
 };
 

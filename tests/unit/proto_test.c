@@ -128,7 +128,7 @@ TEST(request_refuses_wrong_lengths)
 TEST(request_refuses_bad_header)
 {
 	struct dance_request *r = request_new();
-	static const uint16_t versions[] = { 0, 2, 65535 };
+	static const uint16_t versions[] = { 0, 1, 3, 65535 }; /* 1: before group */
 	static const uint16_t types[] = {
 		0, DANCE_MSG_RESULT, DANCE_MSG_READY, DANCE_MSG_ACCEPTED, 5, 65535
 	};
@@ -294,6 +294,7 @@ TEST(result_refuses_unterminated_strings)
 		{ offsetof(struct dance_result, reason), DANCE_REASON_MAX },
 		{ offsetof(struct dance_result, service), DANCE_NAME_MAX },
 		{ offsetof(struct dance_result, cipher_name), DANCE_NAME_MAX },
+		{ offsetof(struct dance_result, group), DANCE_NAME_MAX },
 		{ offsetof(struct dance_result, alpn), DANCE_ALPN_MAX },
 		{ offsetof(struct dance_result, sni), DANCE_HOST_MAX },
 		{ offsetof(struct dance_result, peer_subject), DANCE_SUBJECT_MAX },

@@ -603,6 +603,7 @@ struct s_client_job {
 	int port;
 	const char *name; /* SNI; default localhost */
 	const char *cert, *key;
+	const char *groups; /* -groups; default s_client's own */
 	char out[8192];
 	int ret;
 };
@@ -632,6 +633,10 @@ static void *s_client_job(void *arg)
 		argv[n++] = (char *)j->cert;
 		argv[n++] = "-key";
 		argv[n++] = (char *)j->key;
+	}
+	if (j->groups) {
+		argv[n++] = "-groups";
+		argv[n++] = (char *)j->groups;
 	}
 	argv[n] = NULL;
 	j->ret = run(argv, "x", 1, j->out, sizeof(j->out), 60);
@@ -679,6 +684,127 @@ TEST_F(auth, verified_client_is_named_in_the_result)
 	TH_LOG("%s", self->r->peer_subject);
 	EXPECT_STREQ("client.example.test", self->r->peer_names);
 	EXPECT_NE(0U, self->r->cookie);
+}
+
+/* ---- key exchange groups ---------------------------------------------------------- */
+
+/*
+ * The group never reaches the kernel, but operators choose it (post-quantum hybrids
+ * first, or not) and must see what was negotiated: in the result and in the log.
+ */
+FIXTURE(kex)
+{
+	struct env e;
+	int lfd, port;
+	struct dance *d;
+	struct dance_result *r;
+};
+
+FIXTURE_SETUP(kex)
+{
+	ASSERT_EQ(0, env_init(&self->e));
+	self->lfd = tcp_listen_any(&self->port);
+	self->r = calloc(1, sizeof(*self->r));
+}
+
+FIXTURE_TEARDOWN(kex)
+{
+	dance_close(self->d);
+	close(self->lfd);
+	free(self->r);
+	env_fini(&self->e);
+}
+
+static void kex_start(struct __test_metadata *_metadata, FIXTURE_DATA(kex) * self,
+		      const char *groups_line)
+{
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 1\nlog_level = info\n[service www]\ncertificate = %s\n"
+			      "key = %s\n%s\n",
+			      self->e.srv_cert, self->e.srv_key, groups_line));
+	ASSERT_EQ(0, danced_start(&self->e));
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+}
+
+/* s_client offering @groups (NULL: its default); the server's fd, or its failure. */
+static int kex_attempt(struct __test_metadata *_metadata, FIXTURE_DATA(kex) * self,
+		       const char *groups)
+{
+	struct s_client_job j = { .e = &self->e, .port = self->port, .groups = groups };
+	pthread_t t;
+	int fd;
+
+	pthread_create(&t, NULL, s_client_job, &j);
+	fd = accept_handshake(self->lfd, self->d, NULL, self->r);
+	if (fd >= 0)
+		close(fd);
+	pthread_join(t, NULL);
+	TH_LOG("s_client (exit %d) said:\n%s", j.ret, j.out);
+	return fd < 0 ? fd : 0;
+}
+
+#if OPENSSL_VERSION_NUMBER >= 0x30500000L
+/* OpenSSL 3.5 on both ends, defaults on both: the hybrid post-quantum group. */
+TEST_F(kex, defaults_negotiate_the_hybrid_post_quantum_group)
+{
+	kex_start(_metadata, self, "");
+	ASSERT_EQ(0, kex_attempt(_metadata, self, NULL)) TH_LOG("%s", self->r->reason);
+	EXPECT_STREQ("X25519MLKEM768", self->r->group);
+	EXPECT_TRUE(log_contains(&self->e, "group=X25519MLKEM768"));
+}
+
+TEST_F(kex, hybrid_named_by_the_client_is_taken)
+{
+	kex_start(_metadata, self, "groups = X25519MLKEM768:X25519");
+	ASSERT_EQ(0, kex_attempt(_metadata, self, "X25519MLKEM768"))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_STREQ("X25519MLKEM768", self->r->group);
+}
+
+/* A service that takes only the hybrid refuses a client that cannot do it. */
+TEST_F(kex, hybrid_only_service_refuses_a_classical_client)
+{
+	kex_start(_metadata, self, "groups = X25519MLKEM768");
+	EXPECT_GT(0, kex_attempt(_metadata, self, "X25519"));
+	EXPECT_GT(0, self->r->status);
+	EXPECT_STREQ("", self->r->group);
+}
+#endif
+
+/* A client that offers only X25519 still gets a handshake, and the result says so. */
+TEST_F(kex, classical_client_gets_x25519)
+{
+	kex_start(_metadata, self, "");
+	ASSERT_EQ(0, kex_attempt(_metadata, self, "X25519")) TH_LOG("%s", self->r->reason);
+	EXPECT_STREQ("x25519", self->r->group);
+	EXPECT_TRUE(log_contains(&self->e, "group=x25519"));
+}
+
+/* The service's order, not the client's, decides between groups both have. */
+TEST_F(kex, service_preference_decides)
+{
+	kex_start(_metadata, self, "groups = P-256:X25519");
+	ASSERT_EQ(0, kex_attempt(_metadata, self, "X25519:P-256")) TH_LOG("%s", self->r->reason);
+	EXPECT_STREQ("secp256r1", self->r->group);
+}
+
+/* A group OpenSSL does not know fails the load, and says which key. */
+TEST_F(kex, unknown_group_fails_the_load)
+{
+	char out[2048];
+
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 1\n[service www]\ncertificate = %s\nkey = %s\n"
+			      "groups = X25519:NoSuchGroup\n",
+			      self->e.srv_cert, self->e.srv_key));
+	EXPECT_NE(0, danced_start(&self->e));
+	EXPECT_TRUE(log_contains(&self->e, "groups"));
+	{
+		char *argv[] = { (char *)bin("danced"), "-n", "-c", self->e.conf, NULL };
+
+		EXPECT_NE(0, run(argv, NULL, 0, out, sizeof(out), 30));
+		EXPECT_NE(NULL, strstr(out, "[service www]: groups")) TH_LOG("%s", out);
+	}
 }
 
 /* ---- robustness ------------------------------------------------------------------- */

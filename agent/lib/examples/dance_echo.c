@@ -171,6 +171,14 @@ static const char *auth_name(uint32_t auth)
 	}
 }
 
+/* What the peer proved its key with; nothing to say when it proved nothing. */
+static const char *cert_type_name(const struct dance_result *res)
+{
+	if (res->auth == DANCE_AUTH_NONE)
+		return "-";
+	return res->peer_cert_type == DANCE_CERT_RPK ? "rpk" : "x509";
+}
+
 /* The one line per connection that tests and people read. */
 static void print_result(FILE *f, unsigned long serial, int status, const struct dance_result *res)
 {
@@ -181,12 +189,14 @@ static void print_result(FILE *f, unsigned long serial, int status, const struct
 			dance_strerror(status), or_dash(res->reason));
 	} else {
 		fprintf(f,
-			"conn=%lu status=0 version=%s cipher=%s service=%s sni=%s alpn=%s "
-			"peer=\"%s\" auth=%s name=%s pending=%u handshake_us=%u\n",
+			"conn=%lu status=0 version=%s cipher=%s group=%s service=%s sni=%s "
+			"alpn=%s peer=\"%s\" auth=%s cert=%s name=%s pending=%u "
+			"handshake_us=%u\n",
 			serial, version_name(res->tls_version, vbuf, sizeof(vbuf)),
-			or_dash(res->cipher_name), or_dash(res->service), or_dash(res->sni),
-			or_dash(res->alpn), or_dash(res->peer_subject), auth_name(res->auth),
-			or_dash(res->verified_name), res->pending_len, res->handshake_us);
+			or_dash(res->cipher_name), or_dash(res->group), or_dash(res->service),
+			or_dash(res->sni), or_dash(res->alpn), or_dash(res->peer_subject),
+			auth_name(res->auth), cert_type_name(res), or_dash(res->verified_name),
+			res->pending_len, res->handshake_us);
 	}
 	fflush(f);
 }
@@ -250,12 +260,12 @@ static void conn_start(struct conn *c, const struct dance_result *res)
 
 	c->handshaking = false;
 	snprintf(c->body, sizeof(c->body),
-		 "tls_version=%s\ncipher=%s\nservice=%s\nsni=%s\nalpn=%s\npeer_subject=%s\n"
-		 "peer_names=%s\nauth=%s\nverified_name=%s\n",
+		 "tls_version=%s\ncipher=%s\ngroup=%s\nservice=%s\nsni=%s\nalpn=%s\n"
+		 "peer_subject=%s\npeer_names=%s\nauth=%s\ncert_type=%s\nverified_name=%s\n",
 		 version_name(res->tls_version, vbuf, sizeof(vbuf)), or_dash(res->cipher_name),
-		 or_dash(res->service), or_dash(res->sni), or_dash(res->alpn),
-		 or_dash(res->peer_subject), or_dash(res->peer_names), auth_name(res->auth),
-		 or_dash(res->verified_name));
+		 or_dash(res->group), or_dash(res->service), or_dash(res->sni),
+		 or_dash(res->alpn), or_dash(res->peer_subject), or_dash(res->peer_names),
+		 auth_name(res->auth), cert_type_name(res), or_dash(res->verified_name));
 	conn_feed(c, res->pending, res->pending_len);
 	if (res->flags & DANCE_RES_PEER_CLOSED)
 		c->peer_eof = true;
