@@ -177,6 +177,8 @@ struct tls {
  * its claimed name, and the service that judges (verify.c).
  */
 struct dane_check {
+	EVP_PKEY *rpk; /* a raw public key (RFC 7250) instead of leaf and chain */
+	bool is_rpk; /* der holds the rpk's SubjectPublicKeyInfo */
 	X509 *leaf;
 	STACK_OF(X509) * chain; /* untrusted certificates the client sent after its leaf */
 	uint8_t *der; /* while waiting for DNS: leaf and chain as DER, one after another */

@@ -40,7 +40,7 @@
 #define CFG_TTL_MAX (24 * 60 * 60) /* seconds: the DNS TTL keys' ceiling */
 #define CFG_ROOT_KEY "/usr/share/dns/root.key" /* Debian's dns-root-data */
 #define CFG_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
-#define CFG_KEYS_MAX 24 /* keys in the larger section table */
+#define CFG_KEYS_MAX 32 /* keys in the larger section table */
 
 struct cfg_load;
 struct cfg_key;
@@ -894,6 +894,72 @@ static void cfg_print_alpn(FILE *f, const struct cfg_key *k, const void *obj)
 		fprintf(f, "# %s is not set: %s\n", k->name, k->unset);
 }
 
+/*
+ * client_certificate_types, server_certificate_types: "rpk, x509" (RFC 7250), in
+ * preference order. The count sits right after both arrays (struct svc_config).
+ */
+static const struct cfg_word cfg_cert_types[] = {
+	{ "x509", DANCE_CERT_X509 },
+	{ "rpk", DANCE_CERT_RPK },
+	{ NULL, 0 },
+};
+
+static uint8_t *cfg_cert_types_n(const struct cfg_key *k, void *obj)
+{
+	struct svc_config *svc = obj;
+
+	return k->off == offsetof(struct svc_config, client_cert_types) ?
+		       &svc->n_client_cert_types :
+		       &svc->n_server_cert_types;
+}
+
+static int cfg_cert_type_item(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+			      const char *item)
+{
+	uint8_t *types = (uint8_t *)obj + k->off, *n = cfg_cert_types_n(k, obj);
+	size_t i;
+
+	for (i = 0; cfg_cert_types[i].word; i++)
+		if (!strcmp(item, cfg_cert_types[i].word))
+			break;
+	if (!cfg_cert_types[i].word)
+		return cfg_error(ld, ld->line, "%s: '%s' is not a certificate type (x509, rpk)",
+				 k->name, item);
+	if (memchr(types, cfg_cert_types[i].value, *n))
+		return cfg_error(ld, ld->line, "%s: %s is listed twice", k->name, item);
+	types[(*n)++] = cfg_cert_types[i].value;
+	return 0;
+}
+
+static int cfg_parse_cert_types(struct cfg_load *ld, const struct cfg_key *k, void *obj,
+				const char *val)
+{
+	int ret;
+
+	*cfg_cert_types_n(k, obj) = 0;
+	ret = cfg_split(ld, k, obj, val, cfg_cert_type_item);
+	if (ret)
+		return ret;
+	if (!*cfg_cert_types_n(k, obj))
+		return cfg_error(ld, ld->line, "%s: empty; name x509, rpk or both", k->name);
+	return 0;
+}
+
+static void cfg_print_cert_types(FILE *f, const struct cfg_key *k, const void *obj)
+{
+	const uint8_t *types = (const uint8_t *)obj + k->off;
+	uint8_t n = *cfg_cert_types_n(k, (void *)obj), i;
+
+	if (!n) {
+		fprintf(f, "# %s is not set: %s\n", k->name, k->unset);
+		return;
+	}
+	fprintf(f, "%s =", k->name);
+	for (i = 0; i < n; i++)
+		fprintf(f, "%s %s", i ? "," : "", cfg_word_of(cfg_cert_types, types[i]));
+	fprintf(f, "\n");
+}
+
 /* listen: 192.0.2.1:443 or [2001:db8::1]:443. */
 static int cfg_listen_item(struct cfg_load *ld, const struct cfg_key *k, void *obj,
 			   const char *item)
@@ -1474,6 +1540,8 @@ enum {
 	SK_CIPHERSUITES,
 	SK_CIPHERS,
 	SK_GROUPS,
+	SK_CLIENT_CERT_TYPES,
+	SK_SERVER_CERT_TYPES,
 	SK_HANDSHAKE_TIMEOUT,
 	SK_MAX_HANDSHAKES,
 	SK_LISTEN,
@@ -1517,8 +1585,13 @@ static const struct cfg_key cfg_svc_keys[SK_COUNT] = {
 			      .unset = "every TLS 1.3 suite kTLS can carry" },
 	[SK_CIPHERS] = { "ciphers", cfg_parse_string, cfg_print_string, SOFF(ciphers),
 			 .roles = BOTH, .unset = "every TLS 1.2 cipher kTLS can carry" },
-	[SK_GROUPS] = { "groups", cfg_parse_string, cfg_print_string, SOFF(groups),
-			.roles = BOTH,
+	[SK_CLIENT_CERT_TYPES] = { "client_certificate_types", cfg_parse_cert_types,
+				   cfg_print_cert_types, SOFF(client_cert_types), .roles = BOTH,
+				   .unset = "x509 only" },
+	[SK_SERVER_CERT_TYPES] = { "server_certificate_types", cfg_parse_cert_types,
+				   cfg_print_cert_types, SOFF(server_cert_types), .roles = BOTH,
+				   .unset = "x509 only" },
+	[SK_GROUPS] = { "groups", cfg_parse_string, cfg_print_string, SOFF(groups), .roles = BOTH,
 			.unset = "OpenSSL's default (3.5: X25519MLKEM768 first, hybrid "
 				 "post-quantum)" },
 	[SK_HANDSHAKE_TIMEOUT] = { "handshake_timeout", cfg_parse_duration, cfg_print_duration,

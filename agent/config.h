@@ -89,6 +89,12 @@ struct svc_config {
 				     the request_client_auth TLS flag; default yes */
 	char identity[DANCE_HOST_MAX]; /* client: the dane_clientid name to present, "" for
 					  none; needs certificate and key */
+	/* RFC 7250 certificate types (DANCE_CERT_X509, DANCE_CERT_RPK) in preference order;
+	   none set: X.509 only, and the extensions are not sent or answered. Client
+	   certificates: what a server takes, what a client can present; server
+	   certificates: what a server can present, what a client takes. */
+	uint8_t client_cert_types[2], server_cert_types[2];
+	uint8_t n_client_cert_types, n_server_cert_types;
 };
 
 struct config {

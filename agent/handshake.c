@@ -187,6 +187,19 @@ static int apply_service(SSL *ssl, const struct svc *from, const struct svc *to)
 	    (!same_string(a->groups, b->groups) &&
 	     !SSL_set1_groups_list(ssl, b->groups ?: DEFAULT_GROUPS)))
 		return -EIO;
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	/* The extensions are parsed after this callback: the new service's types count. */
+	if ((a->n_client_cert_types != b->n_client_cert_types ||
+	     memcmp(a->client_cert_types, b->client_cert_types, b->n_client_cert_types)) &&
+	    !SSL_set1_client_cert_type(ssl, b->n_client_cert_types ? b->client_cert_types : NULL,
+				       b->n_client_cert_types))
+		return -EIO;
+	if ((a->n_server_cert_types != b->n_server_cert_types ||
+	     memcmp(a->server_cert_types, b->server_cert_types, b->n_server_cert_types)) &&
+	    !SSL_set1_server_cert_type(ssl, b->n_server_cert_types ? b->server_cert_types : NULL,
+				       b->n_server_cert_types))
+		return -EIO;
+#endif
 	return 0;
 }
 
@@ -194,6 +207,31 @@ static int apply_service(SSL *ssl, const struct svc *from, const struct svc *to)
  * Pick the service by SNI before OpenSSL chooses a version or a certificate: the
  * servername callback would run too late for per-service version bounds.
  */
+/*
+ * OpenSSL refuses a client whose client_certificate_type list (RFC 7250) has nothing the
+ * service takes with a bare "bad extension": say what the operator can act on instead.
+ */
+static void cert_types_check(SSL *ssl, struct tls *t)
+{
+	const struct svc_config *cfg = t->svc->cfg;
+	const unsigned char *p;
+	size_t len, i;
+
+	if (!cfg->n_client_cert_types ||
+	    !SSL_client_hello_get0_ext(ssl, 19 /* client_certificate_type */, &p, &len) || !len ||
+	    p[0] != len - 1)
+		return;
+	for (i = 1; i < len; i++)
+		if (memchr(cfg->client_cert_types, p[i], cfg->n_client_cert_types))
+			return;
+	fail_set(t->fail, -EACCES,
+		 "cert-type: the client offers no client certificate type this service takes "
+		 "(client_certificate_types = %s)",
+		 cfg->n_client_cert_types == 1 ?
+			 (cfg->client_cert_types[0] == DANCE_CERT_RPK ? "rpk" : "x509") :
+			 "rpk, x509");
+}
+
 static int hello_cb(SSL *ssl, int *alert, void *arg)
 {
 	struct tls *t = SSL_get_app_data(ssl);
@@ -201,8 +239,10 @@ static int hello_cb(SSL *ssl, int *alert, void *arg)
 	char sni[DANCE_HOST_MAX];
 
 	(void)arg;
-	if (t->svc_fixed)
+	if (t->svc_fixed) {
+		cert_types_check(ssl, t);
 		return SSL_CLIENT_HELLO_SUCCESS;
+	}
 	sni_of_hello(ssl, sni, sizeof(sni));
 	s = service_for_sni(t->st, sni);
 	if (!s) {
@@ -220,6 +260,7 @@ static int hello_cb(SSL *ssl, int *alert, void *arg)
 		}
 		t->svc = s;
 	}
+	cert_types_check(ssl, t);
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
@@ -283,6 +324,41 @@ static int check_offloadable(SSL_CTX *ctx, char *err, size_t errlen, const char 
 	return 0;
 }
 
+/*
+ * RFC 7250 certificate types, only where the operator named them: unset, OpenSSL neither
+ * sends nor answers the extensions, which is plain X.509. Raw public keys need 3.2.
+ */
+static int cert_types_set(SSL_CTX *ctx, const struct svc_config *cfg, char *err, size_t errlen)
+{
+	bool rpk = memchr(cfg->client_cert_types, DANCE_CERT_RPK, cfg->n_client_cert_types) ||
+		   memchr(cfg->server_cert_types, DANCE_CERT_RPK, cfg->n_server_cert_types);
+
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	(void)rpk;
+	if ((cfg->n_client_cert_types &&
+	     !SSL_CTX_set1_client_cert_type(ctx, cfg->client_cert_types,
+					    cfg->n_client_cert_types)) ||
+	    (cfg->n_server_cert_types &&
+	     !SSL_CTX_set1_server_cert_type(ctx, cfg->server_cert_types,
+					    cfg->n_server_cert_types))) {
+		snprintf(err, errlen, "[service %s]: OpenSSL refuses the certificate types",
+			 cfg->name);
+		ERR_clear_error();
+		return -EINVAL;
+	}
+#else
+	(void)ctx;
+	if (rpk) {
+		snprintf(err, errlen,
+			 "[service %s]: raw public keys (rpk) need OpenSSL 3.2 or later; this "
+			 "danced was built with %s",
+			 cfg->name, OPENSSL_VERSION_TEXT);
+		return -EOPNOTSUPP;
+	}
+#endif
+	return 0;
+}
+
 static int svc_init(struct svc *s, struct state *st, const struct svc_config *cfg, char *err,
 		    size_t errlen)
 {
@@ -306,6 +382,10 @@ static int svc_init(struct svc *s, struct state *st, const struct svc_config *cf
 	step = "ciphers";
 	if (!SSL_CTX_set_cipher_list(ctx, cfg->ciphers ?: KTLS_TLS12_CIPHERS))
 		goto fail;
+	ret = cert_types_set(ctx, cfg, err, errlen);
+	if (ret)
+		goto out_free;
+	ret = -EINVAL;
 	/* kTLS never sees the key exchange: any group OpenSSL has will do. */
 	step = "groups (a name OpenSSL does not know, or none it can use)";
 	if (cfg->groups && !SSL_CTX_set1_groups_list(ctx, cfg->groups))

@@ -122,6 +122,8 @@ static void features_print(FILE *f, const char *prefix)
 		OpenSSL_version(OPENSSL_VERSION));
 	fprintf(f, "%shybrid post-quantum key exchange (X25519MLKEM768): %s\n", prefix,
 		pq ? "yes" : "no (needs OpenSSL 3.5)");
+	fprintf(f, "%sraw public keys (RFC 7250, DANE-EE 3 1 x): %s\n", prefix,
+		OPENSSL_VERSION_NUMBER >= 0x30200000L ? "yes" : "no (needs OpenSSL 3.2)");
 }
 
 /* Knobs for tests only (see -h): a tiny ring, and a ring that fails on purpose. */

@@ -41,6 +41,18 @@ static int verify_cb(int preverify, X509_STORE_CTX *store)
 
 	if (t->client)
 		return preverify;
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	/* A raw public key names nobody: only its TLSA record can, after the handshake. */
+	if (X509_STORE_CTX_get0_rpk(store)) {
+		if (dane_client(t))
+			return 1;
+		X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+		fail_set(t->fail, -EACCES,
+			 "rpk-without-dane: the client presented a raw public key without "
+			 "dane_clientid; only DANE can authenticate one");
+		return 0;
+	}
+#endif
 	if (cfg->dane == DANE_REQUIRED) {
 		/* Maps to the handshake_failure alert the draft asks for. */
 		X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -135,6 +147,19 @@ int verify_setup_ctx(SSL_CTX *ctx, const struct svc_config *cfg, char *err, size
  */
 static __thread uint8_t ext_buf[256];
 
+/* A raw public key's entry carries extensions just as a certificate's does. */
+#ifdef SSL_EXT_TLS1_3_RAW_PUBLIC_KEY
+#define EXT_RAW_PUBLIC_KEY SSL_EXT_TLS1_3_RAW_PUBLIC_KEY
+#else
+#define EXT_RAW_PUBLIC_KEY 0
+#endif
+
+static bool entry_context(unsigned int context)
+{
+	return context == SSL_EXT_TLS1_3_CERTIFICATE ||
+	       (EXT_RAW_PUBLIC_KEY && context == EXT_RAW_PUBLIC_KEY);
+}
+
 static int clientid_add(SSL *ssl, unsigned int type, unsigned int context,
 			const unsigned char **out, size_t *outlen, X509 *x, size_t chainidx,
 			int *al, void *arg)
@@ -158,8 +183,7 @@ static int clientid_add(SSL *ssl, unsigned int type, unsigned int context,
 		}
 		return 0;
 	}
-	if (context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx || !t->server_wants_dane ||
-	    !cfg->identity[0])
+	if (!entry_context(context) || chainidx || !t->server_wants_dane || !cfg->identity[0])
 		return 0;
 	n = strlen(cfg->identity);
 	ext_buf[0] = n;
@@ -194,7 +218,7 @@ static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
 		/* The old drafts' TLS 1.2 signal, only where the operator opted in. */
 		if (!cfg->dane_tls12_legacy)
 			return 1;
-	} else if (context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx) {
+	} else if (!entry_context(context) || chainidx) {
 		return 1;
 	}
 	if (!inlen || in[0] != inlen - 1) {
@@ -275,7 +299,7 @@ static int flags_parse(SSL *ssl, unsigned int type, unsigned int context, const 
 int verify_ext_add(SSL_CTX *ctx, const struct config *cfg, bool server, char *err, size_t errlen)
 {
 	unsigned int clientid_ctx = SSL_EXT_TLS_ONLY | SSL_EXT_TLS1_3_CERTIFICATE_REQUEST |
-				    SSL_EXT_TLS1_3_CERTIFICATE;
+				    SSL_EXT_TLS1_3_CERTIFICATE | EXT_RAW_PUBLIC_KEY;
 
 	if (server)
 		clientid_ctx |= SSL_EXT_CLIENT_HELLO | SSL_EXT_TLS1_2_SERVER_HELLO;
@@ -336,6 +360,14 @@ enum verdict verify_dane_begin(struct tls *t, struct dane_check *d, struct fail 
 			 "digits, hyphen, underscore; no zero byte)");
 		return V_FAIL;
 	}
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	d->rpk = SSL_get0_peer_rpk(t->ssl);
+	if (d->rpk) {
+		EVP_PKEY_up_ref(d->rpk);
+		d->is_rpk = true;
+		return V_LOOKUP;
+	}
+#endif
 	d->leaf = SSL_get1_peer_certificate(t->ssl);
 	if (!d->leaf) {
 		fail_set(f, -EACCES,
@@ -368,6 +400,18 @@ int verify_dane_pack(struct dane_check *d)
 	int i, n = d->chain ? sk_X509_num(d->chain) : 0, len, total;
 	uint8_t *p;
 
+	if (d->is_rpk) {
+		/* Its SubjectPublicKeyInfo: under a hundred bytes for an EC key. */
+		total = i2d_PUBKEY(d->rpk, NULL);
+		if (total <= 0 || !(d->der = malloc(total)))
+			return -ENOMEM;
+		p = d->der;
+		i2d_PUBKEY(d->rpk, &p);
+		d->der_len = total;
+		EVP_PKEY_free(d->rpk);
+		d->rpk = NULL;
+		return 0;
+	}
 	total = i2d_X509(d->leaf, NULL);
 	for (i = 0; i < n && total > 0; i++) {
 		len = i2d_X509(sk_X509_value(d->chain, i), NULL);
@@ -393,6 +437,11 @@ static int dane_unpack(struct dane_check *d)
 	const uint8_t *p = d->der, *end = d->der + d->der_len;
 	X509 *x;
 
+	if (d->is_rpk) {
+		if (!d->rpk && d->der)
+			d->rpk = d2i_PUBKEY(NULL, &p, end - p);
+		return d->rpk ? 0 : -ENOMEM;
+	}
 	if (d->leaf || !d->der)
 		return 0;
 	d->leaf = d2i_X509(NULL, &p, end - p);
@@ -411,6 +460,9 @@ static int dane_unpack(struct dane_check *d)
 
 void verify_dane_end(struct dane_check *d)
 {
+	EVP_PKEY_free(d->rpk);
+	d->rpk = NULL;
+	d->is_rpk = false;
 	X509_free(d->leaf);
 	sk_X509_pop_free(d->chain, X509_free);
 	free(d->der);
@@ -453,10 +505,21 @@ int verify_dane_match(const struct state *st, const struct svc *svc, struct dane
 		goto out_nomem;
 	/* DANE-EE binds the key, not a name (the draft: the name need not be in it). */
 	SSL_dane_set_flags(v, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
-	while (!tlsa_next(set, &off, &rd, &len))
+	while (!tlsa_next(set, &off, &rd, &len)) {
+		/* A raw public key has no chain and no name: only DANE-EE SPKI (3 1 x). */
+		if (d->is_rpk && (len < 3 || rd[0] != 3 /* DANE-EE */ || rd[1] != 1 /* SPKI */))
+			continue;
 		if (len >= 3 && SSL_dane_tlsa_add(v, rd[0], rd[1], rd[2], rd + 3, len - 3) > 0)
 			usable++;
+	}
 	ERR_clear_error();
+	if (!usable && d->is_rpk) {
+		ret = fail_set(f, -EACCES,
+			       "tlsa-unusable: none of the %u TLSA records at %s can authenticate "
+			       "a raw public key (only DANE-EE SPKI records, 3 1 x, can)",
+			       set->n_records, d->name);
+		goto out;
+	}
 	if (!usable) {
 		ret = fail_set(
 			f, -EACCES,
@@ -466,7 +529,15 @@ int verify_dane_match(const struct state *st, const struct svc *svc, struct dane
 		goto out;
 	}
 	x = X509_STORE_CTX_new();
-	if (!x || !X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(svc->ctx), d->leaf, d->chain))
+	if (!x)
+		goto out_nomem;
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	if (d->is_rpk) {
+		if (!X509_STORE_CTX_init_rpk(x, SSL_CTX_get_cert_store(svc->ctx), d->rpk))
+			goto out_nomem;
+	} else
+#endif
+		if (!X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(svc->ctx), d->leaf, d->chain))
 		goto out_nomem;
 	X509_STORE_CTX_set_purpose(x, X509_PURPOSE_SSL_CLIENT);
 	X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(x), d->name, 0);
@@ -550,6 +621,12 @@ void verify_identity(struct tls *t, struct dance_result *res)
 	int n;
 
 	res->auth = DANCE_AUTH_NONE;
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	if ((t->client ? SSL_get_negotiated_server_cert_type(ssl) :
+			 SSL_get_negotiated_client_cert_type(ssl)) == TLSEXT_cert_type_rpk &&
+	    SSL_get0_peer_rpk(ssl))
+		res->peer_cert_type = DANCE_CERT_RPK;
+#endif
 	if (t->client && SSL_get0_dane_authority(ssl, NULL, NULL) >= 0) {
 		uint8_t u, s, m;
 

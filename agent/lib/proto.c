@@ -114,8 +114,8 @@ int dance_result_check(const void *msg, size_t len, const char **why)
 	if (!terminated(r->reason, sizeof(r->reason)) ||
 	    !terminated(r->service, sizeof(r->service)) ||
 	    !terminated(r->cipher_name, sizeof(r->cipher_name)) ||
-	    !terminated(r->group, sizeof(r->group)) ||
-	    !terminated(r->alpn, sizeof(r->alpn)) || !terminated(r->sni, sizeof(r->sni)) ||
+	    !terminated(r->group, sizeof(r->group)) || !terminated(r->alpn, sizeof(r->alpn)) ||
+	    !terminated(r->sni, sizeof(r->sni)) ||
 	    !terminated(r->peer_subject, sizeof(r->peer_subject)) ||
 	    !terminated(r->peer_names, sizeof(r->peer_names)) ||
 	    !terminated(r->verified_name, sizeof(r->verified_name)))

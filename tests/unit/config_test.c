@@ -922,6 +922,43 @@ TEST(rejects_bad_words)
 	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
 }
 
+/* RFC 7250 certificate types: a list of x509 and rpk, in preference order, each once. */
+TEST(certificate_types_are_a_preference_list)
+{
+	static const struct bad cases[] = {
+		{ WWW "client_certificate_types = raw\n", 4,
+		  "client_certificate_types: 'raw' is not a certificate type (x509, rpk)" },
+		{ WWW "client_certificate_types = RPK\n", 4, "'RPK' is not a certificate type" },
+		{ WWW "server_certificate_types = rpk, rpk\n", 4,
+		  "server_certificate_types: rpk is listed twice" },
+		{ WWW "client_certificate_types = ,\n", 4,
+		  "client_certificate_types: empty; name x509, rpk or both" },
+	};
+	char err[512];
+	struct config *cfg;
+	const struct svc_config *s;
+
+	ASSERT_EQ(0,
+		  load(_metadata,
+		       WWW
+		       "client_certificate_types = rpk, x509\nserver_certificate_types = x509\n" OUT
+		       "verify = none\nclient_certificate_types = rpk\n",
+		       &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	s = config_service(cfg, "www");
+	ASSERT_EQ(2, s->n_client_cert_types);
+	EXPECT_EQ(DANCE_CERT_RPK, s->client_cert_types[0]);
+	EXPECT_EQ(DANCE_CERT_X509, s->client_cert_types[1]);
+	ASSERT_EQ(1, s->n_server_cert_types);
+	EXPECT_EQ(DANCE_CERT_X509, s->server_cert_types[0]);
+	s = config_service(cfg, "out");
+	ASSERT_EQ(1, s->n_client_cert_types);
+	EXPECT_EQ(DANCE_CERT_RPK, s->client_cert_types[0]);
+	EXPECT_EQ(0, s->n_server_cert_types);
+	config_free(cfg);
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+}
+
 TEST(accepts_every_boolean_spelling)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };

@@ -57,6 +57,7 @@ struct dclient {
 	int version;
 	bool legacy; /* the old drafts' TLS 1.2 signal in ClientHello */
 	bool flag; /* request_client_auth */
+	bool rpk; /* offer only a raw public key (RFC 7250) as client certificate */
 	/* what happened */
 	bool got_cr, cr_had_clientid, cr_echoed_flag;
 	bool handshake_ok;
@@ -142,6 +143,15 @@ static void *dclient_main(void *arg)
 	SSL_CTX_set_max_proto_version(ctx, c->version ?: TLS1_3_VERSION);
 	if (c->legacy)
 		cid_ctx = SSL_EXT_CLIENT_HELLO | SSL_EXT_TLS1_2_SERVER_HELLO;
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+	else
+		cid_ctx |= SSL_EXT_TLS1_3_RAW_PUBLIC_KEY;
+	if (c->rpk) {
+		static const unsigned char rpk_only[] = { TLSEXT_cert_type_rpk };
+
+		SSL_CTX_set1_client_cert_type(ctx, rpk_only, sizeof(rpk_only));
+	}
+#endif
 	SSL_CTX_add_custom_ext(ctx, CLIENTID, cid_ctx, dc_clientid_add, NULL, c, dc_clientid_parse,
 			       c);
 	SSL_CTX_add_custom_ext(ctx, TLS_FLAGS,
@@ -218,7 +228,7 @@ FIXTURE_SETUP(dane)
 	static const char *const dev9[] = { "sensor9._device." Z, NULL };
 	static const char *const pkix[] = { "device73." Z, NULL };
 	static const char *const srv[] = { "server." Z, NULL };
-	char parent[32768], child[4096], a[2][2048], b[2048], c[2048];
+	char parent[32768], child[4096], a[2][2048], b[2048], c[2048], rpk_services[1024] = "";
 	struct pki_ca devca = { 0 }, cli = { 0 };
 	X509 *ee, *other, *dev, *pk, *cli_ca, *srv_ee;
 	size_t n = 0;
@@ -336,6 +346,16 @@ FIXTURE_SETUP(dane)
 	X509_free(cli_ca);
 	X509_free(srv_ee);
 
+	/* Raw public keys where OpenSSL has them (3.2); a 3.0 danced refuses the setting. */
+	if (OPENSSL_VERSION_NUMBER >= 0x30200000L)
+		snprintf(rpk_services, sizeof(rpk_services),
+			 "[service rpk]\ncertificate = %s\nkey = %s\nserver_names = rpk.localhost\n"
+			 "dane = required\ntls_min = 1.3\ndane_names = " Z "\n"
+			 "client_certificate_types = rpk, x509\n"
+			 "[service x509only]\ncertificate = %s\nkey = %s\n"
+			 "server_names = x509.localhost\ndane = required\ntls_min = 1.3\n"
+			 "dane_names = " Z "\nclient_certificate_types = x509\n",
+			 self->e.srv_cert, self->e.srv_key, self->e.srv_cert, self->e.srv_key);
 	ASSERT_EQ(
 		0,
 		env_conf(&self->e,
@@ -355,14 +375,15 @@ FIXTURE_SETUP(dane)
 			 "dane_tls12_legacy = yes\ndane_names = " Z "\n"
 			 "[service flagged]\ncertificate = %s\nkey = %s\n"
 			 "server_names = flag.localhost\ndane = optional\ndane_names = " Z "\n"
+			 "%s"
 			 "[service upstream]\nrole = client\nverify = dane\n"
 			 "[service me]\nrole = client\nverify = none\n"
 			 "identity = _smtp-client.device1." Z "\ncertificate = %s\nkey = %s\n",
 			 self->f.trust_anchor, self->f.stubs[0].addr, self->e.srv_cert,
 			 self->e.srv_key, self->e.cli_ca, self->e.srv_cert, self->e.srv_key,
 			 self->e.cli_ca, self->e.srv_cert, self->e.srv_key, self->e.srv_cert,
-			 self->e.srv_key, self->e.srv_cert, self->e.srv_key, self->ee_cert,
-			 self->ee_key));
+			 self->e.srv_key, self->e.srv_cert, self->e.srv_key, rpk_services,
+			 self->ee_cert, self->ee_key));
 	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
 	self->lfd = tcp_listen_any(&self->port);
 	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
@@ -964,6 +985,83 @@ TEST_F(dane, danced_client_authenticates_the_server_by_tlsa)
 	kill(srv, SIGKILL);
 	waitpid(srv, NULL, 0);
 }
+
+/* ---- raw public keys (RFC 7250) ------------------------------------------------------- */
+
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+#define RPK_CLIENT(n)                                                                 \
+	CLIENT(.sni = "rpk.localhost", .name = n, .rpk = true, .cert = self->ee_cert, \
+	       .key = self->ee_key)
+
+/* A raw key is what DANE-EE SPKI records are made for: every matching type works. */
+TEST_F(dane, raw_public_key_is_authenticated_by_its_tlsa_record)
+{
+	static const int mtypes[] = { 1, 0, 2 };
+	char name[64];
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		struct dclient c = RPK_CLIENT(name);
+
+		snprintf(name, sizeof(name), "ee1%d." Z, mtypes[i]);
+		expect_dane_ok(_metadata, self, &c, name, 3, 1, mtypes[i]);
+		EXPECT_EQ(DANCE_CERT_RPK, self->r->peer_cert_type) TH_LOG("%s", name);
+		EXPECT_STREQ("", self->r->peer_subject);
+	}
+}
+
+TEST_F(dane, raw_public_key_not_in_the_rrset_is_refused)
+{
+	struct dclient c = RPK_CLIENT("mismatch." Z);
+
+	expect_refused(_metadata, self, &c, -EACCES, "tlsa-mismatch");
+}
+
+/* Usages 0-2 need a chain, and selector 0 a certificate: a raw key has neither. */
+TEST_F(dane, raw_public_key_cannot_use_ca_or_certificate_records)
+{
+	struct dclient ca = RPK_CLIENT("sensor7._device." Z);
+	struct dclient full = RPK_CLIENT("ee01." Z);
+
+	expect_refused(_metadata, self, &ca, -EACCES, "tlsa-unusable");
+	EXPECT_NE(NULL, strstr(self->r->reason, "raw public key")) TH_LOG("%s", self->r->reason);
+	expect_refused(_metadata, self, &full, -EACCES, "tlsa-unusable");
+}
+
+TEST_F(dane, raw_public_key_without_dane_clientid_is_refused)
+{
+	struct dclient c = RPK_CLIENT(NULL);
+
+	expect_refused(_metadata, self, &c, -EACCES, "rpk-without-dane");
+}
+
+/* The same service still takes certificates, and says which the client used. */
+TEST_F(dane, service_taking_both_still_takes_a_certificate)
+{
+	struct dclient c = CLIENT(.sni = "rpk.localhost", .name = "ee11." Z, .cert = self->ee_cert,
+				  .key = self->ee_key);
+
+	expect_dane_ok(_metadata, self, &c, "ee11." Z, 3, 1, 1);
+	EXPECT_EQ(DANCE_CERT_X509, self->r->peer_cert_type);
+	EXPECT_NE(NULL, strstr(self->r->peer_subject, "DANE-EE"))
+	TH_LOG("%s", self->r->peer_subject);
+}
+
+/* A client that can only send a raw key, to a service that takes only certificates. */
+TEST_F(dane, raw_public_key_to_an_x509_only_service_is_refused)
+{
+	struct dclient c = RPK_CLIENT("ee11." Z);
+
+	c.sni = "x509.localhost";
+	EXPECT_GT(0, attempt(_metadata, self, &c));
+	TH_LOG("reason: %s; client saw %s", self->r->reason, ERR_reason_error_string(c.err));
+	EXPECT_FALSE(c.handshake_ok && c.reply[0]);
+	EXPECT_STREQ("", self->r->verified_name);
+	EXPECT_EQ(0, strncmp(self->r->reason, "cert-type:", 10)) TH_LOG("%s", self->r->reason);
+	EXPECT_NE(NULL, strstr(self->r->reason, "client_certificate_types = x509"))
+	TH_LOG("%s", self->r->reason);
+}
+#endif
 
 /* danced as client (with a DANE identity) against danced as server (dane = required). */
 TEST_F(dane, danced_client_against_danced_server)

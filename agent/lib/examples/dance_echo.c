@@ -263,9 +263,9 @@ static void conn_start(struct conn *c, const struct dance_result *res)
 		 "tls_version=%s\ncipher=%s\ngroup=%s\nservice=%s\nsni=%s\nalpn=%s\n"
 		 "peer_subject=%s\npeer_names=%s\nauth=%s\ncert_type=%s\nverified_name=%s\n",
 		 version_name(res->tls_version, vbuf, sizeof(vbuf)), or_dash(res->cipher_name),
-		 or_dash(res->group), or_dash(res->service), or_dash(res->sni),
-		 or_dash(res->alpn), or_dash(res->peer_subject), or_dash(res->peer_names),
-		 auth_name(res->auth), cert_type_name(res), or_dash(res->verified_name));
+		 or_dash(res->group), or_dash(res->service), or_dash(res->sni), or_dash(res->alpn),
+		 or_dash(res->peer_subject), or_dash(res->peer_names), auth_name(res->auth),
+		 cert_type_name(res), or_dash(res->verified_name));
 	conn_feed(c, res->pending, res->pending_len);
 	if (res->flags & DANCE_RES_PEER_CLOSED)
 		c->peer_eof = true;
