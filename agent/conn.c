@@ -260,7 +260,7 @@ static void conn_log(struct conn *c, const char *verb)
 			return;
 		log_info(
 			"handshake ok id=%llu service=%s peer=%s %s %s group=%s sni=\"%s\" alpn=%s "
-			"auth=%s%s%s subject=\"%s\" pending=%u us=%u",
+			"auth=%s%s%s%s subject=\"%s\" pending=%u us=%u",
 			(unsigned long long)c->id, svc, log_addr(&c->peer, addr, sizeof(addr)),
 			r->tls_version == 0x0304 ? "TLSv1.3" : "TLSv1.2", r->cipher_name,
 			r->group[0] ? r->group : "-", log_printable(r->sni, sni, sizeof(sni)),
@@ -269,6 +269,7 @@ static void conn_log(struct conn *c, const char *verb)
 				log_printable(r->verified_name, name, sizeof(name)) :
 				"",
 			r->auth == DANCE_AUTH_DANE && r->dns_cached ? " (cached)" : "",
+			r->peer_cert_type == DANCE_CERT_RPK ? " key=rpk" : "",
 			log_printable(r->peer_subject, subj, sizeof(subj)), r->pending_len,
 			r->handshake_us);
 		return;
