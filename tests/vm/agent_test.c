@@ -698,6 +698,7 @@ FIXTURE(kex)
 	int lfd, port;
 	struct dance *d;
 	struct dance_result *r;
+	char peer_said[8192]; /* s_client's output */
 };
 
 FIXTURE_SETUP(kex)
@@ -740,6 +741,7 @@ static int kex_attempt(struct __test_metadata *_metadata, FIXTURE_DATA(kex) * se
 		close(fd);
 	pthread_join(t, NULL);
 	TH_LOG("s_client (exit %d) said:\n%s", j.ret, j.out);
+	memcpy(self->peer_said, j.out, sizeof(self->peer_said));
 	return fd < 0 ? fd : 0;
 }
 
@@ -751,6 +753,8 @@ TEST_F(kex, defaults_negotiate_the_hybrid_post_quantum_group)
 	ASSERT_EQ(0, kex_attempt(_metadata, self, NULL)) TH_LOG("%s", self->r->reason);
 	EXPECT_STREQ("X25519MLKEM768", self->r->group);
 	EXPECT_TRUE(log_contains(&self->e, "group=X25519MLKEM768"));
+	/* And the peer, which nobody here wrote, agrees. */
+	EXPECT_NE(NULL, strstr(self->peer_said, "Negotiated TLS1.3 group: X25519MLKEM768"));
 }
 
 TEST_F(kex, hybrid_named_by_the_client_is_taken)
@@ -778,6 +782,7 @@ TEST_F(kex, classical_client_gets_x25519)
 	ASSERT_EQ(0, kex_attempt(_metadata, self, "X25519")) TH_LOG("%s", self->r->reason);
 	EXPECT_STREQ("x25519", self->r->group);
 	EXPECT_TRUE(log_contains(&self->e, "group=x25519"));
+	EXPECT_NE(NULL, strstr(self->peer_said, "Peer Temp Key: X25519,"));
 }
 
 /*

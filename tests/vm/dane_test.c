@@ -228,7 +228,7 @@ FIXTURE_SETUP(dane)
 	static const char *const dev9[] = { "sensor9._device." Z, NULL };
 	static const char *const pkix[] = { "device73." Z, NULL };
 	static const char *const srv[] = { "server." Z, NULL };
-	char parent[32768], child[4096], a[2][2048], b[2048], c[2048], rpk_services[1024] = "";
+	char parent[32768], child[4096], a[2][2048], b[2048], c[2048], rpk_services[2048] = "";
 	struct pki_ca devca = { 0 }, cli = { 0 };
 	X509 *ee, *other, *dev, *pk, *cli_ca, *srv_ee;
 	size_t n = 0;
@@ -354,8 +354,14 @@ FIXTURE_SETUP(dane)
 			 "client_certificate_types = rpk, x509\n"
 			 "[service x509only]\ncertificate = %s\nkey = %s\n"
 			 "server_names = x509.localhost\ndane = required\ntls_min = 1.3\n"
-			 "dane_names = " Z "\nclient_certificate_types = x509\n",
-			 self->e.srv_cert, self->e.srv_key, self->e.srv_cert, self->e.srv_key);
+			 "dane_names = " Z "\nclient_certificate_types = x509\n"
+			 "[service upstream-rpk]\nrole = client\nverify = dane\n"
+			 "server_certificate_types = rpk\n"
+			 "[service me-rpk]\nrole = client\nverify = none\n"
+			 "identity = _smtp-client.device1." Z "\ncertificate = %s\nkey = %s\n"
+			 "client_certificate_types = rpk\n",
+			 self->e.srv_cert, self->e.srv_key, self->e.srv_cert, self->e.srv_key,
+			 self->ee_cert, self->ee_key);
 	ASSERT_EQ(
 		0,
 		env_conf(&self->e,
@@ -1045,6 +1051,133 @@ TEST_F(dane, service_taking_both_still_takes_a_certificate)
 	EXPECT_EQ(DANCE_CERT_X509, self->r->peer_cert_type);
 	EXPECT_NE(NULL, strstr(self->r->peer_subject, "DANE-EE"))
 	TH_LOG("%s", self->r->peer_subject);
+}
+
+/* openssl s_client offers its key bare, but cannot name itself: refused, and why. */
+TEST_F(dane, s_client_raw_public_key_without_a_name_is_refused)
+{
+	char connect[32];
+	char *argv[] = {
+		"/usr/bin/openssl", "s_client",		  "-connect", connect,	     "-servername",
+		"rpk.localhost",    "-enable_client_rpk", "-cert",    self->ee_cert, "-key",
+		self->ee_key,	    "-ign_eof",		  "-brief",   NULL
+	};
+	struct cmd_job j = { .argv = argv, .in = "x" };
+	struct dance_params p = { 0 };
+	int fd;
+
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", self->port);
+	pthread_create(&j.thread, NULL, cmd_job_main, &j);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-EACCES, dance_handshake(self->d, fd, &p, self->r));
+	close(fd);
+	pthread_join(j.thread, NULL);
+	EXPECT_EQ(0, strncmp(self->r->reason, "rpk-without-dane", 16))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_STREQ("", self->r->verified_name);
+	EXPECT_NE(0, j.ret) TH_LOG("%s", j.out);
+}
+
+/*
+ * danced as the client takes openssl s_server's bare key (-enable_server_rpk) by its
+ * TLSA record at _PORT._tcp.NAME; the same key under a name with another key is refused.
+ */
+TEST_F(dane, danced_client_authenticates_a_server_raw_public_key_by_tlsa)
+{
+	char port[16], connect[32], out[4096];
+	pid_t srv;
+	int ret;
+
+	snprintf(port, sizeof(port), "%d", self->srv_port);
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", self->srv_port);
+	{
+		char *argv[] = { "/usr/bin/openssl",
+				 "s_server",
+				 "-accept",
+				 port,
+				 "-enable_server_rpk",
+				 "-cert",
+				 self->srv_ee_cert,
+				 "-key",
+				 self->srv_ee_key,
+				 "-rev",
+				 NULL };
+
+		srv = spawn(argv, NULL);
+	}
+	ASSERT_EQ(0, wait_connectable(NULL, self->srv_port, 10000));
+	{
+		char *argv[] = { (char *)bin("dance-echo"),
+				 "--handoff",
+				 self->e.sock,
+				 "--connect",
+				 connect,
+				 "--name",
+				 "server." Z,
+				 "--service",
+				 "upstream-rpk",
+				 NULL };
+
+		ret = run(argv, "hello dane\n", 11, out, sizeof(out), 60);
+	}
+	EXPECT_EQ(0, ret) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "enad olleh")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "auth=dane cert=rpk name=server." Z)) TH_LOG("%s", out);
+	{
+		char *argv[] = { (char *)bin("dance-echo"),
+				 "--handoff",
+				 self->e.sock,
+				 "--connect",
+				 connect,
+				 "--name",
+				 "wrongkey." Z,
+				 "--service",
+				 "upstream-rpk",
+				 NULL };
+
+		ret = run(argv, "hello\n", 6, out, sizeof(out), 60);
+	}
+	EXPECT_EQ(1, ret) TH_LOG("%s", out);
+	EXPECT_EQ(NULL, strstr(out, "olleh")) TH_LOG("%s", out);
+	kill(srv, SIGKILL);
+	waitpid(srv, NULL, 0);
+}
+
+/* danced presenting its raw key with a DANE name, to danced taking raw keys. */
+TEST_F(dane, danced_client_raw_public_key_against_danced_server)
+{
+	char connect[32];
+	char *argv[] = { (char *)bin("dance-echo"),
+			 "--handoff",
+			 self->e.sock,
+			 "--connect",
+			 connect,
+			 "--name",
+			 "rpk.localhost",
+			 "--service",
+			 "me-rpk",
+			 NULL };
+	struct cmd_job j = { .argv = argv, .in = "ping" };
+	struct dance_params p = { 0 };
+	char buf[8];
+	int fd;
+
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", self->port);
+	pthread_create(&j.thread, NULL, cmd_job_main, &j);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth);
+	EXPECT_EQ(DANCE_CERT_RPK, self->r->peer_cert_type);
+	EXPECT_STREQ("rpk", self->r->service);
+	EXPECT_STREQ("_smtp-client.device1." Z, self->r->verified_name);
+	if (!self->r->status &&
+	    (self->r->pending_len == 4 || dance_recv(fd, buf, sizeof(buf), 0) == 4))
+		send(fd, "pong", 4, 0);
+	close(fd);
+	pthread_join(j.thread, NULL);
+	EXPECT_NE(NULL, strstr(j.out, "pong")) TH_LOG("%s", j.out);
 }
 
 /* A client that can only send a raw key, to a service that takes only certificates. */
