@@ -208,28 +208,48 @@ static int apply_service(SSL *ssl, const struct svc *from, const struct svc *to)
  * servername callback would run too late for per-service version bounds.
  */
 /*
- * OpenSSL refuses a client whose client_certificate_type list (RFC 7250) has nothing the
- * service takes with a bare "bad extension": say what the operator can act on instead.
+ * RFC 7250 types, where the service names them: the service's order decides (OpenSSL
+ * follows the client's), so the SSL is left with the one type to pick. A client whose
+ * client_certificate_type list has nothing the service takes would get OpenSSL's bare
+ * "bad extension": say what the operator can act on instead.
  */
-static void cert_types_check(SSL *ssl, struct tls *t)
+static void cert_types_pick(SSL *ssl, struct tls *t)
 {
 	const struct svc_config *cfg = t->svc->cfg;
 	const unsigned char *p;
-	size_t len, i;
+	size_t len, i, j;
 
-	if (!cfg->n_client_cert_types ||
-	    !SSL_client_hello_get0_ext(ssl, 19 /* client_certificate_type */, &p, &len) || !len ||
-	    p[0] != len - 1)
-		return;
-	for (i = 1; i < len; i++)
-		if (memchr(cfg->client_cert_types, p[i], cfg->n_client_cert_types))
+	if (cfg->n_client_cert_types &&
+	    SSL_client_hello_get0_ext(ssl, 19 /* client_certificate_type */, &p, &len) && len &&
+	    p[0] == len - 1) {
+		for (i = 0; i < cfg->n_client_cert_types; i++)
+			if (memchr(p + 1, cfg->client_cert_types[i], len - 1))
+				break;
+		if (i == cfg->n_client_cert_types) {
+			fail_set(t->fail, -EACCES,
+				 "cert-type: the client offers no client certificate type this "
+				 "service takes (client_certificate_types = %s)",
+				 cfg->n_client_cert_types == 1 ?
+					 (cfg->client_cert_types[0] == DANCE_CERT_RPK ? "rpk" :
+											"x509") :
+					 "rpk, x509");
 			return;
-	fail_set(t->fail, -EACCES,
-		 "cert-type: the client offers no client certificate type this service takes "
-		 "(client_certificate_types = %s)",
-		 cfg->n_client_cert_types == 1 ?
-			 (cfg->client_cert_types[0] == DANCE_CERT_RPK ? "rpk" : "x509") :
-			 "rpk, x509");
+		}
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+		SSL_set1_client_cert_type(ssl, &cfg->client_cert_types[i], 1);
+#endif
+	}
+	if (cfg->n_server_cert_types &&
+	    SSL_client_hello_get0_ext(ssl, 20 /* server_certificate_type */, &p, &len) && len &&
+	    p[0] == len - 1) {
+		for (j = 0; j < cfg->n_server_cert_types; j++)
+			if (memchr(p + 1, cfg->server_cert_types[j], len - 1))
+				break;
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+		if (j < cfg->n_server_cert_types)
+			SSL_set1_server_cert_type(ssl, &cfg->server_cert_types[j], 1);
+#endif
+	}
 }
 
 static int hello_cb(SSL *ssl, int *alert, void *arg)
@@ -240,7 +260,7 @@ static int hello_cb(SSL *ssl, int *alert, void *arg)
 
 	(void)arg;
 	if (t->svc_fixed) {
-		cert_types_check(ssl, t);
+		cert_types_pick(ssl, t);
 		return SSL_CLIENT_HELLO_SUCCESS;
 	}
 	sni_of_hello(ssl, sni, sizeof(sni));
@@ -260,7 +280,7 @@ static int hello_cb(SSL *ssl, int *alert, void *arg)
 		}
 		t->svc = s;
 	}
-	cert_types_check(ssl, t);
+	cert_types_pick(ssl, t);
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 

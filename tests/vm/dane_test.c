@@ -58,6 +58,7 @@ struct dclient {
 	bool legacy; /* the old drafts' TLS 1.2 signal in ClientHello */
 	bool flag; /* request_client_auth */
 	bool rpk; /* offer only a raw public key (RFC 7250) as client certificate */
+	bool x509_then_rpk; /* offer both, a certificate first */
 	/* what happened */
 	bool got_cr, cr_had_clientid, cr_echoed_flag;
 	bool handshake_ok;
@@ -150,6 +151,11 @@ static void *dclient_main(void *arg)
 		static const unsigned char rpk_only[] = { TLSEXT_cert_type_rpk };
 
 		SSL_CTX_set1_client_cert_type(ctx, rpk_only, sizeof(rpk_only));
+	}
+	if (c->x509_then_rpk) {
+		static const unsigned char both[] = { TLSEXT_cert_type_x509, TLSEXT_cert_type_rpk };
+
+		SSL_CTX_set1_client_cert_type(ctx, both, sizeof(both));
 	}
 #endif
 	SSL_CTX_add_custom_ext(ctx, CLIENTID, cid_ctx, dc_clientid_add, NULL, c, dc_clientid_parse,
@@ -1079,6 +1085,44 @@ TEST_F(dane, s_client_raw_public_key_without_a_name_is_refused)
 	EXPECT_NE(0, j.ret) TH_LOG("%s", j.out);
 }
 
+/* gnutls-cli sends its bare key too (RFC 7250 in GnuTLS), and is refused the same way. */
+TEST_F(dane, gnutls_raw_public_key_without_a_name_is_refused)
+{
+	char port[16], pub[200], out[2048];
+	char *pubout[] = { "/usr/bin/openssl", "pkey", "-in", self->ee_key,
+			   "-pubout",	       "-out", pub,   NULL };
+	char *argv[] = { "/usr/bin/gnutls-cli",
+			 "--priority",
+			 "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CTYPE-CLI-ALL:+CTYPE-CLI-RAWPK",
+			 "--rawpkkeyfile",
+			 self->ee_key,
+			 "--rawpkfile",
+			 pub,
+			 "--sni-hostname",
+			 "rpk.localhost",
+			 "--insecure",
+			 "-p",
+			 port,
+			 "127.0.0.1",
+			 NULL };
+	struct cmd_job j = { .argv = argv, .in = "x" };
+	struct dance_params p = { 0 };
+	int fd;
+
+	snprintf(pub, sizeof(pub), "%.150s/ee.pub", self->e.dir);
+	ASSERT_EQ(0, run(pubout, NULL, 0, out, sizeof(out), 30)) TH_LOG("%s", out);
+	snprintf(port, sizeof(port), "%d", self->port);
+	pthread_create(&j.thread, NULL, cmd_job_main, &j);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-EACCES, dance_handshake(self->d, fd, &p, self->r));
+	close(fd);
+	pthread_join(j.thread, NULL);
+	EXPECT_EQ(0, strncmp(self->r->reason, "rpk-without-dane", 16))
+	TH_LOG("%s; gnutls-cli (exit %d) said:\n%s", self->r->reason, j.ret, j.out);
+	EXPECT_STREQ("", self->r->verified_name);
+}
+
 /*
  * danced as the client takes openssl s_server's bare key (-enable_server_rpk) by its
  * TLSA record at _PORT._tcp.NAME; the same key under a name with another key is refused.
@@ -1178,6 +1222,16 @@ TEST_F(dane, danced_client_raw_public_key_against_danced_server)
 	close(fd);
 	pthread_join(j.thread, NULL);
 	EXPECT_NE(NULL, strstr(j.out, "pong")) TH_LOG("%s", j.out);
+}
+
+/* A client that offers both gets the service's first choice: rpk, x509 takes the key. */
+TEST_F(dane, the_service_order_picks_the_certificate_type)
+{
+	struct dclient c = CLIENT(.sni = "rpk.localhost", .name = "ee11." Z, .x509_then_rpk = true,
+				  .cert = self->ee_cert, .key = self->ee_key);
+
+	expect_dane_ok(_metadata, self, &c, "ee11." Z, 3, 1, 1);
+	EXPECT_EQ(DANCE_CERT_RPK, self->r->peer_cert_type);
 }
 
 /* A client that can only send a raw key, to a service that takes only certificates. */
