@@ -680,7 +680,7 @@ static int send_bad_answer(int c, enum bad_answer kind, uint64_t id, int extra_f
 		r->hdr.magic = 0x12345678;
 		break;
 	case BAD_VERSION:
-		r->hdr.version = 2;
+		r->hdr.version = DANCE_PROTO_VERSION + 1;
 		break;
 	case BAD_TYPE_ACCEPTED:
 		r->hdr.type = DANCE_MSG_ACCEPTED;

@@ -128,7 +128,8 @@ TEST(request_refuses_wrong_lengths)
 TEST(request_refuses_bad_header)
 {
 	struct dance_request *r = request_new();
-	static const uint16_t versions[] = { 0, 1, 3, 65535 }; /* 1: before group */
+	static const uint16_t versions[] = { 0, DANCE_PROTO_VERSION - 1, DANCE_PROTO_VERSION + 1,
+					     65535 };
 	static const uint16_t types[] = {
 		0, DANCE_MSG_RESULT, DANCE_MSG_READY, DANCE_MSG_ACCEPTED, 5, 65535
 	};
@@ -269,7 +270,8 @@ TEST(result_refuses_pending_len_past_the_message_or_the_limit)
 TEST(result_refuses_bad_header)
 {
 	struct dance_result *r = result_new(0);
-	static const uint16_t versions[] = { 0, 2, 65535 };
+	static const uint16_t versions[] = { 0, DANCE_PROTO_VERSION - 1, DANCE_PROTO_VERSION + 1,
+					     65535 };
 	static const uint16_t types[] = { 0, DANCE_MSG_HANDSHAKE, DANCE_MSG_READY, 5, 65535 };
 	size_t i;
 
@@ -347,7 +349,7 @@ TEST(ready_accepts_valid_and_refuses_the_rest)
 	r->hdr.magic = 1;
 	EXPECT_CHECK(-EPROTO, dance_ready_check, r, sizeof(*r));
 	r->hdr.magic = DANCE_MAGIC;
-	r->hdr.version = 2;
+	r->hdr.version = DANCE_PROTO_VERSION + 1;
 	EXPECT_CHECK(-EPROTONOSUPPORT, dance_ready_check, r, sizeof(*r));
 	r->hdr.version = 0;
 	EXPECT_CHECK(-EPROTONOSUPPORT, dance_ready_check, r, sizeof(*r));
