@@ -951,7 +951,7 @@ TEST_F(robust, malformed_handoffs_each_get_their_own_status)
 	udp = socket(AF_INET, SOCK_DGRAM, 0);
 
 	/* 1: a version this danced does not speak */
-	req.hdr.version = 2;
+	req.hdr.version = DANCE_PROTO_VERSION + 1;
 	ASSERT_EQ(0, send_raw(ch, &req, sizeof(req), &peer, 1));
 	ASSERT_EQ(0, raw_result(ch, r));
 	EXPECT_EQ(-EPROTONOSUPPORT, r->status);
