@@ -204,9 +204,23 @@ static int apply_service(SSL *ssl, const struct svc *from, const struct svc *to)
 }
 
 /*
- * Pick the service by SNI before OpenSSL chooses a version or a certificate: the
- * servername callback would run too late for per-service version bounds.
+ * The first of @types (a service's RFC 7250 list, in its order) that the ClientHello's
+ * extension @ext offers: its index; -ENOENT when it offers none of them; -ENODATA when
+ * the client sent no well-formed extension (then OpenSSL's default, X.509, applies).
  */
+static int offered_type(SSL *ssl, unsigned int ext, const uint8_t *types, size_t n)
+{
+	const unsigned char *p;
+	size_t len, i;
+
+	if (!n || !SSL_client_hello_get0_ext(ssl, ext, &p, &len) || !len || p[0] != len - 1)
+		return -ENODATA;
+	for (i = 0; i < n; i++)
+		if (memchr(p + 1, types[i], len - 1))
+			return i;
+	return -ENOENT;
+}
+
 /*
  * RFC 7250 types, where the service names them: the service's order decides (OpenSSL
  * follows the client's), so the SSL is left with the one type to pick. A client whose
@@ -216,42 +230,35 @@ static int apply_service(SSL *ssl, const struct svc *from, const struct svc *to)
 static void cert_types_pick(SSL *ssl, struct tls *t)
 {
 	const struct svc_config *cfg = t->svc->cfg;
-	const unsigned char *p;
-	size_t len, i, j;
+	int c = offered_type(ssl, 19 /* client_certificate_type */, cfg->client_cert_types,
+			     cfg->n_client_cert_types);
+	int s = offered_type(ssl, 20 /* server_certificate_type */, cfg->server_cert_types,
+			     cfg->n_server_cert_types);
 
-	if (cfg->n_client_cert_types &&
-	    SSL_client_hello_get0_ext(ssl, 19 /* client_certificate_type */, &p, &len) && len &&
-	    p[0] == len - 1) {
-		for (i = 0; i < cfg->n_client_cert_types; i++)
-			if (memchr(p + 1, cfg->client_cert_types[i], len - 1))
-				break;
-		if (i == cfg->n_client_cert_types) {
-			fail_set(t->fail, -EACCES,
-				 "cert-type: the client offers no client certificate type this "
-				 "service takes (client_certificate_types = %s)",
-				 cfg->n_client_cert_types == 1 ?
-					 (cfg->client_cert_types[0] == DANCE_CERT_RPK ? "rpk" :
-											"x509") :
-					 "rpk, x509");
-			return;
-		}
-#if OPENSSL_VERSION_NUMBER >= 0x30200000L
-		SSL_set1_client_cert_type(ssl, &cfg->client_cert_types[i], 1);
-#endif
+	if (c == -ENOENT) {
+		fail_set(t->fail, -EACCES,
+			 "cert-type: the client offers no client certificate type this service "
+			 "takes (client_certificate_types = %s%s)",
+			 cfg->client_cert_types[0] == DANCE_CERT_RPK ? "rpk" : "x509",
+			 cfg->n_client_cert_types < 2		     ? "" :
+			 cfg->client_cert_types[1] == DANCE_CERT_RPK ? ", rpk" :
+								       ", x509");
+		return;
 	}
-	if (cfg->n_server_cert_types &&
-	    SSL_client_hello_get0_ext(ssl, 20 /* server_certificate_type */, &p, &len) && len &&
-	    p[0] == len - 1) {
-		for (j = 0; j < cfg->n_server_cert_types; j++)
-			if (memchr(p + 1, cfg->server_cert_types[j], len - 1))
-				break;
 #if OPENSSL_VERSION_NUMBER >= 0x30200000L
-		if (j < cfg->n_server_cert_types)
-			SSL_set1_server_cert_type(ssl, &cfg->server_cert_types[j], 1);
+	if (c >= 0)
+		SSL_set1_client_cert_type(ssl, &cfg->client_cert_types[c], 1);
+	if (s >= 0)
+		SSL_set1_server_cert_type(ssl, &cfg->server_cert_types[s], 1);
+#else
+	(void)s;
 #endif
-	}
 }
 
+/*
+ * Pick the service by SNI before OpenSSL chooses a version or a certificate: the
+ * servername callback would run too late for per-service version bounds.
+ */
 static int hello_cb(SSL *ssl, int *alert, void *arg)
 {
 	struct tls *t = SSL_get_app_data(ssl);

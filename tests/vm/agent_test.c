@@ -643,20 +643,28 @@ static void *s_client_job(void *arg)
 	return NULL;
 }
 
+/* Run @j against danced in return mode: 0, or the handshake's failure (in @r). */
+static int s_client_attempt(struct __test_metadata *_metadata, struct s_client_job *j, int lfd,
+			    struct dance *d, struct dance_result *r)
+{
+	pthread_t t;
+	int fd;
+
+	pthread_create(&t, NULL, s_client_job, j);
+	fd = accept_handshake(lfd, d, NULL, r);
+	if (fd >= 0)
+		close(fd); /* s_client leaves when we close */
+	pthread_join(t, NULL);
+	TH_LOG("s_client (exit %d) said:\n%s", j->ret, j->out);
+	return fd < 0 ? fd : 0;
+}
+
 static int auth_attempt(struct __test_metadata *_metadata, FIXTURE_DATA(auth) * self,
 			const char *cert, const char *key)
 {
 	struct s_client_job j = { .e = &self->e, .port = self->port, .cert = cert, .key = key };
-	pthread_t t;
-	int fd;
 
-	pthread_create(&t, NULL, s_client_job, &j);
-	fd = accept_handshake(self->lfd, self->d, NULL, self->r);
-	if (fd >= 0)
-		close(fd); /* s_client leaves when we close */
-	pthread_join(t, NULL);
-	TH_LOG("s_client (exit %d) said:\n%s", j.ret, j.out);
-	return fd < 0 ? fd : 0;
+	return s_client_attempt(_metadata, &j, self->lfd, self->d, self->r);
 }
 
 TEST_F(auth, required_certificate_missing_is_refused_with_its_reason)
@@ -732,17 +740,10 @@ static int kex_attempt(struct __test_metadata *_metadata, FIXTURE_DATA(kex) * se
 		       const char *groups)
 {
 	struct s_client_job j = { .e = &self->e, .port = self->port, .groups = groups };
-	pthread_t t;
-	int fd;
+	int ret = s_client_attempt(_metadata, &j, self->lfd, self->d, self->r);
 
-	pthread_create(&t, NULL, s_client_job, &j);
-	fd = accept_handshake(self->lfd, self->d, NULL, self->r);
-	if (fd >= 0)
-		close(fd);
-	pthread_join(t, NULL);
-	TH_LOG("s_client (exit %d) said:\n%s", j.ret, j.out);
 	memcpy(self->peer_said, j.out, sizeof(self->peer_said));
-	return fd < 0 ? fd : 0;
+	return ret;
 }
 
 #if OPENSSL_VERSION_NUMBER >= 0x30500000L

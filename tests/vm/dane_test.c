@@ -998,6 +998,42 @@ TEST_F(dane, danced_client_authenticates_the_server_by_tlsa)
 	waitpid(srv, NULL, 0);
 }
 
+/* danced as client (service @service, SNI @sni) to danced as server, in return mode. */
+static void danced_to_danced(struct __test_metadata *_metadata, FIXTURE_DATA(dane) * self,
+			     const char *sni, const char *service)
+{
+	char connect[32];
+	char *argv[] = { (char *)bin("dance-echo"),
+			 "--handoff",
+			 self->e.sock,
+			 "--connect",
+			 connect,
+			 "--name",
+			 (char *)sni,
+			 "--service",
+			 (char *)service,
+			 NULL };
+	struct cmd_job j = { .argv = argv, .in = "ping" };
+	struct dance_params p = { 0 };
+	char buf[8];
+	int fd;
+
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", self->port);
+	pthread_create(&j.thread, NULL, cmd_job_main, &j);
+	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth);
+	EXPECT_STREQ("_smtp-client.device1." Z, self->r->verified_name);
+	/* The client half-closes after "ping": pending may hold it, and close_notify. */
+	if (!self->r->status &&
+	    (self->r->pending_len == 4 || dance_recv(fd, buf, sizeof(buf), 0) == 4))
+		send(fd, "pong", 4, 0);
+	close(fd);
+	pthread_join(j.thread, NULL);
+	EXPECT_NE(NULL, strstr(j.out, "pong")) TH_LOG("%s", j.out);
+}
+
 /* ---- raw public keys (RFC 7250) ------------------------------------------------------- */
 
 #if OPENSSL_VERSION_NUMBER >= 0x30200000L
@@ -1191,37 +1227,9 @@ TEST_F(dane, danced_client_authenticates_a_server_raw_public_key_by_tlsa)
 /* danced presenting its raw key with a DANE name, to danced taking raw keys. */
 TEST_F(dane, danced_client_raw_public_key_against_danced_server)
 {
-	char connect[32];
-	char *argv[] = { (char *)bin("dance-echo"),
-			 "--handoff",
-			 self->e.sock,
-			 "--connect",
-			 connect,
-			 "--name",
-			 "rpk.localhost",
-			 "--service",
-			 "me-rpk",
-			 NULL };
-	struct cmd_job j = { .argv = argv, .in = "ping" };
-	struct dance_params p = { 0 };
-	char buf[8];
-	int fd;
-
-	snprintf(connect, sizeof(connect), "127.0.0.1:%d", self->port);
-	pthread_create(&j.thread, NULL, cmd_job_main, &j);
-	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
-	ASSERT_LE(0, fd);
-	EXPECT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
-	EXPECT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth);
+	danced_to_danced(_metadata, self, "rpk.localhost", "me-rpk");
 	EXPECT_EQ(DANCE_CERT_RPK, self->r->peer_cert_type);
 	EXPECT_STREQ("rpk", self->r->service);
-	EXPECT_STREQ("_smtp-client.device1." Z, self->r->verified_name);
-	if (!self->r->status &&
-	    (self->r->pending_len == 4 || dance_recv(fd, buf, sizeof(buf), 0) == 4))
-		send(fd, "pong", 4, 0);
-	close(fd);
-	pthread_join(j.thread, NULL);
-	EXPECT_NE(NULL, strstr(j.out, "pong")) TH_LOG("%s", j.out);
 }
 
 /* A client that offers both gets the service's first choice: rpk, x509 takes the key. */
@@ -1253,36 +1261,8 @@ TEST_F(dane, raw_public_key_to_an_x509_only_service_is_refused)
 /* danced as client (with a DANE identity) against danced as server (dane = required). */
 TEST_F(dane, danced_client_against_danced_server)
 {
-	char connect[32];
-	char *argv[] = { (char *)bin("dance-echo"),
-			 "--handoff",
-			 self->e.sock,
-			 "--connect",
-			 connect,
-			 "--name",
-			 "localhost",
-			 "--service",
-			 "me",
-			 NULL };
-	struct cmd_job j = { .argv = argv, .in = "ping" };
-	struct dance_params p = { 0 };
-	char buf[8];
-	int fd;
-
-	snprintf(connect, sizeof(connect), "127.0.0.1:%d", self->port);
-	pthread_create(&j.thread, NULL, cmd_job_main, &j);
-	fd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
-	ASSERT_LE(0, fd);
-	EXPECT_EQ(0, dance_handshake(self->d, fd, &p, self->r)) TH_LOG("%s", self->r->reason);
-	EXPECT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth);
-	EXPECT_STREQ("_smtp-client.device1." Z, self->r->verified_name);
-	/* The client half-closes after "ping": pending may hold it, and close_notify. */
-	if (!self->r->status &&
-	    (self->r->pending_len == 4 || dance_recv(fd, buf, sizeof(buf), 0) == 4))
-		send(fd, "pong", 4, 0);
-	close(fd);
-	pthread_join(j.thread, NULL);
-	EXPECT_NE(NULL, strstr(j.out, "pong")) TH_LOG("%s", j.out);
+	danced_to_danced(_metadata, self, "localhost", "me");
+	EXPECT_EQ(DANCE_CERT_X509, self->r->peer_cert_type);
 }
 
 DANCED_HARNESS_MAIN
