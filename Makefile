@@ -51,7 +51,7 @@ endif
 
 # The daemon's stages, in an archive so that a test links only the stages it uses.
 AGENT_OBJS := $(addprefix $(B)/obj/agent/,ktls.o config.o log.o admit.o handshake.o verify.o conn.o \
-	handoff.o loop.o frontdoor.o dane.o policy.o)
+	handoff.o loop.o frontdoor.o dane.o policy.o exported.o)
 AGENT_LIB := $(B)/libdanced.a
 DANCED := $(B)/danced
 LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)

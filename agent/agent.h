@@ -196,6 +196,7 @@ enum conn_phase {
 	PHASE_DANE, /* server role, kTLS installed: the client's TLSA, then the match */
 	PHASE_ALERT, /* failed; OpenSSL's alert is on its way to the peer */
 	PHASE_DELIVER, /* front door: finished, waiting for a backend with credit */
+	PHASE_EA, /* an exported-authenticator operation, before any DNS */
 	PHASE_DONE, /* the result is made; the conn waits for the ring to let go of it */
 };
 
@@ -237,6 +238,9 @@ struct __attribute__((aligned(16))) conn {
 	struct dns_wait dw;
 	struct fail fail; /* why it failed, once it did */
 	struct dance_result *res; /* header only (DANCE_RESULT_HDR_LEN bytes), from a pool */
+	bool ea_op; /* an exported-authenticator operation instead of a handshake: */
+	struct dance_ea *ea; /* its message, once accepted */
+	uint64_t cookie; /* SO_COOKIE, once known */
 	struct msghdr rmsg; /* the result's sendmsg: header, then pending plaintext */
 	struct iovec riov[2];
 	struct __kernel_timespec ts; /* the deadline's timeout */
@@ -268,7 +272,8 @@ struct __attribute__((aligned(16))) channel {
 	union {
 		struct dance_request req;
 		struct dance_ready ready;
-		uint8_t raw[sizeof(struct dance_request) + 1]; /* +1: notice oversize */
+		struct dance_ea ea;
+		uint8_t raw[sizeof(struct dance_ea) + 1]; /* +1: notice oversize */
 	} buf;
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -446,6 +451,7 @@ void admit_release(struct admit_ticket *t);
 /* conn.c: the one owner of a socket's state */
 struct conn *conn_new(struct worker *w, int fd, struct state *st);
 void conn_start(struct conn *c, struct svc *svc, bool svc_fixed, unsigned int timeout_ms);
+void conn_start_ea(struct conn *c, unsigned int timeout_ms);
 void conn_refuse(struct conn *c, int status, const char *why);
 void conn_io_done(struct conn *c, int res, unsigned int flags);
 void conn_deadline_done(struct conn *c, int res);
@@ -484,6 +490,7 @@ int verify_setup_ctx(SSL_CTX *ctx, const struct svc_config *cfg, char *err, size
 int verify_ext_add(SSL_CTX *ctx, const struct config *cfg, bool server, char *err, size_t errlen);
 const char *verify_failure(SSL *ssl, const struct svc_config *cfg, int *status);
 void verify_identity(struct tls *t, struct dance_result *res);
+void verify_describe(X509 *cert, struct dance_result *res);
 enum verdict verify_dane_begin(struct tls *t, struct dane_check *d, struct fail *f);
 int verify_dane_match(const struct state *st, const struct svc *svc, struct dane_check *d,
 		      const struct tlsa_set *set, struct dance_result *res, struct fail *f);
@@ -503,6 +510,16 @@ int dane_name_check(const struct svc_config *cfg, const char *name, size_t len, 
 		    size_t max);
 void tlsa_set_put(struct tlsa_set *set);
 int tlsa_next(const struct tlsa_set *set, size_t *off, const uint8_t **rdata, uint16_t *len);
+
+/* exported.c: exported authenticators (RFC 9261) on offloaded sockets */
+int exported_init(const struct config *cfg, char *err, size_t errlen);
+void exported_fini(void);
+void exported_keep(SSL *ssl, uint64_t cookie, const char *service, bool server);
+bool exported_forget(uint64_t cookie);
+void exported_stats(unsigned int *live, unsigned int *cap, unsigned long long *evicted);
+enum verdict exported_op(const struct dance_ea *m, uint64_t cookie, struct state *st,
+			 struct svc **svc, uint8_t *out, uint32_t *out_len, struct dane_check *d,
+			 struct dance_result *res, struct fail *f);
 
 /* policy.c: the verified name into the kernel's policy */
 int policy_init(const struct config *cfg, char *err, size_t errlen);

@@ -1472,6 +1472,7 @@ enum {
 	DK_REQUEST_CLIENT_AUTH_FLAG,
 	DK_BPF_POLICY,
 	DK_BPF_PIN_PATH,
+	DK_EXPORTED_AUTHENTICATORS,
 	DK_COUNT
 };
 
@@ -1523,6 +1524,9 @@ static const struct cfg_key cfg_danced_keys[DK_COUNT] = {
 	[DK_BPF_POLICY] = { "bpf_policy", cfg_parse_bool, cfg_print_bool, DOFF(bpf_policy) },
 	[DK_BPF_PIN_PATH] = { "bpf_pin_path", cfg_parse_bpf_path, cfg_print_string,
 			      DOFF(bpf_pin_path) },
+	[DK_EXPORTED_AUTHENTICATORS] = { "exported_authenticators", cfg_parse_uint,
+					 cfg_print_uint, DOFF(exported_authenticators), 0,
+					 1000000 },
 };
 
 enum {
@@ -2293,6 +2297,7 @@ static struct config *cfg_alloc(const char *path)
 	cfg->tls_flags_codepoint = 62;
 	cfg->request_client_auth_flag = 80;
 	cfg->bpf_policy = true;
+	cfg->exported_authenticators = 16384;
 	cfg->bpf_pin_path = strdup("/sys/fs/bpf/danced");
 	if (!cfg->path || !cfg->socket_path || !cfg->dns_trust_anchor_file || !cfg->bpf_pin_path) {
 		config_free(cfg);

@@ -131,6 +131,9 @@ struct config {
 					     is renegotiation_info) */
 	uint16_t tls_flags_codepoint; /* the tls_flags extension; default 62 */
 	uint16_t request_client_auth_flag; /* its bit number; default 80 */
+	unsigned int exported_authenticators; /* connections whose RFC 9261 exporter values
+						 are kept (the most recent); 0: none; default
+						 16384 */
 	bool bpf_policy; /* load and feed the kernel's name policy (bpf/); default yes */
 	char *bpf_pin_path; /* where its maps and links are pinned; default /sys/fs/bpf/danced */
 	struct svc_config svcs[CFG_MAX_SERVICES];

@@ -167,6 +167,10 @@ static void conn_free(struct conn *c)
 		OPENSSL_cleanse(c->tls.pending, c->tls.pending_len);
 		free(c->tls.pending);
 	}
+	if (c->ea) {
+		OPENSSL_cleanse(c->ea, sizeof(*c->ea));
+		free(c->ea);
+	}
 	result_put(w, c->res);
 	if (c->ch) {
 		if (c->ch_prev)
@@ -243,6 +247,10 @@ static const char *auth_word(const struct dance_result *r)
 		return "dane name=";
 	case DANCE_AUTH_X509:
 		return "x509";
+	case DANCE_AUTH_EA_DANE:
+		return "ea-dane name=";
+	case DANCE_AUTH_EA_X509:
+		return "ea-x509";
 	default:
 		return "none";
 	}
@@ -255,6 +263,26 @@ static void conn_log(struct conn *c, const char *verb)
 	const struct dance_result *r = c->res;
 	const char *svc = r && r->service[0] ? r->service : "-";
 
+	if (c->ea) {
+		if (log_enabled(r && !r->status ? 6 : 5))
+			log_msg(r && !r->status ? 6 : 5,
+				"exported authenticator %s id=%llu service=%s cookie=%llu status=%d "
+				"auth=%s%s reason=\"%s\"",
+				c->ea->op == DANCE_EA_REQUEST	   ? "request" :
+				c->ea->op == DANCE_EA_AUTHENTICATE ? "authenticate" :
+				c->ea->op == DANCE_EA_VALIDATE	   ? "validate" :
+								     "forget",
+				(unsigned long long)c->id, svc, (unsigned long long)c->cookie,
+				c->fail.status, r ? auth_word(r) : "none",
+				r && (r->auth == DANCE_AUTH_DANE || r->auth == DANCE_AUTH_EA_DANE) ?
+					log_printable(r->verified_name, name, sizeof(name)) :
+					"",
+				log_printable(c->fail.status ? c->fail.why :
+					      r		     ? r->reason :
+							       "-",
+					      why, sizeof(why)));
+		return;
+	}
 	if (r && !r->status) {
 		if (!log_enabled(6))
 			return;
@@ -543,13 +571,27 @@ static void conn_finish(struct conn *c)
 			shutdown(c->fd, SHUT_RDWR);
 		return;
 	}
-	dance_hdr_init(&r->hdr, c->ch ? DANCE_MSG_RESULT : DANCE_MSG_ACCEPTED);
+	dance_hdr_init(&r->hdr, c->ea_op ? DANCE_MSG_EA_RESULT :
+				c->ch	 ? DANCE_MSG_RESULT :
+					   DANCE_MSG_ACCEPTED);
 	r->id = c->id;
 	r->handshake_us = (now_ns() - c->start_ns) / 1000;
 	if (c->tls.svc)
 		snprintf(r->service, sizeof(r->service), "%s", c->tls.svc->cfg->name);
-	if (!c->fail.status) {
-		if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
+	if (c->ea_op) {
+		/* A new proof of who the peer is: the kernel's policy follows it at once. */
+		if (!c->fail.status && c->ea->op == DANCE_EA_VALIDATE &&
+		    c->tls.svc->cfg->role == ROLE_SERVER) {
+			ret = policy_identify(c->fd, c->tls.svc->cfg, r);
+			if (ret < 0)
+				fail_set(&c->fail, ret,
+					 "cannot record the proved identity in the BPF policy "
+					 "maps: %s",
+					 strerror(-ret));
+		}
+	} else if (!c->fail.status) {
+		r->cookie = c->cookie;
+		if (!r->cookie && !getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
 			r->cookie = cookie;
 		ret = policy_identify(c->fd, c->tls.svc->cfg, r);
 		if (ret < 0) {
@@ -569,11 +611,15 @@ static void conn_finish(struct conn *c)
 		}
 	}
 	r->status = c->fail.status;
-	snprintf(r->reason, sizeof(r->reason), "%s", c->fail.status ? c->fail.why : "ok");
+	if (c->fail.status || !c->ea_op || !r->reason[0])
+		snprintf(r->reason, sizeof(r->reason), "%s", c->fail.status ? c->fail.why : "ok");
+	if (c->fail.status && c->cookie && !c->ea_op)
+		exported_forget(c->cookie); /* a failed handshake has nothing to authenticate */
 	if (c->fail.status) {
 		c->tls.pending_len = 0;
 		r->flags = 0;
 		r->auth = DANCE_AUTH_NONE;
+		r->verified_name[0] = '\0';
 		if (c->held)
 			policy_release(c->fd);
 		c->held = false;
@@ -593,7 +639,7 @@ static void conn_finish(struct conn *c)
 
 	if (c->ch) {
 		c->phase = PHASE_DONE;
-		if (r->status)
+		if (r->status || c->ea)
 			conn_log(c, "handshake failed");
 		if (c->w->ring_dead)
 			handoff_send_result_now(c);
@@ -652,6 +698,7 @@ void conn_give_up(struct conn *c, const char *why)
 static enum verdict conn_offload(struct conn *c)
 {
 	struct tls *t = &c->tls;
+	socklen_t len;
 	const char *why = NULL;
 	enum verdict v = V_DONE;
 	int ret;
@@ -670,6 +717,10 @@ static enum verdict conn_offload(struct conn *c)
 	tls_describe(t, c->res);
 	if (t->client)
 		c->res->dns_cached = c->dns_cached;
+	/* RFC 9261's four values, while the SSL still has its exporter secret. */
+	len = sizeof(c->cookie);
+	if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &c->cookie, &len))
+		exported_keep(t->ssl, c->cookie, t->svc->cfg->name, !t->client);
 	if (!t->client && t->svc->cfg->dane != DANE_OFF)
 		v = verify_dane_begin(t, &c->dane, &c->fail);
 	/* The SSL and the buffers go now; a DNS wait keeps the conn small. */
@@ -801,6 +852,8 @@ static void conn_run(struct conn *c)
 						&c->fail);
 			if (!ret)
 				c->res->dns_cached = c->dw.cached;
+			if (!ret && c->ea)
+				c->res->auth = DANCE_AUTH_EA_DANE;
 			conn_finish(c);
 			return;
 		case PHASE_ALERT:
@@ -808,6 +861,7 @@ static void conn_run(struct conn *c)
 			conn_finish(c);
 			return;
 		case PHASE_NEW:
+		case PHASE_EA:
 		case PHASE_DELIVER:
 		case PHASE_DONE:
 			return;
@@ -874,6 +928,51 @@ void conn_start(struct conn *c, struct svc *svc, bool svc_fixed, unsigned int ti
 	if (t->client &&
 	    (svc->cfg->verify == VERIFY_DANE || svc->cfg->verify == VERIFY_DANE_OR_PKIX))
 		c->phase = PHASE_LOOKUP;
+	conn_run(c);
+}
+
+/**
+ * conn_start_ea - carry out an exported-authenticator operation (c->ea, for c->cookie)
+ * @timeout_ms: for the DNS lookup a DANE validation may need
+ *
+ * The socket stays the server's: danced neither reads nor writes it, and its failure
+ * leaves the connection as it was. Finished exactly once, like a handshake.
+ */
+void conn_start_ea(struct conn *c, unsigned int timeout_ms)
+{
+	struct tls *t = &c->tls;
+	enum verdict v;
+	uint32_t n;
+	int ret;
+
+	c->deadline_ns = c->start_ns + (uint64_t)timeout_ms * 1000000ULL;
+	c->phase = PHASE_EA;
+	c->res = result_get(c->w);
+	t->pending = malloc(DANCE_EA_DATA_MAX);
+	if (!c->res || !t->pending) {
+		fail_set(&c->fail, -ENOMEM, "out of memory for an exported authenticator");
+		conn_finish(c);
+		return;
+	}
+	t->pending_cap = DANCE_EA_DATA_MAX;
+	v = exported_op(c->ea, c->cookie, c->st, &t->svc, t->pending, &n, &c->dane, c->res,
+			&c->fail);
+	t->pending_len = n;
+	if (v != V_LOOKUP) {
+		conn_finish(c);
+		return;
+	}
+	arm_deadline(c);
+	c->phase = PHASE_DANE;
+	ret = dns_ask(c, c->dane.name);
+	if (ret == -EINPROGRESS) {
+		verify_dane_pack(&c->dane);
+		return;
+	}
+	if (ret) {
+		conn_finish(c);
+		return;
+	}
 	conn_run(c);
 }
 

@@ -343,6 +343,71 @@ refuse:
 }
 
 /*
+ * An exported-authenticator operation: a conn too, so that it gets exactly one answer,
+ * and may wait for DNS like a handshake. The socket only names the connection.
+ */
+static void handoff_ea(struct channel *ch, int len, const int *fds, int nfds)
+{
+	const struct dance_ea *m = &ch->buf.ea;
+	socklen_t clen = sizeof(uint64_t);
+	const char *why = NULL;
+	struct state *st;
+	struct conn *c;
+	int status;
+
+	st = state_get(&agent);
+	c = conn_new(ch->w, -1, st);
+	if (!c) {
+		log_err("out of memory for a request: closing its channel");
+		close_fds(fds, nfds);
+		state_put(st);
+		shutdown(ch->fd, SHUT_RDWR);
+		return;
+	}
+	c->ch = ch;
+	c->ea_op = true;
+	ch->refs++;
+	c->ch_next = ch->conns;
+	if (ch->conns)
+		ch->conns->ch_prev = c;
+	ch->conns = c;
+	if ((size_t)len >= offsetof(struct dance_ea, id) + sizeof(m->id))
+		memcpy(&c->id, &m->id, sizeof(c->id));
+	if (ch->msg.msg_flags & MSG_TRUNC)
+		status = fail_set(&c->fail, -EMSGSIZE,
+				  "message longer than an exported-authenticator request");
+	else if ((status = dance_ea_check(m, len, &why)))
+		fail_set(&c->fail, status, "%s", why);
+	else if ((ch->msg.msg_flags & MSG_CTRUNC) || nfds > 1)
+		status = fail_set(&c->fail, -ETOOMANYREFS,
+				  "several descriptors attached: send exactly one socket");
+	else if (!nfds)
+		status = fail_set(&c->fail, -EBADF,
+				  "no socket attached: send it as one SCM_RIGHTS descriptor");
+	if (status) {
+		close_fds(fds, nfds);
+		goto refuse;
+	}
+	c->fd = fds[0];
+	if (getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &c->cookie, &clen) || !c->cookie) {
+		fail_set(&c->fail, -ENOTSOCK, "the descriptor is not a socket danced can name");
+		goto refuse;
+	}
+	c->ea = malloc(sizeof(*c->ea));
+	if (!c->ea) {
+		fail_set(&c->fail, -ENOMEM, "out of memory for an exported authenticator");
+		goto refuse;
+	}
+	memcpy(c->ea, m, len);
+	conn_start_ea(c, st->cfg->handshake_timeout_ms);
+	conn_put(c);
+	return;
+refuse:
+	conn_refuse(c, c->fail.status, c->fail.why);
+	conn_put(c);
+}
+
+/*
  * The server went away: its conns stop now (their results have nowhere to go), instead
  * of running their handshakes to the end for nobody.
  */
@@ -403,6 +468,9 @@ void handoff_recv_done(struct channel *ch, int res)
 		} else {
 			frontdoor_ready(ch, &ch->buf.ready);
 		}
+	} else if ((size_t)res >= sizeof(struct dance_hdr) && ch->buf.ea.hdr.type == DANCE_MSG_EA &&
+		   ch->buf.ea.hdr.magic == DANCE_MAGIC) {
+		handoff_ea(ch, res, fds, nfds);
 	} else {
 		handoff_request(ch, res, fds, nfds);
 	}

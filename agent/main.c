@@ -241,6 +241,8 @@ static void reload(const char *path)
 		log_warn("reload: socket and workers keep their values until a restart");
 	if (old->bpf_policy != cfg->bpf_policy || strcmp(old->bpf_pin_path, cfg->bpf_pin_path))
 		log_warn("reload: bpf_policy and bpf_pin_path keep their values until a restart");
+	if (old->exported_authenticators != cfg->exported_authenticators)
+		log_warn("reload: exported_authenticators keeps its value until a restart");
 	state_put(cur);
 	state_swap(&agent, st);
 	log_set_level(cfg->log_level);
@@ -399,6 +401,11 @@ int main(int argc, char **argv)
 			log_err("%s", err);
 			goto out_state;
 		}
+		ret = exported_init(st->cfg, err, sizeof(err));
+		if (ret) {
+			log_err("%s", err);
+			goto out_state;
+		}
 	}
 	/*
 	 * The handoff socket comes last: once a server can connect to it, the backend
@@ -427,6 +434,7 @@ int main(int argc, char **argv)
 	state_put(agent.state);
 	dane_fini();
 	policy_fini();
+	exported_fini();
 	admit_fini();
 	ret = atomic_load(&agent.exit_status);
 	if (ret)
@@ -443,6 +451,7 @@ out_state:
 	state_put(st);
 	dane_fini();
 	policy_fini();
+	exported_fini();
 	admit_fini();
 	return 1;
 }

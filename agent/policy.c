@@ -244,7 +244,7 @@ static int log_event(void *ctx, void *data, size_t len)
 		snprintf(why, sizeof(why), "the socket has no verified identity");
 	else if (ev->why == DANCED_WHY_PROOF)
 		snprintf(why, sizeof(why), "%s (proven by %s, which its rule does not accept)",
-			 name[0] ? name : "-", ev->auth == DANCED_AUTH_X509 ? "x509" : "dane");
+			 name[0] ? name : "-", danced_auth_name(ev->auth));
 	else
 		snprintf(why, sizeof(why), "%s", name[0] ? name : "-");
 	log_notice("policy: %s %s by pid %u (%s) on port %u (netns %u): %s",
@@ -253,6 +253,19 @@ static int log_event(void *ctx, void *data, size_t len)
 		   ev->netns, why);
 	if (ev->why == DANCED_WHY_DENIED)
 		log_debug("policy: %s is not allowed on port %u", name, ev->port);
+	return 0;
+}
+
+/* A socket with an identity closed: what danced keeps for it goes. */
+static int socket_closed(void *ctx, void *data, size_t len)
+{
+	uint64_t cookie;
+
+	(void)ctx;
+	if (len >= sizeof(cookie)) {
+		memcpy(&cookie, data, sizeof(cookie));
+		exported_forget(cookie);
+	}
 	return 0;
 }
 
@@ -380,7 +393,8 @@ int policy_init(const struct config *cfg, char *err, size_t errlen)
 	if (ret)
 		goto out;
 	pol.rb = ring_buffer__new(pol.events, log_event, NULL, NULL);
-	if (!pol.rb) {
+	if (!pol.rb ||
+	    ring_buffer__add(pol.rb, bpf_map__fd(skel->maps.closed), socket_closed, NULL)) {
 		ret = -errno;
 		snprintf(err, errlen, "BPF policy: cannot read its events: %s", strerror(-ret));
 		goto out;
@@ -483,13 +497,14 @@ static bool rule_name(const char *name, size_t n)
  */
 static size_t policy_name(const struct dance_result *r, char *out, size_t max)
 {
-	const char *p = r->auth == DANCE_AUTH_DANE ? r->verified_name : r->peer_names;
+	bool dane = r->auth == DANCE_AUTH_DANE || r->auth == DANCE_AUTH_EA_DANE;
+	const char *p = dane ? r->verified_name : r->peer_names;
 	size_t n;
 
 	if (r->auth == DANCE_AUTH_NONE)
 		return 0;
 	for (; *p; p += n + (p[n] == ' ')) {
-		n = r->auth == DANCE_AUTH_DANE ? strlen(p) : strcspn(p, " ");
+		n = dane ? strlen(p) : strcspn(p, " ");
 		if (n >= max || !rule_name(p, n))
 			continue;
 		memcpy(out, p, n);

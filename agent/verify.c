@@ -617,8 +617,6 @@ void verify_identity(struct tls *t, struct dance_result *res)
 	SSL *ssl = t->ssl;
 	X509 *cert = SSL_get0_peer_certificate(ssl);
 	const struct svc_config *cfg = t->svc->cfg;
-	BIO *bio;
-	int n;
 
 	res->auth = DANCE_AUTH_NONE;
 #if OPENSSL_VERSION_NUMBER >= 0x30200000L
@@ -641,9 +639,16 @@ void verify_identity(struct tls *t, struct dance_result *res)
 		   SSL_get_verify_result(ssl) == X509_V_OK && cfg->verify != VERIFY_NONE) {
 		res->auth = DANCE_AUTH_X509;
 	}
-	if (!cert)
-		return;
-	bio = BIO_new(BIO_s_mem());
+	if (cert)
+		verify_describe(cert, res);
+}
+
+/* The subject and SAN dNSNames of @cert, for the result: information, not identity. */
+void verify_describe(X509 *cert, struct dance_result *res)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	int n;
+
 	if (bio && X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
 		n = BIO_read(bio, res->peer_subject, sizeof(res->peer_subject) - 1);
 		res->peer_subject[n > 0 ? n : 0] = '\0';

@@ -67,6 +67,16 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } watch SEC(".maps");
 
+/*
+ * "closed": the cookie of each socket with an identity as TCP closes it, for danced to
+ * drop what it keeps per connection (exported-authenticator values). A full buffer
+ * drops records; danced's own store is bounded either way.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} closed SEC(".maps");
+
 /* One event, built once and copied into both buffers. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -309,8 +319,10 @@ int BPF_PROG(danced_sock_state, const struct sock *sk, int oldstate, int newstat
 	if (newstate != 7 /* TCP_CLOSE */)
 		return 0;
 	id = bpf_sk_storage_get(&sk_ident, (struct sock *)sk, 0, 0);
-	if (id && !id->hold)
+	if (id && !id->hold) {
 		bpf_map_delete_elem(&identities, &id->cookie);
+		bpf_ringbuf_output(&closed, &id->cookie, sizeof(id->cookie), 0);
+	}
 	return 0;
 }
 

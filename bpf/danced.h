@@ -18,6 +18,8 @@
 #define DANCED_AUTH_NONE 0
 #define DANCED_AUTH_X509 1
 #define DANCED_AUTH_DANE 2
+#define DANCED_AUTH_EA_X509 3 /* after the handshake, by an exported authenticator (RFC 9261) */
+#define DANCED_AUTH_EA_DANE 4 /* ... whose key a DNSSEC-secure TLSA record matched */
 
 /*
  * A network namespace is named by its inode number, as `stat -L -c %i /proc/PID/ns/net`
@@ -165,11 +167,15 @@ struct danced_event {
 /* Does an allow rule with @proof admit a name proven by @auth (DANCED_AUTH_*)? */
 static inline int danced_proof_admits(__u8 proof, __u32 auth)
 {
+	/* A name proven after the handshake is proven the same way. */
+	int dane = auth == DANCED_AUTH_DANE || auth == DANCED_AUTH_EA_DANE;
+	int x509 = auth == DANCED_AUTH_X509 || auth == DANCED_AUTH_EA_X509;
+
 	if (proof == DANCED_PROOF_ANY)
-		return auth == DANCED_AUTH_DANE || auth == DANCED_AUTH_X509;
+		return dane || x509;
 	if (proof == DANCED_PROOF_X509)
-		return auth == DANCED_AUTH_X509;
-	return proof == DANCED_PROOF_DANE && auth == DANCED_AUTH_DANE;
+		return x509;
+	return proof == DANCED_PROOF_DANE && dane;
 }
 
 #ifndef __bpf__
@@ -194,6 +200,23 @@ static inline bool danced_rname(const char *name, size_t n, char *out, size_t ma
 		out[i] = tolower((unsigned char)name[n - 1 - i]);
 	out[n] = '.';
 	return true;
+}
+
+/* How a name was proven, as dancectl and danced's log say it. */
+static inline const char *danced_auth_name(__u32 auth)
+{
+	switch (auth) {
+	case DANCED_AUTH_DANE:
+		return "dane";
+	case DANCED_AUTH_X509:
+		return "x509";
+	case DANCED_AUTH_EA_DANE:
+		return "ea-dane";
+	case DANCED_AUTH_EA_X509:
+		return "ea-x509";
+	default:
+		return "none";
+	}
 }
 
 /* Back from the stored form to a printable name ('?' for any other byte). */

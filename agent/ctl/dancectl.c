@@ -189,7 +189,7 @@ static int parse_netns(const char *spec, __u32 *ino)
 
 static const char *auth_name(__u32 auth)
 {
-	return auth == DANCED_AUTH_DANE ? "dane" : auth == DANCED_AUTH_X509 ? "x509" : "none";
+	return danced_auth_name(auth);
 }
 
 static const char *proof_name(__u8 proof)

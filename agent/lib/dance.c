@@ -243,8 +243,9 @@ static int dance_result_valid(const struct dance_result *res, size_t len, enum d
 
 	if (ret)
 		return ret;
-	*why = type == DANCE_MSG_RESULT ? "danced sent an accepted socket on a handoff channel" :
-					  "danced sent a handshake result on a backend channel";
+	*why = type == DANCE_MSG_ACCEPTED ?
+		       "danced sent a handshake result on a backend channel" :
+		       "danced answered with a message of another kind than the request's";
 	if (res->hdr.type != type)
 		return -EPROTO;
 	*why = NULL;
@@ -505,6 +506,221 @@ out_close_fd:
 	return dance_fail(res, ret, 0, id, why);
 out_kept:
 	return dance_fail(res, ret, DANCE_RES_FD_KEPT, 0, why);
+}
+
+/* ---- exported authenticators (RFC 9261) --------------------------------------------- */
+
+/*
+ * One DANCE_MSG_EA and its answer, on a handle with nothing else in flight. @fd only
+ * names the connection: it stays the caller's whatever happens.
+ */
+static int dance_ea_call(struct dance *d, int fd, struct dance_ea *m, struct dance_result *res)
+{
+	int fds[DANCE_FDS_MAX], nfds, ret;
+	const char *why;
+	uint64_t id;
+	size_t len;
+
+	ret = dance_request_args(d, fd, &(struct dance_params){ 0 }, &why);
+	if (ret)
+		goto out_kept;
+	ret = -EBUSY;
+	why = "async requests are in flight on this handle";
+	if (d->nflights || (d->lost && d->nlost))
+		goto out_kept;
+	if (d->lost) {
+		d->lost = false;
+		dance_disconnect(d);
+	}
+	id = d->next_id++;
+	dance_hdr_init(&m->hdr, DANCE_MSG_EA);
+	m->id = id;
+	len = DANCE_EA_HDR_LEN + m->request_len + m->auth_len;
+	if (d->sock < 0) {
+		why = "cannot connect to danced's handoff socket";
+		ret = dance_connect(d->path, &d->sock);
+		if (ret)
+			goto out;
+	}
+	ret = dance_send(d->sock, m, len, fd);
+	if (ret && dance_broken(ret)) {
+		dance_disconnect(d);
+		why = "cannot reconnect to danced's handoff socket";
+		ret = dance_connect(d->path, &d->sock);
+		if (!ret)
+			ret = dance_send(d->sock, m, len, fd);
+	}
+	why = "cannot send the request to danced";
+	if (ret)
+		goto out_drop;
+	for (;;) {
+		ret = dance_recv_msg(d->sock, res, sizeof(*res), 0, fds, &nfds, &len);
+		why = dance_recv_why(ret);
+		if (ret)
+			goto out_drop;
+		dance_close_fds(fds, nfds);
+		ret = -EPROTO;
+		why = "danced attached a descriptor to an exported-authenticator result";
+		if (nfds)
+			goto out_drop;
+		ret = dance_result_valid(res, len, DANCE_MSG_EA_RESULT, &why);
+		if (ret)
+			goto out_drop;
+		if (res->id == id || !res->id)
+			break;
+	}
+	res->flags &= ~DANCE_RES_FD_KEPT;
+	return res->status;
+out_drop:
+	dance_disconnect(d);
+out:
+	return dance_fail(res, ret, 0, 0, why);
+out_kept:
+	return dance_fail(res, ret, DANCE_RES_FD_KEPT, 0, why);
+}
+
+/**
+ * dance_ea_request - make an authenticator request for the connection on @fd
+ * @flags: DANCE_EA_DANE to ask the peer to name itself (dane_clientid), DANCE_EA_NO_DANE
+ *	never to; neither: as the service asks in its handshakes
+ * @server_name: a TLS client's ClientCertificateRequest may name the server it wants
+ *	proved; NULL or "" for none
+ * @res: on success res->pending[0..pending_len) is the request, to send to the peer
+ *	however the application likes, and to pass back with its answer to
+ *	dance_ea_validate()
+ *
+ * danced makes a CertificateRequest when it was the TLS server on @fd, else a
+ * ClientCertificateRequest, with a fresh random certificate_request_context, and
+ * remembers it (the last four per connection) until it is answered. @fd stays the
+ * caller's and is neither read nor written.
+ *
+ * Return: 0, or a negative errno also in res->status, with res->reason: -ENOENT (danced
+ * keeps nothing for this socket: not offloaded by it, closed, or forgotten), -EPROTO
+ * (TLS 1.2 without extended master secret), -EINVAL, -ENAMETOOLONG, -EBADF, -EBUSY (as
+ * dance_handshake(), with DANCE_RES_FD_KEPT), or a channel error.
+ */
+int dance_ea_request(struct dance *d, int fd, unsigned int flags, const char *server_name,
+		     struct dance_result *res)
+{
+	struct dance_ea *m;
+	int ret;
+
+	if (!res)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return dance_fail(res, -ENOMEM, DANCE_RES_FD_KEPT, 0, "out of memory");
+	m->op = DANCE_EA_REQUEST;
+	m->flags = flags;
+	ret = dance_copy(m->server_name, sizeof(m->server_name), server_name);
+	if (ret)
+		ret = dance_fail(res, ret, DANCE_RES_FD_KEPT, 0,
+				 "server name too long for the handoff protocol");
+	else
+		ret = dance_ea_call(d, fd, m, res);
+	free(m);
+	return ret;
+}
+
+/**
+ * dance_ea_authenticate - answer the peer's authenticator request with the service's key
+ * @req: the request the peer sent, as received; NULL with @req_len 0: a spontaneous
+ *	authenticator (only where danced was the TLS server)
+ * @flags: DANCE_EA_REFUSE for the empty authenticator, an authenticated "no"
+ * @res: on success res->pending[0..pending_len) is the authenticator, for the peer
+ *
+ * The key never leaves danced. The Certificate carries dane_clientid with the service's
+ * identity when the request asked for it and the service has one.
+ *
+ * Return: 0, or a negative errno with res->reason (see dance_ea_request()), and:
+ * -EBADMSG (a malformed request), -EALREADY (danced already answered this context),
+ * -EOPNOTSUPP (no signature algorithm of the request fits the key), -ENOKEY (the
+ * service has no certificate), -EMSGSIZE.
+ */
+int dance_ea_authenticate(struct dance *d, int fd, const void *req, size_t req_len,
+			  unsigned int flags, struct dance_result *res)
+{
+	struct dance_ea *m;
+	int ret;
+
+	if (!res)
+		return -EINVAL;
+	if ((req_len && !req) || req_len > DANCE_EA_DATA_MAX)
+		return dance_fail(res, req_len ? -EMSGSIZE : -EINVAL, DANCE_RES_FD_KEPT, 0,
+				  "the request is missing or longer than DANCE_EA_DATA_MAX");
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return dance_fail(res, -ENOMEM, DANCE_RES_FD_KEPT, 0, "out of memory");
+	m->op = DANCE_EA_AUTHENTICATE;
+	m->flags = flags;
+	m->request_len = req_len;
+	if (req_len)
+		memcpy(m->data, req, req_len);
+	ret = dance_ea_call(d, fd, m, res);
+	free(m);
+	return ret;
+}
+
+/**
+ * dance_ea_validate - judge the peer's authenticator, answering a request danced made
+ * @req: that request, as dance_ea_request() returned it; NULL with @req_len 0 for a
+ *	spontaneous authenticator from the TLS server (danced was the client)
+ * @auth: the authenticator the peer sent
+ * @res: on success who was proved and how: auth DANCE_AUTH_EA_DANE (verified_name, the
+ *	TLSA record in tlsa_*) or DANCE_AUTH_EA_X509 (peer_subject, peer_names)
+ *
+ * Each request validates once. On success where danced was the TLS server, the
+ * socket's identity in the BPF policy maps is the proved one from now on: the kernel
+ * allows or refuses its I/O by it at once.
+ *
+ * Return: 0, or a negative errno with res->reason: -EACCES (not authenticated:
+ * "ea-finished", "ea-signature", "ea-empty", or the reasons of a handshake's DANE and
+ * X.509 failures), -ESRCH (a context danced never asked with), -EALREADY (already
+ * validated), -EBADMSG (malformed), the errors of dance_ea_request(), -EMSGSIZE.
+ */
+int dance_ea_validate(struct dance *d, int fd, const void *req, size_t req_len, const void *auth,
+		      size_t auth_len, struct dance_result *res)
+{
+	struct dance_ea *m;
+	int ret;
+
+	if (!res)
+		return -EINVAL;
+	if ((req_len && !req) || !auth || !auth_len)
+		return dance_fail(res, -EINVAL, DANCE_RES_FD_KEPT, 0,
+				  "an authenticator (and its request) to validate is needed");
+	if (req_len + auth_len > DANCE_EA_DATA_MAX)
+		return dance_fail(res, -EMSGSIZE, DANCE_RES_FD_KEPT, 0,
+				  "request and authenticator exceed DANCE_EA_DATA_MAX");
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return dance_fail(res, -ENOMEM, DANCE_RES_FD_KEPT, 0, "out of memory");
+	m->op = DANCE_EA_VALIDATE;
+	m->request_len = req_len;
+	m->auth_len = auth_len;
+	if (req_len)
+		memcpy(m->data, req, req_len);
+	memcpy(m->data + req_len, auth, auth_len);
+	ret = dance_ea_call(d, fd, m, res);
+	free(m);
+	return ret;
+}
+
+/**
+ * dance_ea_forget - danced drops what it keeps for exported authenticators on @fd
+ *
+ * It does so by itself when the socket closes (with the BPF policy on) or when newer
+ * connections push it out; a server that is done with them says so sooner.
+ *
+ * Return: 0, -ENOENT (nothing kept), or the errors of dance_ea_request().
+ */
+int dance_ea_forget(struct dance *d, int fd, struct dance_result *res)
+{
+	struct dance_ea m = { .op = DANCE_EA_FORGET };
+
+	if (!res)
+		return -EINVAL;
+	return dance_ea_call(d, fd, &m, res);
 }
 
 /* ---- async requests ------------------------------------------------------------- */

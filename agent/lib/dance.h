@@ -37,7 +37,7 @@
 #include <sys/types.h>
 
 #define DANCE_MAGIC 0x434e4144u /* "DANC" in memory on little-endian hosts */
-#define DANCE_PROTO_VERSION 2 /* 2: group, peer_cert_type */
+#define DANCE_PROTO_VERSION 3 /* 2: group, peer_cert_type; 3: exported authenticators */
 
 #define DANCE_NAME_MAX 64 /* service names, cipher names */
 #define DANCE_HOST_MAX 256 /* DNS names: 253 octets and a NUL, rounded */
@@ -52,6 +52,8 @@ enum dance_msg_type {
 	DANCE_MSG_RESULT = 2,
 	DANCE_MSG_READY = 3,
 	DANCE_MSG_ACCEPTED = 4,
+	DANCE_MSG_EA = 5,
+	DANCE_MSG_EA_RESULT = 6,
 };
 
 /* dance_request.flags */
@@ -83,6 +85,9 @@ enum dance_auth {
 	DANCE_AUTH_NONE = 0, /* no certificate asked for, or none given where optional */
 	DANCE_AUTH_X509 = 1, /* certificate chain verified against the service's CA file */
 	DANCE_AUTH_DANE = 2, /* DNSSEC-secure TLSA record at verified_name matched (DANCE) */
+	/* After the handshake, by an exported authenticator (RFC 9261) on the connection: */
+	DANCE_AUTH_EA_X509 = 3, /* ... whose certificate chain the service's CA file verified */
+	DANCE_AUTH_EA_DANE = 4, /* ... whose key the TLSA record at verified_name matched */
 };
 
 /* dance_result.peer_cert_type: the TLS certificate types of RFC 7250. */
@@ -130,6 +135,56 @@ struct dance_result {
 
 #define DANCE_RESULT_HDR_LEN offsetof(struct dance_result, pending)
 
+/*
+ * Exported authenticators (RFC 9261) on a socket danced offloaded: the server asks danced
+ * to make a request, to answer the peer's request with the service's key (which never
+ * leaves danced), or to validate the peer's authenticator; danced finds the connection by
+ * the socket's SO_COOKIE and uses only the four exporter values it kept at the end of
+ * the handshake. The messages themselves travel however the application likes (over the
+ * same connection is fine); danced never reads or writes the socket for them.
+ *
+ *   server -> danced  struct dance_ea (type DANCE_MSG_EA): the fixed part up to `data`,
+ *                     then request_len + auth_len bytes; the socket as exactly one
+ *                     SCM_RIGHTS descriptor (danced closes its copy after answering)
+ *   danced -> server  struct dance_result (type DANCE_MSG_EA_RESULT): status and reason;
+ *                     for DANCE_EA_VALIDATE who was proved and how (auth, verified_name,
+ *                     peer_subject, peer_names, tlsa_*); for DANCE_EA_REQUEST and
+ *                     DANCE_EA_AUTHENTICATE the message made, as pending_len bytes in
+ *                     `pending`.
+ * Exactly one DANCE_MSG_EA_RESULT answers each DANCE_MSG_EA, with its id.
+ */
+enum dance_ea_op {
+	DANCE_EA_REQUEST = 1, /* make a CertificateRequest (danced was the TLS server) or a
+				 ClientCertificateRequest (danced was the TLS client) */
+	DANCE_EA_AUTHENTICATE = 2, /* answer the peer's request (or, as the TLS server, none:
+				      a spontaneous authenticator) with the service's key */
+	DANCE_EA_VALIDATE = 3, /* judge the peer's authenticator against danced's request */
+	DANCE_EA_FORGET = 4, /* drop the connection's exporter values now */
+};
+
+/* dance_ea.flags */
+#define DANCE_EA_DANE \
+	(1u << 0) /* REQUEST: ask for dane_clientid (the peer proves a DNS
+				   name by DANE); the default is what the service's dane and
+				   verify settings ask for in a handshake */
+#define DANCE_EA_NO_DANE (1u << 1) /* REQUEST: never ask for dane_clientid */
+#define DANCE_EA_REFUSE (1u << 2) /* AUTHENTICATE: the empty authenticator (a refusal) */
+
+#define DANCE_EA_DATA_MAX 16384 /* request and authenticator together */
+
+struct dance_ea {
+	struct dance_hdr hdr;
+	uint32_t op; /* enum dance_ea_op */
+	uint32_t flags; /* DANCE_EA_* */
+	uint64_t id; /* chosen by the server, echoed in the result */
+	char server_name[DANCE_HOST_MAX]; /* REQUEST by a TLS client: server_name, or "" */
+	uint32_t request_len; /* AUTHENTICATE, VALIDATE: the request, at data[0] */
+	uint32_t auth_len; /* VALIDATE: the authenticator, at data[request_len] */
+	uint8_t data[DANCE_EA_DATA_MAX];
+};
+
+#define DANCE_EA_HDR_LEN offsetof(struct dance_ea, data)
+
 /* ---- libdance ------------------------------------------------------------------- */
 
 /*
@@ -160,6 +215,14 @@ int dance_complete(struct dance *d, struct dance_result *res);
 int dance_listen(const char *backend_path, unsigned int window, struct dance **out);
 int dance_accept(struct dance *d, struct dance_result *res);
 ssize_t dance_recv(int fd, void *buf, size_t len, int flags);
+
+int dance_ea_request(struct dance *d, int fd, unsigned int flags, const char *server_name,
+		     struct dance_result *res);
+int dance_ea_authenticate(struct dance *d, int fd, const void *req, size_t req_len,
+			  unsigned int flags, struct dance_result *res);
+int dance_ea_validate(struct dance *d, int fd, const void *req, size_t req_len, const void *auth,
+		      size_t auth_len, struct dance_result *res);
+int dance_ea_forget(struct dance *d, int fd, struct dance_result *res);
 int dance_shutdown(int fd);
 const char *dance_strerror(int status);
 
@@ -168,6 +231,7 @@ const char *dance_strerror(int status);
 int dance_request_check(const void *msg, size_t len, const char **why);
 int dance_result_check(const void *msg, size_t len, const char **why);
 int dance_ready_check(const void *msg, size_t len, const char **why);
+int dance_ea_check(const void *msg, size_t len, const char **why);
 void dance_hdr_init(struct dance_hdr *h, enum dance_msg_type type);
 
 #endif

@@ -24,6 +24,9 @@ void dance_hdr_init(struct dance_hdr *h, enum dance_msg_type type)
 	h->type = type;
 }
 
+#define DANCE_STR_(x) #x
+#define DANCE_STR(x) DANCE_STR_(x)
+
 static int hdr_check(const void *msg, size_t len, enum dance_msg_type type, const char **why)
 {
 	struct dance_hdr h;
@@ -35,7 +38,8 @@ static int hdr_check(const void *msg, size_t len, enum dance_msg_type type, cons
 	*why = "not a danced handoff message (bad magic)";
 	if (h.magic != DANCE_MAGIC)
 		return -EPROTO;
-	*why = "unsupported handoff protocol version (this danced speaks version 1)";
+	*why = "unsupported handoff protocol version (this danced speaks version " DANCE_STR(
+		DANCE_PROTO_VERSION) ")";
 	if (h.version != DANCE_PROTO_VERSION)
 		return -EPROTONOSUPPORT;
 	*why = "unexpected message type";
@@ -101,7 +105,10 @@ int dance_result_check(const void *msg, size_t len, const char **why)
 		return -EBADMSG;
 	memcpy(&h, msg, sizeof(h));
 	ret = hdr_check(msg, len,
-			h.type == DANCE_MSG_ACCEPTED ? DANCE_MSG_ACCEPTED : DANCE_MSG_RESULT, why);
+			h.type == DANCE_MSG_ACCEPTED  ? DANCE_MSG_ACCEPTED :
+			h.type == DANCE_MSG_EA_RESULT ? DANCE_MSG_EA_RESULT :
+							DANCE_MSG_RESULT,
+			why);
 	if (ret)
 		return ret;
 	*why = "truncated result";
@@ -144,6 +151,52 @@ int dance_ready_check(const void *msg, size_t len, const char **why)
 		return -EBADMSG;
 	*why = "ready message offers no room (n = 0)";
 	if (!r->n)
+		return -EINVAL;
+	*why = NULL;
+	return 0;
+}
+
+/**
+ * dance_ea_check - validate a DANCE_MSG_EA as received
+ *
+ * Return: 0, or the errors of dance_request_check() with @why set; -EMSGSIZE when the
+ * lengths do not add up to the message.
+ */
+int dance_ea_check(const void *msg, size_t len, const char **why)
+{
+	const struct dance_ea *m = msg;
+	int ret = hdr_check(msg, len, DANCE_MSG_EA, why);
+
+	if (ret)
+		return ret;
+	*why = "truncated exported-authenticator request";
+	if (len < DANCE_EA_HDR_LEN)
+		return -EBADMSG;
+	*why = "request_len and auth_len do not add up to the message";
+	if (m->request_len > DANCE_EA_DATA_MAX || m->auth_len > DANCE_EA_DATA_MAX ||
+	    len != DANCE_EA_HDR_LEN + m->request_len + m->auth_len)
+		return -EBADMSG;
+	*why = "unknown exported-authenticator operation";
+	if (m->op < DANCE_EA_REQUEST || m->op > DANCE_EA_FORGET)
+		return -EINVAL;
+	*why = "unknown exported-authenticator flags";
+	if (m->flags & ~(DANCE_EA_DANE | DANCE_EA_NO_DANE | DANCE_EA_REFUSE))
+		return -EINVAL;
+	*why = "server_name is not NUL-terminated";
+	if (!terminated(m->server_name, sizeof(m->server_name)))
+		return -EINVAL;
+	*why = "DANCE_EA_DANE and DANCE_EA_NO_DANE contradict each other";
+	if ((m->flags & DANCE_EA_DANE) && (m->flags & DANCE_EA_NO_DANE))
+		return -EINVAL;
+	*why = "this operation takes no request or authenticator";
+	if ((m->op == DANCE_EA_REQUEST || m->op == DANCE_EA_FORGET) &&
+	    (m->request_len || m->auth_len))
+		return -EINVAL;
+	*why = "an authenticator is validated, not made, from auth_len bytes";
+	if (m->op == DANCE_EA_AUTHENTICATE && m->auth_len)
+		return -EINVAL;
+	*why = "nothing to validate: auth_len is 0";
+	if (m->op == DANCE_EA_VALIDATE && !m->auth_len)
 		return -EINVAL;
 	*why = NULL;
 	return 0;

@@ -664,7 +664,8 @@ TEST(print_writes_every_key_with_its_resolved_value)
 				  "tls_flags_codepoint = 62\n"
 				  "request_client_auth_flag = 80\n"
 				  "bpf_policy = yes\n"
-				  "bpf_pin_path = /sys/fs/bpf/danced\n\n[service www]\n"));
+				  "bpf_pin_path = /sys/fs/bpf/danced\n"
+				  "exported_authenticators = 16384\n\n[service www]\n"));
 	EXPECT_NE(NULL, strstr(printed, "\nbacklog = 1024\n"
 					"dane = off\n"
 					"# dane_names is not set: no client name is allowed DANE"

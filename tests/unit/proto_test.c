@@ -423,7 +423,8 @@ static bool oracle_result(const uint8_t *m, size_t len)
 {
 	static struct dance_result r;
 
-	if (!hdr_ok(m, len, DANCE_MSG_RESULT) && !hdr_ok(m, len, DANCE_MSG_ACCEPTED))
+	if (!hdr_ok(m, len, DANCE_MSG_RESULT) && !hdr_ok(m, len, DANCE_MSG_ACCEPTED) &&
+	    !hdr_ok(m, len, DANCE_MSG_EA_RESULT))
 		return false;
 	if (len < DANCE_RESULT_HDR_LEN || len > sizeof(r))
 		return false;
@@ -434,6 +435,26 @@ static bool oracle_result(const uint8_t *m, size_t len)
 	       has_nul(r.sni, sizeof(r.sni)) && has_nul(r.peer_subject, sizeof(r.peer_subject)) &&
 	       has_nul(r.peer_names, sizeof(r.peer_names)) &&
 	       has_nul(r.verified_name, sizeof(r.verified_name));
+}
+
+static bool oracle_ea(const uint8_t *m, size_t len)
+{
+	static struct dance_ea e;
+	bool takes_data;
+
+	if (!hdr_ok(m, len, DANCE_MSG_EA) || len < DANCE_EA_HDR_LEN || len > sizeof(e))
+		return false;
+	memcpy(&e, m, len);
+	takes_data = e.op == DANCE_EA_AUTHENTICATE || e.op == DANCE_EA_VALIDATE;
+	return (uint64_t)DANCE_EA_HDR_LEN + e.request_len + e.auth_len == len &&
+	       e.op >= DANCE_EA_REQUEST && e.op <= DANCE_EA_FORGET &&
+	       !(e.flags & ~(DANCE_EA_DANE | DANCE_EA_NO_DANE | DANCE_EA_REFUSE)) &&
+	       (e.flags & (DANCE_EA_DANE | DANCE_EA_NO_DANE)) !=
+		       (DANCE_EA_DANE | DANCE_EA_NO_DANE) &&
+	       has_nul(e.server_name, sizeof(e.server_name)) &&
+	       (takes_data || (!e.request_len && !e.auth_len)) &&
+	       (e.op != DANCE_EA_AUTHENTICATE || !e.auth_len) &&
+	       (e.op != DANCE_EA_VALIDATE || e.auth_len);
 }
 
 static bool oracle_ready(const uint8_t *m, size_t len)
@@ -467,6 +488,10 @@ static void check_all(struct __test_metadata *_metadata, const uint8_t *src, siz
 	ASSERT_EQ(oracle_ready(m, len), ret == 0) TH_LOG("ready len %zu: %d", len, ret);
 	ASSERT_TRUE(ret == 0 || (ret < 0 && why));
 	*accepted += !ret;
+	ret = dance_ea_check(m, len, &why);
+	ASSERT_EQ(oracle_ea(m, len), ret == 0) TH_LOG("ea len %zu: %d", len, ret);
+	ASSERT_TRUE(ret == 0 || (ret < 0 && why));
+	*accepted += !ret;
 	free(m);
 }
 
@@ -491,14 +516,19 @@ TEST(mutated_messages_are_refused_unless_still_valid)
 	static uint8_t buf[sizeof(struct dance_result) + 64];
 	struct dance_request *req = request_new();
 	struct dance_result *res = result_new(40);
+	struct dance_ea *ea = calloc(1, sizeof(*ea));
 	struct dance_ready ready;
 	int i, k, flips, accepted = 0;
 	size_t len, pos;
 
 	strcpy(req->peer_name, "example.com");
 	ready_init(&ready, 3);
+	dance_hdr_init(&ea->hdr, DANCE_MSG_EA);
+	ea->op = DANCE_EA_VALIDATE;
+	ea->request_len = 20;
+	ea->auth_len = 40;
 	for (i = 0; i < 100000; i++) {
-		switch (i % 3) {
+		switch (i % 4) {
 		case 0:
 			len = sizeof(*req);
 			memcpy(buf, req, len);
@@ -506,6 +536,10 @@ TEST(mutated_messages_are_refused_unless_still_valid)
 		case 1:
 			len = result_len(res);
 			memcpy(buf, res, len);
+			break;
+		case 2:
+			len = DANCE_EA_HDR_LEN + ea->request_len + ea->auth_len;
+			memcpy(buf, ea, len);
 			break;
 		default:
 			len = sizeof(ready);
@@ -527,6 +561,7 @@ TEST(mutated_messages_are_refused_unless_still_valid)
 	EXPECT_LT(accepted, 100000);
 	free(req);
 	free(res);
+	free(ea);
 }
 
 DANCED_HARNESS_MAIN
