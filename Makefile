@@ -62,11 +62,11 @@ HSRATE := $(B)/hsrate
 POLICYCOST := $(B)/policycost
 COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so
 COST_KERNEL ?= 6.12
-TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o)
+TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o ea.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
 	admit_test dane_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test dns_test \
-	conn_test handoff_test)
+	conn_test handoff_test ea_test)
 VMROOT := $(B)/vm-root
 ASAN_VM_BINS := $(addprefix $(B)/tests/vm/,$(filter $(basename $(notdir $(wildcard tests/vm/*_test.c))),\
 	$(ASAN_VM_TESTS)))
@@ -141,7 +141,8 @@ $(B)/bpf/danced.bpf.o: bpf/danced.bpf.c bpf/danced.h $(B)/bpf/vmlinux.h
 $(BPF_SKEL): $(B)/bpf/danced.bpf.o
 	bpftool gen skeleton $< name danced_bpf > $@.tmp && mv $@.tmp $@
 
-BPF_USERS := $(B)/obj/tests/vm/bpf_test.o $(B)/obj/tests/vm/dane_test.o $(B)/obj/agent/policy.o \
+BPF_USERS := $(B)/obj/tests/vm/bpf_test.o $(B)/obj/tests/vm/dane_test.o $(B)/obj/tests/vm/ea_test.o \
+	$(B)/obj/agent/policy.o \
 	$(B)/obj/bench/policycost.o
 $(BPF_USERS): CFLAGS += -I$(B)/bpf -Ibpf
 $(B)/obj/agent/ctl/dancectl.o: CFLAGS += -Ibpf

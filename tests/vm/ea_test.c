@@ -1,0 +1,831 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ea_test.c - exported authenticators (RFC 9261) on sockets danced offloaded, in the VM.
+ *
+ * The peer is userspace OpenSSL with the tests' own RFC 9261 code (tests/lib/ea.c), which
+ * shares nothing with danced's: every authenticator danced validates was made by it, and
+ * every one danced makes is judged by it, from exporter values OpenSSL computes on the
+ * peer's side. The messages travel over the TLS connection itself, framed by a 4-byte
+ * length: the server's side through kTLS, the peer's through SSL_read/SSL_write. Names
+ * are proved by DANE against a real Knot DNS serving signed zones, or by X.509; the
+ * kernel's policy follows the proved name.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <bpf/bpf.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
+#include "../harness.h"
+#include "../lib/daemon.h"
+#include "../lib/dnsfix.h"
+#include "../lib/ea.h"
+#include "../lib/pki.h"
+#include "../../agent/lib/dance.h"
+#include "danced.h"
+
+#define Z "fixture.example"
+#define SENSOR1 "sensor1._device." Z /* its TLSA record names ee's key */
+#define SENSOR7 "sensor7._device." Z /* its TLSA record names other's key */
+
+static X509 *load_cert(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+
+	if (f)
+		fclose(f);
+	return x;
+}
+
+static EVP_PKEY *load_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+
+	if (f)
+		fclose(f);
+	return k;
+}
+
+/* ---- the peer: a TLS client on OpenSSL, handed to danced's server side -------------- */
+
+struct peer {
+	int port;
+	int version; /* 0: TLS 1.3 */
+	bool no_ems;
+	const char *cert, *key; /* a client certificate in the handshake, or NULL */
+	const char *name; /* dane_clientid in the handshake, or NULL */
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd; /* the peer's socket */
+	int sfd; /* the server's: kTLS, after danced */
+	bool ok;
+	pthread_t thread;
+	uint8_t ext[256];
+};
+
+static int clientid_add(SSL *ssl, unsigned int type, unsigned int context,
+			const unsigned char **out, size_t *outlen, X509 *x, size_t chainidx,
+			int *al, void *arg)
+{
+	struct peer *p = arg;
+	size_t n;
+
+	if (!p->name || context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx)
+		return 0;
+	n = strlen(p->name);
+	p->ext[0] = n;
+	memcpy(p->ext + 1, p->name, n);
+	*out = p->ext;
+	*outlen = n + 1;
+	return 1;
+}
+
+static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
+			  const unsigned char *in, size_t inlen, X509 *x, size_t chainidx, int *al,
+			  void *arg)
+{
+	return 1;
+}
+
+static void *peer_main(void *arg)
+{
+	struct peer *p = arg;
+
+	p->fd = tcp_connect(p->port);
+	if (p->fd < 0)
+		return NULL;
+	p->ssl = SSL_new(p->ctx);
+	SSL_set_fd(p->ssl, p->fd);
+	SSL_set_tlsext_host_name(p->ssl, "localhost");
+	p->ok = SSL_connect(p->ssl) == 1;
+	return NULL;
+}
+
+FIXTURE(ea)
+{
+	struct env e;
+	struct dnsfix f;
+	int lfd, port;
+	struct dance *d;
+	struct dance_result *r;
+	char ee_cert[160], ee_key[160], other_cert[160], other_key[160];
+	X509 *ee, *other, *cli, *bad, *srv;
+	EVP_PKEY *ee_k, *other_k, *cli_k, *bad_k, *srv_k;
+	uint8_t req[TEA_MAX], auth[TEA_MAX], buf[TEA_MAX];
+};
+
+/* Hand a new connection from @p to danced (service www) and wait for both ends. */
+static int peer_connect(struct __test_metadata *_metadata, FIXTURE_DATA(ea) * self, struct peer *p)
+{
+	struct dance_params dp = { 0 };
+	int ret;
+
+	p->port = self->port;
+	p->fd = p->sfd = -1;
+	p->ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_set_min_proto_version(p->ctx, p->version ?: TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(p->ctx, p->version ?: TLS1_3_VERSION);
+	if (p->no_ems)
+		SSL_CTX_set_options(p->ctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+	SSL_CTX_add_custom_ext(p->ctx, TEA_CLIENTID,
+			       SSL_EXT_TLS1_3_CERTIFICATE_REQUEST | SSL_EXT_TLS1_3_CERTIFICATE,
+			       clientid_add, NULL, p, clientid_parse, p);
+	if (p->cert) {
+		SSL_CTX_use_certificate_chain_file(p->ctx, p->cert);
+		SSL_CTX_use_PrivateKey_file(p->ctx, p->key, SSL_FILETYPE_PEM);
+	}
+	pthread_create(&p->thread, NULL, peer_main, p);
+	p->sfd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (p->sfd < 0)
+		return -errno;
+	ret = dance_handshake(self->d, p->sfd, &dp, self->r);
+	if (ret)
+		p->sfd = -1;
+	pthread_join(p->thread, NULL);
+	if (!ret && !p->ok)
+		ret = -EPROTO;
+	return ret;
+}
+
+static void peer_close(struct peer *p)
+{
+	SSL_free(p->ssl);
+	SSL_CTX_free(p->ctx);
+	if (p->fd >= 0)
+		close(p->fd);
+	if (p->sfd >= 0)
+		close(p->sfd);
+	p->ssl = NULL;
+	p->ctx = NULL;
+	p->fd = p->sfd = -1;
+}
+
+/* The application's framing: a 4-byte length, then the message. */
+static int srv_send(int fd, const uint8_t *msg, size_t len)
+{
+	uint8_t b[4 + TEA_MAX];
+
+	b[0] = len >> 24, b[1] = len >> 16, b[2] = len >> 8, b[3] = len;
+	memcpy(b + 4, msg, len);
+	return send(fd, b, 4 + len, MSG_NOSIGNAL) == (ssize_t)(4 + len) ? 0 : -errno;
+}
+
+static int srv_recv(int fd, uint8_t *msg, size_t cap)
+{
+	uint8_t b[4 + TEA_MAX];
+	size_t have = 0, want = 4;
+	ssize_t n;
+
+	while (have < want) {
+		n = dance_recv(fd, b + have, want - have, 0);
+		if (n <= 0)
+			return n < 0 ? -errno : -ECONNRESET;
+		have += n;
+		if (have == 4)
+			want = 4 + ((size_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]);
+		if (want > 4 + cap)
+			return -EMSGSIZE;
+	}
+	memcpy(msg, b + 4, want - 4);
+	return want - 4;
+}
+
+static int peer_send(SSL *ssl, const uint8_t *msg, size_t len)
+{
+	uint8_t b[4 + TEA_MAX];
+
+	b[0] = len >> 24, b[1] = len >> 16, b[2] = len >> 8, b[3] = len;
+	memcpy(b + 4, msg, len);
+	return SSL_write(ssl, b, 4 + len) == (int)(4 + len) ? 0 : -EIO;
+}
+
+static int peer_recv(SSL *ssl, uint8_t *msg, size_t cap)
+{
+	uint8_t b[4 + TEA_MAX];
+	size_t have = 0, want = 4;
+	int n;
+
+	while (have < want) {
+		n = SSL_read(ssl, b + have, want - have);
+		if (n <= 0)
+			return -EIO;
+		have += n;
+		if (have == 4)
+			want = 4 + ((size_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]);
+		if (want > 4 + cap)
+			return -EMSGSIZE;
+	}
+	memcpy(msg, b + 4, want - 4);
+	return want - 4;
+}
+
+FIXTURE_SETUP(ea)
+{
+	static const char *const names[] = { "ignored.example", NULL };
+	char parent[8192], child[2048], b[1024], c[1024];
+	size_t n = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	ASSERT_EQ(0, env_init(&self->e));
+	snprintf(self->ee_cert, sizeof(self->ee_cert), "%.100s/ee.pem", self->e.dir);
+	snprintf(self->ee_key, sizeof(self->ee_key), "%.100s/ee.key", self->e.dir);
+	snprintf(self->other_cert, sizeof(self->other_cert), "%.100s/other.pem", self->e.dir);
+	snprintf(self->other_key, sizeof(self->other_key), "%.100s/other.key", self->e.dir);
+	ASSERT_EQ(0, pki_leaf(NULL, "a DANE-EE device", names, 0, self->ee_cert, self->ee_key));
+	ASSERT_EQ(0, pki_leaf(NULL, "another device", names, 0, self->other_cert, self->other_key));
+	self->ee = load_cert(self->ee_cert);
+	self->other = load_cert(self->other_cert);
+	self->cli = load_cert(self->e.cli_cert);
+	self->bad = load_cert(self->e.bad_cert);
+	self->srv = load_cert(self->e.srv_cert);
+	self->ee_k = load_key(self->ee_key);
+	self->other_k = load_key(self->other_key);
+	self->cli_k = load_key(self->e.cli_key);
+	self->bad_k = load_key(self->e.bad_key);
+	self->srv_k = load_key(self->e.srv_key);
+	ASSERT_TRUE(self->ee && self->other && self->cli && self->bad && self->srv);
+	ASSERT_TRUE(self->ee_k && self->other_k && self->cli_k && self->bad_k && self->srv_k);
+
+	ASSERT_EQ(0, dnsfix_tlsa(self->ee, 3, 1, 1, b, sizeof(b)));
+	ASSERT_EQ(0, dnsfix_tlsa(self->other, 3, 1, 1, c, sizeof(c)));
+	n += snprintf(parent + n, sizeof(parent) - n,
+		      "sensor1._device IN TLSA %s\nsensor7._device IN TLSA %s\n"
+		      "mismatch IN TLSA %s\ndown1 IN TLSA %s\n",
+		      b, c, c, b);
+	snprintf(child, sizeof(child), "client IN TLSA %s\n", b);
+	{
+		struct dnsfix_zones z = {
+			.parent = parent, .insecure = child, .bogus = child, .expired = child
+		};
+		char dir[200];
+
+		snprintf(dir, sizeof(dir), "%.100s/dns", self->e.dir);
+		ASSERT_EQ(0, mkdir(dir, 0700));
+		ASSERT_EQ(0, dnsfix_start(&self->f, dir, 53, &z));
+	}
+	snprintf(self->e.bpf_pin, sizeof(self->e.bpf_pin), "danced-ea-%d", getpid());
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 2\nlog_level = debug\n"
+			      "dns_trust_anchor_file = none\ndns_trust_anchor = %s\n"
+			      "dns_stub = " Z ". %s\n"
+			      "[service www]\ncertificate = %s\nkey = %s\ndefault = yes\n"
+			      "dane = optional\ndane_names = " Z "\nclient_auth = optional\n"
+			      "ca = %s\ntls_min = 1.2\nhandshake_timeout = 8s\n"
+			      "[service me]\nrole = client\nverify = none\n"
+			      "identity = " SENSOR1 "\ncertificate = %s\nkey = %s\nca = %s\n",
+			      self->f.trust_anchor, self->f.stubs[0].addr, self->e.srv_cert,
+			      self->e.srv_key, self->e.cli_ca, self->ee_cert, self->ee_key,
+			      self->e.ca));
+	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
+	self->lfd = tcp_listen_any(&self->port);
+	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
+	self->r = calloc(1, sizeof(*self->r));
+}
+
+FIXTURE_TEARDOWN(ea)
+{
+	if (self->d)
+		dance_close(self->d);
+	free(self->r);
+	close(self->lfd);
+	danced_stop(&self->e, SIGTERM);
+	dnsfix_fini(&self->f);
+	X509_free(self->ee);
+	X509_free(self->other);
+	X509_free(self->cli);
+	X509_free(self->bad);
+	X509_free(self->srv);
+	EVP_PKEY_free(self->ee_k);
+	EVP_PKEY_free(self->other_k);
+	EVP_PKEY_free(self->cli_k);
+	EVP_PKEY_free(self->bad_k);
+	EVP_PKEY_free(self->srv_k);
+	env_fini(&self->e);
+}
+
+/*
+ * The whole exchange over the connection: danced makes the request, it travels to the
+ * peer through kTLS, the peer answers with @cert/@key (and @name in dane_clientid), the
+ * answer travels back, and danced judges it. Returns dance_ea_validate()'s status.
+ */
+static int prove(struct __test_metadata *_metadata, FIXTURE_DATA(ea) * self, struct peer *p,
+		 unsigned int flags, X509 *cert, EVP_PKEY *key, const char *name)
+{
+	int req_len, auth_len;
+
+	if (dance_ea_request(self->d, p->sfd, flags, NULL, self->r))
+		return self->r->status;
+	req_len = self->r->pending_len;
+	memcpy(self->req, self->r->pending, req_len);
+	if (srv_send(p->sfd, self->req, req_len))
+		return -EIO;
+	if (peer_recv(p->ssl, self->buf, sizeof(self->buf)) != req_len ||
+	    memcmp(self->buf, self->req, req_len))
+		return -EIO;
+	auth_len = tea_authenticate(p->ssl, self->buf, req_len, cert, NULL, key, name, self->auth,
+				    sizeof(self->auth));
+	if (auth_len < 0)
+		return auth_len;
+	if (peer_send(p->ssl, self->auth, auth_len))
+		return -EIO;
+	if (srv_recv(p->sfd, self->buf, sizeof(self->buf)) != auth_len)
+		return -EIO;
+	return dance_ea_validate(self->d, p->sfd, self->req, req_len, self->buf, auth_len, self->r);
+}
+
+/* Bytes both ways through the connection, after whatever happened on it. */
+static void expect_data_flows(struct __test_metadata *_metadata, struct peer *p)
+{
+	uint8_t b[16];
+
+	ASSERT_EQ(0, srv_send(p->sfd, (const uint8_t *)"after", 5));
+	ASSERT_EQ(5, peer_recv(p->ssl, b, sizeof(b)));
+	EXPECT_EQ(0, memcmp(b, "after", 5));
+	ASSERT_EQ(0, peer_send(p->ssl, (const uint8_t *)"reply!", 6));
+	ASSERT_EQ(6, srv_recv(p->sfd, b, sizeof(b)));
+	EXPECT_EQ(0, memcmp(b, "reply!", 6));
+}
+
+static void expect_dane_proof(struct __test_metadata *_metadata, FIXTURE_DATA(ea) * self,
+			      int version)
+{
+	struct peer p = { .version = version };
+	const uint8_t *ctx;
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth); /* anonymous so far */
+	ASSERT_EQ(0, prove(_metadata, self, &p, 0, self->ee, self->ee_k, SENSOR1))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_DANE, self->r->auth);
+	EXPECT_STREQ(SENSOR1, self->r->verified_name);
+	EXPECT_EQ(3, self->r->tlsa_usage);
+	EXPECT_EQ(1, self->r->tlsa_selector);
+	EXPECT_EQ(1, self->r->tlsa_mtype);
+	EXPECT_STREQ("www", self->r->service);
+	EXPECT_EQ(version ?: TLS1_3_VERSION, self->r->tls_version);
+	/* danced's request: a CertificateRequest with 32 random bytes of context */
+	EXPECT_EQ(13, self->req[0]);
+	EXPECT_EQ(32, tea_request_context(
+			      self->req,
+			      4 + (self->req[1] << 16 | self->req[2] << 8 | self->req[3]), &ctx));
+	expect_data_flows(_metadata, &p);
+	peer_close(&p);
+}
+
+TEST_F(ea, anonymous_client_proves_its_name_by_dane)
+{
+	expect_dane_proof(_metadata, self, 0);
+}
+
+TEST_F(ea, tls12_with_extended_master_secret_proves_by_dane)
+{
+	expect_dane_proof(_metadata, self, TLS1_2_VERSION);
+}
+
+TEST_F(ea, tls12_without_extended_master_secret_is_refused)
+{
+	struct peer p = { .version = TLS1_2_VERSION, .no_ems = true };
+	int n;
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-EPROTO, dance_ea_request(self->d, p.sfd, 0, NULL, self->r));
+	EXPECT_EQ(0, strncmp(self->r->reason, "ea-no-ems", 9)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(0U, self->r->pending_len);
+	/* Nor does danced answer the peer's request there; the peer refuses too. */
+	n = tea_request(p.ssl, (const uint8_t *)"0123456789abcdef", 16, false, NULL, self->req,
+			sizeof(self->req));
+	ASSERT_LT(0, n);
+	EXPECT_EQ(-EPROTO, dance_ea_authenticate(self->d, p.sfd, self->req, n, 0, self->r));
+	EXPECT_EQ(-EPROTO, tea_values(p.ssl, true, self->buf, self->buf + 64));
+	expect_data_flows(_metadata, &p);
+	peer_close(&p);
+}
+
+TEST_F(ea, client_proves_an_x509_identity)
+{
+	struct peer p = { 0 };
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	ASSERT_EQ(0, prove(_metadata, self, &p, DANCE_EA_NO_DANE, self->cli, self->cli_k, NULL))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_X509, self->r->auth);
+	EXPECT_STREQ("", self->r->verified_name);
+	EXPECT_NE(NULL, strstr(self->r->peer_subject, "CN=")) TH_LOG("%s", self->r->peer_subject);
+	/* A certificate from a CA the service does not trust proves nothing. */
+	EXPECT_EQ(-EACCES,
+		  prove(_metadata, self, &p, DANCE_EA_NO_DANE, self->bad, self->bad_k, NULL));
+	EXPECT_EQ(0, strncmp(self->r->reason, "client certificate rejected", 27))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth);
+	/* Without dane_clientid on a DANE request, X.509 still decides. */
+	EXPECT_EQ(0, prove(_metadata, self, &p, DANCE_EA_DANE, self->cli, self->cli_k, NULL))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_X509, self->r->auth);
+	expect_data_flows(_metadata, &p);
+	peer_close(&p);
+}
+
+TEST_F(ea, danced_proves_the_server_to_the_client)
+{
+	struct peer p = { 0 };
+	struct tea_found found = { 0 };
+	int n;
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	/* The client asks (a ClientCertificateRequest, through the connection). */
+	n = tea_request(p.ssl, (const uint8_t *)"client context 1", 16, false, "localhost",
+			self->req, sizeof(self->req));
+	ASSERT_LT(0, n);
+	ASSERT_EQ(0, peer_send(p.ssl, self->req, n));
+	ASSERT_EQ(n, srv_recv(p.sfd, self->buf, sizeof(self->buf)));
+	ASSERT_EQ(0, dance_ea_authenticate(self->d, p.sfd, self->buf, n, 0, self->r))
+	TH_LOG("%s", self->r->reason);
+	ASSERT_LT(0U, self->r->pending_len);
+	ASSERT_EQ(0, srv_send(p.sfd, self->r->pending, self->r->pending_len));
+	ASSERT_EQ((int)self->r->pending_len, peer_recv(p.ssl, self->auth, sizeof(self->auth)));
+	ASSERT_EQ(0, tea_validate(p.ssl, self->req, n, self->auth, self->r->pending_len, &found));
+	EXPECT_EQ(0, X509_cmp(found.leaf, self->srv));
+	EXPECT_STREQ("", found.dane_name);
+	X509_free(found.leaf);
+
+	/* Once per context. */
+	EXPECT_EQ(-EALREADY, dance_ea_authenticate(self->d, p.sfd, self->req, n, 0, self->r));
+	EXPECT_EQ(0, strncmp(self->r->reason, "ea-context-used", 15)) TH_LOG("%s", self->r->reason);
+
+	/* The empty authenticator: an authenticated refusal. */
+	n = tea_request(p.ssl, (const uint8_t *)"client context 2", 16, false, NULL, self->req,
+			sizeof(self->req));
+	ASSERT_EQ(0, dance_ea_authenticate(self->d, p.sfd, self->req, n, DANCE_EA_REFUSE, self->r))
+	TH_LOG("%s", self->r->reason);
+	memset(&found, 0, sizeof(found));
+	EXPECT_EQ(-ENODATA, tea_validate(p.ssl, self->req, n, self->r->pending,
+					 self->r->pending_len, &found));
+	EXPECT_TRUE(found.empty);
+
+	/* A spontaneous server authenticator (no request at all). */
+	ASSERT_EQ(0, dance_ea_authenticate(self->d, p.sfd, NULL, 0, 0, self->r))
+	TH_LOG("%s", self->r->reason);
+	memset(&found, 0, sizeof(found));
+	EXPECT_EQ(0, tea_validate(p.ssl, NULL, 0, self->r->pending, self->r->pending_len, &found));
+	EXPECT_EQ(0, X509_cmp(found.leaf, self->srv));
+	X509_free(found.leaf);
+
+	/* A request of the wrong kind (a CertificateRequest to the TLS server) is malformed. */
+	memcpy(self->buf, self->req, n);
+	self->buf[0] = 13;
+	EXPECT_EQ(-EBADMSG, dance_ea_authenticate(self->d, p.sfd, self->buf, n, 0, self->r));
+	expect_data_flows(_metadata, &p);
+	peer_close(&p);
+}
+
+/* Finished again over the (altered) Certificate and CertificateVerify, as a peer would. */
+static void refinish(SSL *ssl, const uint8_t *req, size_t req_len, uint8_t *auth, size_t len)
+{
+	uint8_t hc[64], fk[64], h[EVP_MAX_MD_SIZE];
+	struct tea_parts parts;
+	unsigned int hl, ml;
+	const EVP_MD *md;
+	int hlen = tea_values(ssl, true, hc, fk);
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+
+	tea_split(auth, len, &parts);
+	md = hlen == 48 ? EVP_sha384() : EVP_sha256();
+	EVP_DigestInit_ex(m, md, NULL);
+	EVP_DigestUpdate(m, hc, hlen);
+	EVP_DigestUpdate(m, req, req_len);
+	EVP_DigestUpdate(m, auth, parts.fin_off);
+	EVP_DigestFinal_ex(m, h, &hl);
+	EVP_MD_CTX_free(m);
+	HMAC(md, fk, hlen, h, hl, auth + parts.fin_off + 4, &ml);
+}
+
+/* The peer's answer to the last request, altered by @tamper, sent to danced to judge. */
+static int validate_altered(FIXTURE_DATA(ea) * self, struct peer *p, int req_len, int auth_len)
+{
+	return dance_ea_validate(self->d, p->sfd, self->req, req_len, self->auth, auth_len,
+				 self->r);
+}
+
+static int fresh_request(FIXTURE_DATA(ea) * self, struct peer *p)
+{
+	if (dance_ea_request(self->d, p->sfd, 0, NULL, self->r))
+		return self->r->status;
+	memcpy(self->req, self->r->pending, self->r->pending_len);
+	return self->r->pending_len;
+}
+
+#define EXPECT_REASON(code) \
+	EXPECT_EQ(0, strncmp(self->r->reason, code, strlen(code))) TH_LOG("%s", self->r->reason)
+
+TEST_F(ea, every_tampering_is_refused_with_its_own_reason)
+{
+	struct peer p = { 0 }, q = { 0 };
+	struct tea_parts parts;
+	int rl, al;
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	ASSERT_EQ(0, peer_connect(_metadata, self, &q)) TH_LOG("%s", self->r->reason);
+
+	/* The signature, with Finished made again: CertificateVerify alone is wrong. */
+	rl = fresh_request(self, &p);
+	ASSERT_LT(0, rl);
+	al = tea_authenticate(p.ssl, self->req, rl, self->ee, NULL, self->ee_k, SENSOR1, self->auth,
+			      sizeof(self->auth));
+	ASSERT_LT(0, al);
+	ASSERT_EQ(0, tea_split(self->auth, al, &parts));
+	self->auth[parts.cv_off + parts.cv_len - 3] ^= 0x40;
+	refinish(p.ssl, self->req, rl, self->auth, al);
+	EXPECT_EQ(-EACCES, validate_altered(self, &p, rl, al));
+	EXPECT_REASON("ea-signature");
+
+	/* A key that is not the certificate's, Finished correct: the signature fails. */
+	rl = fresh_request(self, &p);
+	al = tea_authenticate(p.ssl, self->req, rl, self->ee, NULL, self->other_k, SENSOR1,
+			      self->auth, sizeof(self->auth));
+	ASSERT_LT(0, al);
+	EXPECT_EQ(-EACCES, validate_altered(self, &p, rl, al));
+	EXPECT_REASON("ea-signature");
+
+	/* The Finished MAC. */
+	rl = fresh_request(self, &p);
+	al = tea_authenticate(p.ssl, self->req, rl, self->ee, NULL, self->ee_k, SENSOR1, self->auth,
+			      sizeof(self->auth));
+	self->auth[al - 1] ^= 1;
+	EXPECT_EQ(-EACCES, validate_altered(self, &p, rl, al));
+	EXPECT_REASON("ea-finished");
+	/* ... which left the request unanswered: the genuine answer still counts, once. */
+	self->auth[al - 1] ^= 1;
+	EXPECT_EQ(0, validate_altered(self, &p, rl, al)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_DANE, self->r->auth);
+	EXPECT_EQ(-EALREADY, validate_altered(self, &p, rl, al));
+	EXPECT_REASON("ea-context-used");
+
+	/* A context danced never asked with. */
+	rl = fresh_request(self, &p);
+	self->req[5] ^= 0xff; /* inside the context */
+	al = tea_authenticate(p.ssl, self->req, rl, self->ee, NULL, self->ee_k, SENSOR1, self->auth,
+			      sizeof(self->auth));
+	ASSERT_LT(0, al);
+	EXPECT_EQ(-ESRCH, validate_altered(self, &p, rl, al));
+	EXPECT_REASON("ea-context-unknown");
+
+	/* An authenticator made on another connection (other exporter values). */
+	rl = fresh_request(self, &p);
+	al = tea_authenticate(q.ssl, self->req, rl, self->ee, NULL, self->ee_k, SENSOR1, self->auth,
+			      sizeof(self->auth));
+	ASSERT_LT(0, al);
+	EXPECT_EQ(-EACCES, validate_altered(self, &p, rl, al));
+	EXPECT_REASON("ea-finished");
+
+	/* The empty authenticator: genuine, and a refusal. */
+	rl = fresh_request(self, &p);
+	al = tea_authenticate(p.ssl, self->req, rl, NULL, NULL, NULL, NULL, self->auth,
+			      sizeof(self->auth));
+	ASSERT_LT(0, al);
+	EXPECT_EQ(-EACCES, validate_altered(self, &p, rl, al));
+	EXPECT_REASON("ea-empty");
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth);
+
+	/* Cut short, and the request without its authenticator. */
+	rl = fresh_request(self, &p);
+	al = tea_authenticate(p.ssl, self->req, rl, self->ee, NULL, self->ee_k, SENSOR1, self->auth,
+			      sizeof(self->auth));
+	EXPECT_EQ(-EBADMSG, validate_altered(self, &p, rl, al - 1));
+	EXPECT_REASON("ea-malformed");
+	EXPECT_EQ(-EINVAL, dance_ea_validate(self->d, p.sfd, self->req, rl, NULL, 0, self->r));
+	/* After all that, the genuine answer to that request still proves the name. */
+	EXPECT_EQ(0, validate_altered(self, &p, rl, al)) TH_LOG("%s", self->r->reason);
+
+	/* Nothing kept for a socket danced never offloaded. */
+	EXPECT_EQ(-ENOENT, dance_ea_request(self->d, self->lfd, 0, NULL, self->r));
+	EXPECT_REASON("ea-unknown");
+	expect_data_flows(_metadata, &p);
+	expect_data_flows(_metadata, &q);
+	peer_close(&p);
+	peer_close(&q);
+}
+
+static void expect_dane_refusal(struct __test_metadata *_metadata, FIXTURE_DATA(ea) * self,
+				struct peer *p, const char *name, const char *code)
+{
+	EXPECT_EQ(-EACCES, prove(_metadata, self, p, 0, self->ee, self->ee_k, name))
+	TH_LOG("%s: %s", name, self->r->reason);
+	EXPECT_REASON(code);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth);
+	EXPECT_STREQ("", self->r->verified_name);
+}
+
+TEST_F_TIMEOUT(ea, dane_decides_the_proved_name_and_fails_closed, 120)
+{
+	struct peer p = { 0 };
+	long t0;
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	expect_dane_refusal(_metadata, self, &p, "mismatch." Z, "tlsa-mismatch");
+	expect_dane_refusal(_metadata, self, &p, "client.insecure." Z, "tlsa-insecure");
+	expect_dane_refusal(_metadata, self, &p, "client.bogus." Z, "tlsa-bogus");
+	expect_dane_refusal(_metadata, self, &p, "nobody." Z, "tlsa-none");
+	expect_dane_refusal(_metadata, self, &p, "device.example.org", "name-not-allowed");
+	expect_dane_refusal(_metadata, self, &p, "bad name." Z, "dane-badname");
+	/* The right key under another name is not that name. */
+	EXPECT_EQ(-EACCES, prove(_metadata, self, &p, 0, self->ee, self->ee_k, SENSOR7));
+	EXPECT_REASON("tlsa-mismatch");
+	/* DNS down: unknown is never authenticated, and the answer comes in the deadline. */
+	ASSERT_EQ(0, dnsfix_stop(&self->f));
+	t0 = ms_now();
+	EXPECT_NE(0, prove(_metadata, self, &p, 0, self->ee, self->ee_k, "down1." Z));
+	EXPECT_TRUE(!strncmp(self->r->reason, "dns-", 4) || !strncmp(self->r->reason, "tlsa-", 5))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth);
+	EXPECT_GT(8000 + 2000, ms_now() - t0);
+	/* The connection is unharmed by all of it. */
+	expect_data_flows(_metadata, &p);
+	peer_close(&p);
+}
+
+/* danced as the TLS client: the test is a TLS server on OpenSSL. */
+struct upstream {
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int lfd, port, fd;
+	bool ok;
+	pthread_t thread;
+};
+
+static void *upstream_main(void *arg)
+{
+	struct upstream *u = arg;
+
+	u->fd = accept4(u->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (u->fd < 0)
+		return NULL;
+	u->ssl = SSL_new(u->ctx);
+	SSL_set_fd(u->ssl, u->fd);
+	u->ok = SSL_accept(u->ssl) == 1;
+	return NULL;
+}
+
+TEST_F(ea, danced_client_proves_its_name_and_checks_the_server)
+{
+	struct dance_params dp = { .service = "me", .peer_name = "localhost", .client = 1 };
+	struct upstream u = { .fd = -1 };
+	struct tea_found found = { 0 };
+	int fd, n, rl;
+
+	u.ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_set_min_proto_version(u.ctx, TLS1_3_VERSION);
+	ASSERT_EQ(1, SSL_CTX_use_certificate_chain_file(u.ctx, self->e.srv_cert));
+	ASSERT_EQ(1, SSL_CTX_use_PrivateKey_file(u.ctx, self->e.srv_key, SSL_FILETYPE_PEM));
+	u.lfd = tcp_listen_any(&u.port);
+	ASSERT_LE(0, u.lfd);
+	pthread_create(&u.thread, NULL, upstream_main, &u);
+	fd = tcp_connect(u.port);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, dance_handshake(self->d, fd, &dp, self->r)) TH_LOG("%s", self->r->reason);
+	pthread_join(u.thread, NULL);
+	ASSERT_TRUE(u.ok);
+
+	/* The server asks danced's client for a name (DANE), and checks the answer itself. */
+	n = tea_request(u.ssl, (const uint8_t *)"server asks", 11, true, NULL, self->req,
+			sizeof(self->req));
+	ASSERT_LT(0, n);
+	ASSERT_EQ(0, peer_send(u.ssl, self->req, n));
+	ASSERT_EQ(n, srv_recv(fd, self->buf, sizeof(self->buf)));
+	ASSERT_EQ(0, dance_ea_authenticate(self->d, fd, self->buf, n, 0, self->r))
+	TH_LOG("%s", self->r->reason);
+	ASSERT_EQ(0, srv_send(fd, self->r->pending, self->r->pending_len));
+	ASSERT_EQ((int)self->r->pending_len, peer_recv(u.ssl, self->auth, sizeof(self->auth)));
+	ASSERT_EQ(0, tea_validate(u.ssl, self->req, n, self->auth, self->r->pending_len, &found));
+	EXPECT_EQ(0, X509_cmp(found.leaf, self->ee));
+	EXPECT_STREQ(SENSOR1, found.dane_name);
+	X509_free(found.leaf);
+	/* A client never authenticates unasked. */
+	EXPECT_EQ(-EINVAL, dance_ea_authenticate(self->d, fd, NULL, 0, 0, self->r));
+	EXPECT_REASON("ea-spontaneous");
+
+	/* danced's client asks the server (ClientCertificateRequest, with server_name). */
+	ASSERT_EQ(0, dance_ea_request(self->d, fd, 0, "localhost", self->r))
+	TH_LOG("%s", self->r->reason);
+	rl = self->r->pending_len;
+	memcpy(self->req, self->r->pending, rl);
+	EXPECT_EQ(17, self->req[0]);
+	n = tea_authenticate(u.ssl, self->req, rl, self->srv, NULL, self->srv_k, NULL, self->auth,
+			     sizeof(self->auth));
+	ASSERT_LT(0, n);
+	EXPECT_EQ(0, dance_ea_validate(self->d, fd, self->req, rl, self->auth, n, self->r))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_X509, self->r->auth);
+	/* A certificate the service's CA did not issue proves nothing. */
+	ASSERT_EQ(0, dance_ea_request(self->d, fd, 0, NULL, self->r));
+	rl = self->r->pending_len;
+	memcpy(self->req, self->r->pending, rl);
+	n = tea_authenticate(u.ssl, self->req, rl, self->other, NULL, self->other_k, NULL,
+			     self->auth, sizeof(self->auth));
+	EXPECT_EQ(-EACCES, dance_ea_validate(self->d, fd, self->req, rl, self->auth, n, self->r));
+	EXPECT_REASON("server certificate rejected");
+	/* A spontaneous server authenticator is judged the same way. */
+	n = tea_authenticate(u.ssl, NULL, 0, self->srv, NULL, self->srv_k, NULL, self->auth,
+			     sizeof(self->auth));
+	ASSERT_LT(0, n);
+	EXPECT_EQ(0, dance_ea_validate(self->d, fd, NULL, 0, self->auth, n, self->r))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-EALREADY, dance_ea_validate(self->d, fd, NULL, 0, self->auth, n, self->r));
+
+	/* Forgotten on request: nothing more to do on that socket. */
+	EXPECT_EQ(0, dance_ea_forget(self->d, fd, self->r));
+	EXPECT_EQ(-ENOENT, dance_ea_request(self->d, fd, 0, NULL, self->r));
+	EXPECT_EQ(-ENOENT, dance_ea_forget(self->d, fd, self->r));
+	close(fd);
+	SSL_free(u.ssl);
+	SSL_CTX_free(u.ctx);
+	close(u.fd);
+	close(u.lfd);
+}
+
+/*
+ * The kernel follows the proof at once: a socket allowed for the device name it proved in
+ * its handshake proves another name by an exported authenticator, and from then on its
+ * I/O is judged by that name.
+ */
+TEST_F(ea, kernel_policy_follows_the_proved_name)
+{
+	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
+	struct danced_rule allow = { .verdict = DANCED_VERDICT_ALLOW }, deny = { 0 };
+	struct peer p = { .cert = self->other_cert, .key = self->other_key, .name = SENSOR7 };
+	struct danced_service_key sk = { .port = self->port };
+	struct danced_ident id;
+	struct danced_rule_key k;
+	char path[160], out[4096];
+	struct stat st;
+	int services, rules, identities;
+
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/services", self->e.bpf_pin);
+	services = bpf_obj_get(path);
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/rules", self->e.bpf_pin);
+	rules = bpf_obj_get(path);
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/identities", self->e.bpf_pin);
+	identities = bpf_obj_get(path);
+	ASSERT_LE(0, services);
+	ASSERT_LE(0, rules);
+	ASSERT_LE(0, identities);
+	ASSERT_EQ(0, stat("/proc/self/ns/net", &st));
+	sk.netns = st.st_ino;
+	ASSERT_EQ(0, bpf_map_update_elem(services, &sk, &svc, BPF_ANY));
+	ASSERT_TRUE(danced_rule_key_init(&k, sk.netns, sk.port, "elpmaxe.erutxif.ecived_.7rosnes.",
+					 true));
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
+	ASSERT_TRUE(danced_rule_key_init(&k, sk.netns, sk.port, "elpmaxe.erutxif.ecived_.1rosnes.",
+					 true));
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &deny, BPF_ANY));
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	ASSERT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth) TH_LOG("%s", self->r->reason);
+	EXPECT_STREQ(SENSOR7, self->r->verified_name);
+	expect_data_flows(_metadata, &p); /* sensor7 is allowed */
+	ASSERT_EQ(0, prove(_metadata, self, &p, 0, self->ee, self->ee_k, SENSOR1))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_DANE, self->r->auth);
+	ASSERT_EQ(0, bpf_map_lookup_elem(identities, &self->r->cookie, &id));
+	EXPECT_EQ((__u32)DANCED_AUTH_EA_DANE, id.auth);
+	EXPECT_EQ(0, strncmp(id.rname, "elpmaxe.erutxif.ecived_.1rosnes.", 32));
+	/* sensor1 is denied: the kernel refuses the server's I/O from now on. */
+	EXPECT_EQ(-1, send(p.sfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	{
+		char *const argv[] = { (char *)bin("dancectl"), "--pin-path", path, "identities",
+				       NULL };
+
+		snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s", self->e.bpf_pin);
+		memset(out, 0, sizeof(out));
+		EXPECT_EQ(0, run(argv, NULL, 0, out, sizeof(out) - 1, 10));
+		EXPECT_NE(NULL, strstr(out, "ea-dane")) TH_LOG("%s", out);
+		EXPECT_NE(NULL, strstr(out, SENSOR1)) TH_LOG("%s", out);
+	}
+	/* An allow rule for sensor1 that takes X.509 only does not admit its DANE proof. */
+	allow.proof = DANCED_PROOF_X509;
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
+	EXPECT_EQ(-1, send(p.sfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	allow.proof = DANCED_PROOF_DANE;
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
+	expect_data_flows(_metadata, &p);
+	peer_close(&p);
+	close(services);
+	close(rules);
+	close(identities);
+}
+
+DANCED_HARNESS_MAIN
