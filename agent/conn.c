@@ -579,6 +579,15 @@ static void conn_finish(struct conn *c)
 	if (c->tls.svc)
 		snprintf(r->service, sizeof(r->service), "%s", c->tls.svc->cfg->name);
 	if (c->ea_op) {
+		/* The proof may come over the connection: a proof window can let it pass. */
+		if (!c->fail.status && c->ea->op == DANCE_EA_REQUEST &&
+		    c->tls.svc->cfg->role == ROLE_SERVER) {
+			ret = policy_proof_asked(c->fd);
+			if (ret < 0)
+				log_warn("id=%llu cannot note the proof request in the BPF policy "
+					 "maps: %s",
+					 (unsigned long long)c->id, strerror(-ret));
+		}
 		/* A new proof of who the peer is: the kernel's policy follows it at once. */
 		if (!c->fail.status && c->ea->op == DANCE_EA_VALIDATE &&
 		    c->tls.svc->cfg->role == ROLE_SERVER) {

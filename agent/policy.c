@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <linux/magic.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -541,6 +542,31 @@ static bool refused(const struct danced_ident *id, __u8 mode)
 	if (bpf_map_lookup_elem(pol.rules, &k, &r))
 		return svc.dflt != DANCED_VERDICT_ALLOW;
 	return r.verdict != DANCED_VERDICT_ALLOW || !danced_proof_admits(r.proof, id->auth);
+}
+
+/**
+ * policy_proof_asked - the server asked danced for a proof of @fd's peer: note when
+ *
+ * Where the service has a proof window (danced_service.proof_window), the programs let
+ * a socket the policy refuses carry that exchange for so long. Nothing changes for a
+ * socket danced holds or never identified. Map operations: 1, and 2 more to note it.
+ *
+ * Return: 0, or the negated errno of a map operation.
+ */
+int policy_proof_asked(int fd)
+{
+	struct danced_ident id;
+	struct timespec ts;
+
+	if (!pol.on || bpf_map_lookup_elem(pol.sk_ident, &fd, &id) || id.hold)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	id.proof_asked = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec ?: 1;
+	if (bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_EXIST) && errno != ENOENT)
+		return -errno;
+	if (bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_EXIST))
+		return -errno;
+	return 0;
 }
 
 /* The socket's local port, when the programs did not note it. */

@@ -238,6 +238,17 @@ static __u8 refusal(const struct danced_ident *id, const struct danced_service *
 	return danced_proof_admits(r->proof, id->auth) ? 0 : DANCED_WHY_PROOF;
 }
 
+/*
+ * A refused socket whose server asked danced for a proof of its peer, within the
+ * service's proof window: the exchange that may prove an allowed name travels over the
+ * connection, so it passes, for that long and no longer.
+ */
+static bool proving(const struct danced_ident *id, const struct danced_service *svc)
+{
+	return id && !id->hold && id->proof_asked && svc->proof_window &&
+	       bpf_ktime_get_ns() - id->proof_asked < (__u64)svc->proof_window * 1000000000ULL;
+}
+
 static int check(struct socket *sock, __u8 op)
 {
 	struct sock *sk = sock->sk;
@@ -260,7 +271,7 @@ static int check(struct socket *sock, __u8 op)
 	    bpf_get_current_ancestor_cgroup_id(svc->cgroup_level) != svc->cgroup_id)
 		return 0;
 	why = id ? refusal(id, svc, &key) : DANCED_WHY_NO_IDENTITY;
-	if (!why)
+	if (!why || proving(id, svc))
 		return 0;
 	report(id, &key, op, why, svc->mode == DANCED_MODE_AUDIT);
 	return svc->mode == DANCED_MODE_AUDIT ? 0 : -EACCES;
@@ -353,7 +364,8 @@ int danced_sweep(struct bpf_iter__tcp *ctx)
 	if (!bpf_map_lookup_elem(&revoke, id->rname)) {
 		key = service_key(skc);
 		svc = bpf_map_lookup_elem(&services, &key);
-		if (!svc || svc->mode != DANCED_MODE_ENFORCE || !refusal(id, svc, &key))
+		if (!svc || svc->mode != DANCED_MODE_ENFORCE || !refusal(id, svc, &key) ||
+		    proving(id, svc))
 			return 0;
 	}
 	if (bpf_sock_destroy(skc))

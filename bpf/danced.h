@@ -49,6 +49,8 @@ struct danced_ident {
 	__u8 name_len; /* bytes of rname before its terminating '.' */
 	__u8 mode; /* while held: the service's DANCED_MODE_* when danced's I/O last passed */
 	char rname[256]; /* reversed name, '.', then zeros */
+	__u64 proof_asked; /* CLOCK_MONOTONIC ns when the server last asked danced for a proof
+			      of this peer (an exported-authenticator request); 0: never */
 };
 
 /*
@@ -70,7 +72,9 @@ struct danced_service_key {
 struct danced_service {
 	__u8 mode; /* DANCED_MODE_* */
 	__u8 dflt; /* DANCED_VERDICT_* for a verified name no rule matches, any proof */
-	__u16 pad;
+	__u16 proof_window; /* seconds a socket the policy refuses may still carry the proof
+			       the server asked for (an exported authenticator, RFC 9261) over
+			       the connection itself; 0: never */
 	__u32 cgroup_level; /* depth of cgroup_id below the cgroup v2 root (which is 0) */
 	__u64 cgroup_id; /* 0: any process; else only processes in this cgroup v2 or below */
 };

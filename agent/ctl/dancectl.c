@@ -45,7 +45,8 @@ static const char usage_text[] =
 	"COMMANDS\n"
 	"    identities\n"
 	"        The live sockets danced returned: cookie, network namespace, local port,\n"
-	"        verified name, how it was proven, TLS version and cipher.\n"
+	"        verified name, how it was proven (dane, x509, or after the handshake by an\n"
+	"        exported authenticator: ea-dane, ea-x509), TLS version and cipher.\n"
 	"    policy list\n"
 	"        Protected services (netns, port, mode, default, cgroup) and rules (netns,\n"
 	"        port, verdict, the proofs an allow admits, name), of every namespace.\n"
@@ -59,6 +60,12 @@ static const char usage_text[] =
 	"        that cgroup or below it are held to the policy.\n"
 	"    policy default PORT allow|deny\n"
 	"        Change a protected service's default verdict.\n"
+	"    policy window PORT SECONDS\n"
+	"        The proof window: for SECONDS after a server asks danced for a proof of a\n"
+	"        peer (an exported authenticator, RFC 9261), a socket the policy refuses\n"
+	"        may carry that exchange over the connection itself, so that an anonymous\n"
+	"        client can prove an allowed name in-band. 0 (the default) never lets it;\n"
+	"        the proof then travels some other way. At most 3600.\n"
 	"    policy allow PORT NAME [--proof dane|x509|any]\n"
 	"    policy deny PORT NAME\n"
 	"        A rule: NAME exactly, or a domain and every name under it written as\n"
@@ -259,20 +266,21 @@ static int cmd_list(void)
 
 	if (sfd < 0 || rfd < 0)
 		return 1;
-	printf(json ? "{\"services\":[" : "SERVICES\n%-10s %-6s %-8s %-8s %s\n", "NETNS", "PORT",
-	       "MODE", "DEFAULT", "CGROUP");
+	printf(json ? "{\"services\":[" : "SERVICES\n%-10s %-6s %-8s %-8s %-7s %s\n", "NETNS",
+	       "PORT", "MODE", "DEFAULT", "WINDOW", "CGROUP");
 	while (!bpf_map_get_next_key(sfd, prevs, &sk)) {
 		prevs = &sk;
 		if (bpf_map_lookup_elem(sfd, &sk, &svc))
 			continue;
 		if (json)
 			printf("%s{\"netns\":%u,\"port\":%u,\"mode\":\"%s\",\"default\":\"%s\","
-			       "\"cgroup\":%llu}",
+			       "\"proof_window\":%u,\"cgroup\":%llu}",
 			       first ? "" : ",", sk.netns, sk.port, mode_name(svc.mode),
-			       svc.dflt ? "allow" : "deny", (unsigned long long)svc.cgroup_id);
+			       svc.dflt ? "allow" : "deny", svc.proof_window,
+			       (unsigned long long)svc.cgroup_id);
 		else
-			printf("%-10u %-6u %-8s %-8s %llu\n", sk.netns, sk.port,
-			       mode_name(svc.mode), svc.dflt ? "allow" : "deny",
+			printf("%-10u %-6u %-8s %-8s %-7u %llu\n", sk.netns, sk.port,
+			       mode_name(svc.mode), svc.dflt ? "allow" : "deny", svc.proof_window,
 			       (unsigned long long)svc.cgroup_id);
 		first = false;
 	}
@@ -500,6 +508,13 @@ static int cmd_service(int argc, char **argv)
 	if (fd < 0)
 		return 1;
 	key = danced_service_key(netns, port);
+	{
+		struct danced_service old;
+
+		/* Changing the mode keeps the proof window an operator set. */
+		if (!bpf_map_lookup_elem(fd, &key, &old))
+			svc.proof_window = old.proof_window;
+	}
 	ret = svc.mode ? bpf_map_update_elem(fd, &key, &svc, BPF_ANY) :
 			 bpf_map_delete_elem(fd, &key);
 	close(fd);
@@ -541,6 +556,48 @@ static int cmd_default(int argc, char **argv)
 		return 1;
 	}
 	return svc.dflt ? 0 : report_sweep();
+}
+
+static int cmd_window(int argc, char **argv)
+{
+	struct danced_service_key key;
+	struct danced_service svc;
+	unsigned long secs;
+	char *end;
+	__u16 port;
+	int fd, ret;
+
+	if (argc != 2 || parse_port(argv[0], &port))
+		return 2;
+	errno = 0;
+	secs = strtoul(argv[1], &end, 10);
+	if (errno || end == argv[1] || *end || secs > 3600) {
+		fprintf(stderr, "dancectl: the proof window is 0 to 3600 seconds, not '%s'\n",
+			argv[1]);
+		return 2;
+	}
+	fd = services_fd();
+	if (fd < 0)
+		return 1;
+	key = danced_service_key(netns, port);
+	ret = bpf_map_lookup_elem(fd, &key, &svc);
+	if (ret) {
+		fprintf(stderr,
+			"dancectl: port %u in network namespace %u is not a protected service "
+			"(policy service)\n",
+			port, netns);
+		close(fd);
+		return 1;
+	}
+	svc.proof_window = secs;
+	ret = bpf_map_update_elem(fd, &key, &svc, BPF_EXIST);
+	close(fd);
+	if (ret) {
+		fprintf(stderr, "dancectl: services: %s\n", strerror(-ret));
+		return 1;
+	}
+	/* A shorter window can end proofs in progress: the sweep cuts what it refuses now. */
+	return report_sweep();
 }
 
 static int rule_key(const char *port_s, const char *name, struct danced_rule_key *k)
@@ -774,6 +831,8 @@ int main(int argc, char **argv)
 			ret = cmd_service(argc - 2, argv + 2);
 		else if (!strcmp(argv[1], "default"))
 			ret = cmd_default(argc - 2, argv + 2);
+		else if (!strcmp(argv[1], "window"))
+			ret = cmd_window(argc - 2, argv + 2);
 		else if (!strcmp(argv[1], "allow") || !strcmp(argv[1], "deny") ||
 			 !strcmp(argv[1], "remove"))
 			ret = cmd_rule(argv[1], argc - 2, argv + 2);

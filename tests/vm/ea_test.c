@@ -828,4 +828,89 @@ TEST_F(ea, kernel_policy_follows_the_proved_name)
 	close(identities);
 }
 
+/*
+ * An anonymous client on a protected port: the kernel refuses the server's I/O, so the
+ * proof cannot come over the connection, until the operator gives the service a proof
+ * window. Then the exchange passes for that long after the server asked, the proved
+ * name decides from then on, and a window that ran out refuses again.
+ */
+TEST_F(ea, anonymous_client_proves_in_band_within_the_proof_window)
+{
+	struct danced_service svc = { .mode = DANCED_MODE_ENFORCE, .dflt = DANCED_VERDICT_DENY };
+	struct danced_rule allow = { .verdict = DANCED_VERDICT_ALLOW };
+	struct danced_service_key sk = { .port = self->port };
+	struct peer p = { 0 }, q = { 0 };
+	char path[160], pin[160], port[16], out[4096];
+	struct danced_rule_key k;
+	struct stat st;
+	int services, rules;
+
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/%.60s", self->e.bpf_pin);
+	snprintf(path, sizeof(path), "%.100s/services", pin);
+	services = bpf_obj_get(path);
+	snprintf(path, sizeof(path), "%.100s/rules", pin);
+	rules = bpf_obj_get(path);
+	ASSERT_LE(0, services);
+	ASSERT_LE(0, rules);
+	ASSERT_EQ(0, stat("/proc/self/ns/net", &st));
+	sk.netns = st.st_ino;
+	ASSERT_EQ(0, bpf_map_update_elem(services, &sk, &svc, BPF_ANY));
+	ASSERT_TRUE(danced_rule_key_init(&k, sk.netns, sk.port, "elpmaxe.erutxif.ecived_.1rosnes.",
+					 true));
+	ASSERT_EQ(0, bpf_map_update_elem(rules, &k, &allow, BPF_ANY));
+
+	/* No window: asking for a proof changes nothing for the connection. */
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-1, send(p.sfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	ASSERT_EQ(0, dance_ea_request(self->d, p.sfd, 0, NULL, self->r));
+	EXPECT_EQ(-1, send(p.sfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	peer_close(&p);
+
+	/* The operator's window, through dancectl (the sweep it runs finds nobody to cut). */
+	snprintf(port, sizeof(port), "%d", self->port);
+	{
+		char *const set[] = {
+			(char *)bin("dancectl"), "-p", pin, "policy", "window", port, "5", NULL
+		};
+		char *const list[] = {
+			(char *)bin("dancectl"), "-p", pin, "--json", "policy", "list", NULL
+		};
+		char *const bad[] = {
+			(char *)bin("dancectl"), "-p", pin, "policy", "window", port, "3601", NULL
+		};
+
+		EXPECT_EQ(0, run(set, NULL, 0, out, sizeof(out) - 1, 10)) TH_LOG("%s", out);
+		memset(out, 0, sizeof(out));
+		EXPECT_EQ(0, run(list, NULL, 0, out, sizeof(out) - 1, 10));
+		EXPECT_NE(NULL, strstr(out, "\"proof_window\":5")) TH_LOG("%s", out);
+		EXPECT_EQ(2, run(bad, NULL, 0, out, sizeof(out) - 1, 10));
+	}
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-1, send(p.sfd, "x", 1, MSG_NOSIGNAL)); /* nothing asked yet */
+	EXPECT_EQ(EACCES, errno);
+	ASSERT_EQ(0, prove(_metadata, self, &p, 0, self->ee, self->ee_k, SENSOR1))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_DANE, self->r->auth);
+	expect_data_flows(_metadata, &p); /* by its name now, not by the window */
+
+	/* A window that ran out: refused again, and the proof cannot come in-band. */
+	svc.proof_window = 1;
+	ASSERT_EQ(0, bpf_map_update_elem(services, &sk, &svc, BPF_ANY));
+	ASSERT_EQ(0, peer_connect(_metadata, self, &q)) TH_LOG("%s", self->r->reason);
+	ASSERT_EQ(0, dance_ea_request(self->d, q.sfd, 0, NULL, self->r));
+	EXPECT_EQ(1, send(q.sfd, "x", 1, MSG_NOSIGNAL));
+	usleep(1200000);
+	EXPECT_EQ(-1, send(q.sfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
+	/* The one that proved its name is unaffected. */
+	expect_data_flows(_metadata, &p);
+	peer_close(&p);
+	peer_close(&q);
+	close(services);
+	close(rules);
+}
+
 DANCED_HARNESS_MAIN
