@@ -1115,8 +1115,8 @@ void conn_result_sent(struct conn *c, int res)
 		shutdown(c->ch->fd, SHUT_RDWR);
 		if (c->fd >= 0)
 			shutdown(c->fd, SHUT_RDWR);
-	} else if (!c->res->status) {
-		conn_log(c, NULL);
+	} else if (!c->res->status && !c->ea_op) {
+		conn_log(c, NULL); /* an exported-authenticator operation logged at its end */
 	}
 	if (c->fd >= 0) {
 		close(c->fd);

@@ -589,7 +589,7 @@ static int op_request(struct ea_op *o)
 	if (!e)
 		return fail_set(o->f, -ENOENT,
 				"ea-unknown: the socket closed while danced made the request");
-	snprintf(o->res->reason, sizeof(o->res->reason), "%s request, dane_clientid %s",
+	snprintf(o->res->reason, sizeof(o->res->reason), "%s, dane_clientid %s",
 		 o->e.server ? "CertificateRequest" : "ClientCertificateRequest",
 		 dane ? "asked for" : "not asked for");
 	return 0;

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <openssl/evp.h>
 
 #include "../dance.h"
 
@@ -32,10 +33,10 @@ static const char usage_text[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    dance-echo --handoff SOCKET --listen ADDR:PORT [--http] [--async] [--once]\n"
-	"               [--service NAME] [--timeout MS]\n"
+	"               [--service NAME] [--timeout MS] [--prove]\n"
 	"    dance-echo --backend SOCKET [--http] [--once]\n"
 	"    dance-echo --handoff SOCKET --connect HOST:PORT --name SERVERNAME\n"
-	"               [--service NAME] [--alpn LIST] [--timeout MS]\n"
+	"               [--service NAME] [--alpn LIST] [--timeout MS] [--answer-proofs]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    An example of libdance (dance.h). The TLS handshake happens in danced, which\n"
@@ -61,6 +62,16 @@ static const char usage_text[] =
 	"    then the connection closes. Only HTTP/1.1 is spoken, so a service offering\n"
 	"    ALPN should offer http/1.1.\n"
 	"\n"
+	"    Proofs after the handshake (exported authenticators, RFC 9261): with --prove\n"
+	"    the server (blocking return mode) asks danced for a request on each connection\n"
+	"    and sends it as a line \"PROVE <base64>\\n\"; the client answers \"AUTH\n"
+	"    <base64>\\n\", which danced validates (DANE, or X.509, as the service says);\n"
+	"    the server answers \"OK <name> <how>\\n\" and serves the connection, or \"NO\n"
+	"    <reason>\\n\" and closes it. A client with --answer-proofs has danced answer a\n"
+	"    PROVE line that comes first, with its service's key and identity. Where the\n"
+	"    kernel's policy refuses the connection until the proof, the service needs a\n"
+	"    proof window (dancectl policy window) for the exchange to pass.\n"
+	"\n"
 	"    Client role (--connect) connects to HOST:PORT, has danced perform the TLS\n"
 	"    client handshake (verifying SERVERNAME), then copies standard input to the\n"
 	"    connection and the connection to standard output. At the end of standard\n"
@@ -80,6 +91,8 @@ static const char usage_text[] =
 	"    --http               answer one HTTP request per connection instead of echo\n"
 	"    --async              return mode: dance_submit() and one poll loop\n"
 	"    --once               serve one connection, then exit\n"
+	"    --prove              return mode: ask every client to prove a name (see above)\n"
+	"    --answer-proofs      client role: answer the server's PROVE line\n"
 	"    -h, --help           this text\n"
 	"\n"
 	"OUTPUT\n"
@@ -89,6 +102,9 @@ static const char usage_text[] =
 	"            peer=\"SUBJECT\" auth=none|x509|dane name=VERIFIED_NAME\n"
 	"            pending=BYTES handshake_us=US\n"
 	"        conn=N status=-110 error=\"DESCRIPTION\" reason=\"WHY\"\n"
+	"    and with --prove, before the connection is served:\n"
+	"        conn=N before-proof=refused|allowed\n"
+	"        conn=N proof status=0 auth=ea-dane|ea-x509 name=NAME reason=\"WHY\"\n"
 	"    (each on one line; \"-\" stands for an empty value). The client role prints\n"
 	"    that line on standard error. Other diagnostics go to standard error.\n"
 	"\n"
@@ -107,7 +123,7 @@ static const char usage_text[] =
 struct opts {
 	const char *handoff, *backend, *listen, *connect, *name, *service, *alpn;
 	unsigned int timeout_ms;
-	bool http, async, once;
+	bool http, async, once, prove, answer_proofs;
 };
 
 /* ---- serving one connection ---------------------------------------------------- */
@@ -166,6 +182,10 @@ static const char *auth_name(uint32_t auth)
 		return "x509";
 	case DANCE_AUTH_DANE:
 		return "dane";
+	case DANCE_AUTH_EA_X509:
+		return "ea-x509";
+	case DANCE_AUTH_EA_DANE:
+		return "ea-dane";
 	default:
 		return "none";
 	}
@@ -358,6 +378,189 @@ struct server {
 	int nidle;
 };
 
+/* ---- proofs after the handshake: a line protocol around libdance's calls ------------ */
+
+#define LINE_MAX_LEN (4 * DANCE_EA_DATA_MAX / 3 + 64)
+
+static int write_all(int fd, const char *buf, size_t len);
+
+/*
+ * One line from the connection, without its newline, NUL-terminated. Bytes past it go
+ * back into @res's pending plaintext, which the caller serves first.
+ */
+static int line_read(int fd, struct dance_result *res, char *line, size_t max)
+{
+	size_t have = 0, rest;
+	char *nl;
+	ssize_t n;
+
+	/* Plaintext that came with the handshake comes first. */
+	if (res->pending_len) {
+		have = res->pending_len < max - 1 ? res->pending_len : max - 1;
+		memcpy(line, res->pending, have);
+		memmove(res->pending, res->pending + have, res->pending_len - have);
+		res->pending_len -= have;
+	}
+	for (;;) {
+		nl = memchr(line, '\n', have);
+		if (nl) {
+			rest = have - (nl + 1 - line);
+			if (rest + res->pending_len > DANCE_PENDING_MAX)
+				return -EMSGSIZE;
+			memmove(res->pending + rest, res->pending, res->pending_len);
+			memcpy(res->pending, nl + 1, rest);
+			res->pending_len += rest;
+			*nl = '\0';
+			return 0;
+		}
+		if (have == max - 1)
+			return -EMSGSIZE;
+		n = dance_recv(fd, line + have, max - 1 - have, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -ECONNRESET;
+		have += n;
+	}
+}
+
+static int line_send(int fd, const char *word, const uint8_t *msg, size_t len)
+{
+	char *line = malloc(LINE_MAX_LEN);
+	int n, ret;
+
+	if (!line)
+		return -ENOMEM;
+	n = snprintf(line, LINE_MAX_LEN, "%s ", word);
+	n += EVP_EncodeBlock((unsigned char *)line + n, msg, len);
+	line[n++] = '\n';
+	ret = write_all(fd, line, n);
+	free(line);
+	return ret;
+}
+
+/* The base64 after "WORD " in @line, decoded into @out: its length, or -EBADMSG. */
+static int line_decode(const char *line, const char *word, uint8_t *out, size_t max)
+{
+	size_t wl = strlen(word), len;
+	int n;
+
+	if (strncmp(line, word, wl) || line[wl] != ' ')
+		return -EBADMSG;
+	line += wl + 1;
+	len = strlen(line);
+	if (!len || len % 4 || len / 4 * 3 > max)
+		return -EBADMSG;
+	n = EVP_DecodeBlock(out, (const unsigned char *)line, len);
+	if (n < 0)
+		return -EBADMSG;
+	/* EVP_DecodeBlock() counts the padding as zero bytes. */
+	return n - (line[len - 1] == '=') - (line[len - 2] == '=');
+}
+
+/*
+ * --prove: ask the client for a proof of its name over the connection and have danced
+ * judge it. 0 when proved (the connection is then served), else the status.
+ */
+static int prove_peer(struct dance *d, int fd, unsigned long serial, struct dance_result *res)
+{
+	struct dance_result *ea = malloc(sizeof(*ea));
+	char *line = malloc(LINE_MAX_LEN), answer[DANCE_NAMES_MAX + DANCE_REASON_MAX + 16];
+	uint8_t *req = malloc(DANCE_EA_DATA_MAX), *auth = malloc(DANCE_EA_DATA_MAX);
+	size_t req_len;
+	char probe;
+	int ret, n;
+
+	ret = -ENOMEM;
+	if (!ea || !line || !req || !auth)
+		goto out;
+	/* What the kernel thinks of the connection before the proof. */
+	n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+	printf("conn=%lu before-proof=%s\n", serial,
+	       n < 0 && errno == EACCES ? "refused" : "allowed");
+	fflush(stdout);
+	ret = dance_ea_request(d, fd, 0, NULL, ea);
+	if (ret)
+		goto report;
+	req_len = ea->pending_len;
+	memcpy(req, ea->pending, req_len);
+	ret = line_send(fd, "PROVE", req, req_len);
+	if (!ret)
+		ret = line_read(fd, res, line, LINE_MAX_LEN);
+	if (ret) {
+		snprintf(ea->reason, sizeof(ea->reason), "the exchange failed: %s", strerror(-ret));
+		ea->auth = DANCE_AUTH_NONE;
+		ea->verified_name[0] = '\0';
+		goto report;
+	}
+	n = line_decode(line, "AUTH", auth, DANCE_EA_DATA_MAX - req_len);
+	if (n < 0) {
+		ret = n;
+		snprintf(ea->reason, sizeof(ea->reason), "the client did not answer with AUTH");
+		goto report;
+	}
+	ret = dance_ea_validate(d, fd, req, req_len, auth, n, ea);
+report:
+	printf("conn=%lu proof status=%d auth=%s name=%s reason=\"%s\"\n", serial, ret,
+	       auth_name(ret ? DANCE_AUTH_NONE : ea->auth), or_dash(ret ? "" : ea->verified_name),
+	       ea ? ea->reason : "out of memory");
+	fflush(stdout);
+	if (ea) {
+		if (ret)
+			snprintf(answer, sizeof(answer), "NO %s\n", ea->reason);
+		else
+			snprintf(answer, sizeof(answer), "OK %s %s\n",
+				 or_dash(ea->verified_name[0] ? ea->verified_name : ea->peer_names),
+				 auth_name(ea->auth));
+		write_all(fd, answer, strlen(answer));
+	}
+out:
+	free(ea);
+	free(line);
+	free(req);
+	free(auth);
+	return ret;
+}
+
+/* --answer-proofs: the client's side, when the server's first line asks for a proof. */
+static int answer_proof(struct dance *d, int fd, struct dance_result *res)
+{
+	struct dance_result *ea = malloc(sizeof(*ea));
+	char *line = malloc(LINE_MAX_LEN);
+	uint8_t *req = malloc(DANCE_EA_DATA_MAX);
+	int ret, n;
+
+	ret = -ENOMEM;
+	if (!ea || !line || !req)
+		goto out;
+	ret = line_read(fd, res, line, LINE_MAX_LEN);
+	if (ret)
+		goto out;
+	n = line_decode(line, "PROVE", req, DANCE_EA_DATA_MAX);
+	ret = n;
+	if (n < 0) {
+		fprintf(stderr, "dance-echo: the server's first line is not PROVE\n");
+		goto out;
+	}
+	ret = dance_ea_authenticate(d, fd, req, n, 0, ea);
+	if (ret) {
+		fprintf(stderr, "dance-echo: cannot answer the proof request: %s\n", ea->reason);
+		goto out;
+	}
+	ret = line_send(fd, "AUTH", ea->pending, ea->pending_len);
+	if (!ret)
+		ret = line_read(fd, res, line, LINE_MAX_LEN);
+	if (!ret) {
+		fprintf(stderr, "dance-echo: the server says: %s\n", line);
+		ret = strncmp(line, "OK ", 3) ? -EACCES : 0;
+	}
+out:
+	free(ea);
+	free(line);
+	free(req);
+	return ret;
+}
+
 static int server_get(struct server *s, struct dance **d)
 {
 	*d = NULL;
@@ -416,8 +619,13 @@ static void *job_run(void *arg)
 		goto out;
 	}
 	ret = dance_handshake(d, j->fd, &p, res);
-	server_put(j->s, d);
 	print_result(stdout, j->serial, ret, res);
+	if (!ret && j->s->o->prove && prove_peer(d, j->fd, j->serial, res)) {
+		server_put(j->s, d);
+		close(j->fd);
+		goto out;
+	}
+	server_put(j->s, d);
 	if (ret) {
 		if (res->flags & DANCE_RES_FD_KEPT)
 			close(j->fd);
@@ -836,14 +1044,18 @@ static int run_client(const struct opts *o)
 	p.alpn = o->alpn;
 	p.timeout_ms = o->timeout_ms;
 	ret = dance_handshake(d, fd, &p, res);
-	dance_close(d);
 	print_result(stderr, 1, ret, res);
 	if (ret) {
+		dance_close(d);
 		/* On failure libdance closed the socket, unless it never left us. */
 		if (!(res->flags & DANCE_RES_FD_KEPT))
 			fd = -1;
 		goto out_close;
 	}
+	ret = o->answer_proofs ? answer_proof(d, fd, res) : 0;
+	dance_close(d);
+	if (ret)
+		goto out_close;
 	if (write_all(STDOUT_FILENO, (char *)res->pending, res->pending_len))
 		goto out_close;
 	peer_eof = res->flags & DANCE_RES_PEER_CLOSED;
@@ -928,6 +1140,8 @@ int main(int argc, char **argv)
 		{ "http", no_argument, NULL, 'w' },
 		{ "async", no_argument, NULL, 'A' },
 		{ "once", no_argument, NULL, '1' },
+		{ "prove", no_argument, NULL, 'P' },
+		{ "answer-proofs", no_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -976,6 +1190,12 @@ int main(int argc, char **argv)
 		case '1':
 			o.once = true;
 			break;
+		case 'P':
+			o.prove = true;
+			break;
+		case 'E':
+			o.answer_proofs = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -990,18 +1210,19 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (o.backend) {
-		if (o.handoff || o.listen || o.connect || o.async || o.name)
+		if (o.handoff || o.listen || o.connect || o.async || o.name || o.prove ||
+		    o.answer_proofs)
 			goto bad_usage;
 		return run_backend(&o);
 	}
 	if (!o.handoff)
 		goto bad_usage;
 	if (o.connect) {
-		if (o.listen || o.http || o.async || o.once || !o.name)
+		if (o.listen || o.http || o.async || o.once || o.prove || !o.name)
 			goto bad_usage;
 		return run_client(&o);
 	}
-	if (!o.listen || o.name || o.alpn)
+	if (!o.listen || o.name || o.alpn || o.answer_proofs || (o.prove && (o.async || o.http)))
 		goto bad_usage;
 	lfd = tcp_socket(o.listen, true);
 	if (lfd < 0)
