@@ -1524,9 +1524,8 @@ static const struct cfg_key cfg_danced_keys[DK_COUNT] = {
 	[DK_BPF_POLICY] = { "bpf_policy", cfg_parse_bool, cfg_print_bool, DOFF(bpf_policy) },
 	[DK_BPF_PIN_PATH] = { "bpf_pin_path", cfg_parse_bpf_path, cfg_print_string,
 			      DOFF(bpf_pin_path) },
-	[DK_EXPORTED_AUTHENTICATORS] = { "exported_authenticators", cfg_parse_uint,
-					 cfg_print_uint, DOFF(exported_authenticators), 0,
-					 1000000 },
+	[DK_EXPORTED_AUTHENTICATORS] = { "exported_authenticators", cfg_parse_uint, cfg_print_uint,
+					 DOFF(exported_authenticators), 0, 1000000 },
 };
 
 enum {
