@@ -64,7 +64,7 @@ COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so
 COST_KERNEL ?= 6.12
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o ea.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
-	admit_test dane_test)
+	admit_test dane_test exported_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test dns_test \
 	conn_test handoff_test ea_test)
 VMROOT := $(B)/vm-root

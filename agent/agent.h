@@ -512,6 +512,7 @@ void tlsa_set_put(struct tlsa_set *set);
 int tlsa_next(const struct tlsa_set *set, size_t *off, const uint8_t **rdata, uint16_t *len);
 
 /* exported.c: exported authenticators (RFC 9261) on offloaded sockets */
+extern const char *const exported_labels[2][2];
 int exported_init(const struct config *cfg, char *err, size_t errlen);
 void exported_fini(void);
 void exported_keep(SSL *ssl, uint64_t cookie, const char *service, bool server);

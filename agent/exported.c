@@ -77,7 +77,8 @@ static struct {
 	uint64_t evicted; /* entries the ring came round to while their socket was open */
 } ea = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static const char *const ea_labels[2][2] = {
+/* RFC 9261 section 5.1: [handshake context, finished key][client's, server's]. */
+const char *const exported_labels[2][2] = {
 	{ "EXPORTER-client authenticator handshake context",
 	  "EXPORTER-server authenticator handshake context" },
 	{ "EXPORTER-client authenticator finished key",
@@ -194,8 +195,8 @@ void exported_keep(SSL *ssl, uint64_t cookie, const char *service, bool server)
 			for (j = 0; j < 2; j++)
 				/* use_context 1, length 0: RFC 9261's "empty (zero length)" */
 				if (SSL_export_keying_material(
-					    ssl, i ? e.fk[j] : e.hc[j], len, ea_labels[i][j],
-					    strlen(ea_labels[i][j]), NULL, 0, 1) != 1) {
+					    ssl, i ? e.fk[j] : e.hc[j], len, exported_labels[i][j],
+					    strlen(exported_labels[i][j]), NULL, 0, 1) != 1) {
 					ERR_clear_error();
 					OPENSSL_cleanse(&e, sizeof(e));
 					return;

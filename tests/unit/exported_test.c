@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * exported_test.c - host unit tests of agent/exported.c: exported authenticators
+ * (RFC 9261) from the exporter values of an in-memory handshake, against the tests'
+ * own implementation (tests/lib/ea.c). No kernel: this runs on the build machine's
+ * OpenSSL (3.0 on Debian 12) and in the Debian 13 root (3.5), and under ASan, where
+ * every truncation and every flipped byte of an authenticator goes through the parser.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/pem.h>
+
+#include "../harness.h"
+#include "../lib/ea.h"
+#include "../lib/pair.h"
+#include "../lib/pki.h"
+#include "../../agent/agent.h"
+
+/* What main.c defines for the stages; the archive's other users want them. */
+struct agent agent;
+
+uint64_t now_ns(void)
+{
+	return 0;
+}
+
+static const struct pair_suite tls13 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256", 0 };
+static const struct pair_suite tls13_384 = { TLS1_3_VERSION, "TLS_AES_256_GCM_SHA384", 0 };
+static const struct pair_suite tls12 = { TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256", 0 };
+
+FIXTURE(exp)
+{
+	char dir[64], path[8][160];
+	struct config *cfg;
+	struct state *st;
+	SSL_CTX *cctx, *sctx;
+	SSL *client, *server;
+	X509 *cli, *srv, *stranger;
+	EVP_PKEY *cli_k, *stranger_k;
+	struct dance_ea *m;
+	struct dance_result *res;
+	struct dane_check d;
+	struct fail f;
+	uint8_t out[DANCE_EA_DATA_MAX], auth[TEA_MAX];
+	uint32_t out_len;
+};
+
+static X509 *read_cert(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+
+	if (f)
+		fclose(f);
+	return x;
+}
+
+static EVP_PKEY *read_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+
+	if (f)
+		fclose(f);
+	return k;
+}
+
+/* A handshake in memory, its server side kept as connection @cookie of service www. */
+static int connect_pair(FIXTURE_DATA(exp) * self, const struct pair_suite *suite, bool no_ems,
+			uint64_t cookie)
+{
+	SSL_free(self->client);
+	SSL_free(self->server);
+	SSL_CTX_free(self->cctx);
+	SSL_CTX_free(self->sctx);
+	self->cctx = pair_ctx(false, suite, false, 0);
+	self->sctx = pair_ctx(true, suite, false, 0);
+	if (!self->cctx || !self->sctx)
+		return -ENOMEM;
+	if (no_ems)
+		SSL_CTX_set_options(self->cctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+	self->client = pair_mem_ssl(self->cctx);
+	self->server = pair_mem_ssl(self->sctx);
+	if (pair_mem_handshake(self->client, self->server))
+		return -EPROTO;
+	exported_keep(self->server, cookie, "www", true);
+	return 0;
+}
+
+/* One operation on connection @cookie, as a DANCE_MSG_EA would ask for it. */
+static int op(FIXTURE_DATA(exp) * self, uint64_t cookie, uint32_t what, uint32_t flags,
+	      const uint8_t *req, size_t req_len, const uint8_t *auth, size_t auth_len)
+{
+	struct svc *svc = NULL;
+
+	memset(self->m, 0, sizeof(*self->m));
+	memset(self->res, 0, sizeof(*self->res));
+	memset(&self->f, 0, sizeof(self->f));
+	verify_dane_end(&self->d);
+	memset(&self->d, 0, sizeof(self->d));
+	self->m->op = what;
+	self->m->flags = flags;
+	self->m->request_len = req_len;
+	self->m->auth_len = auth_len;
+	if (req_len)
+		memcpy(self->m->data, req, req_len);
+	if (auth_len)
+		memcpy(self->m->data + req_len, auth, auth_len);
+	return exported_op(self->m, cookie, self->st, &svc, self->out, &self->out_len, &self->d,
+			   self->res, &self->f);
+}
+
+FIXTURE_SETUP(exp)
+{
+	static const char *const names[] = { "client.example", NULL };
+	struct pki_ca ca = { 0 };
+	char err[512];
+	FILE *f;
+	int i;
+
+	strcpy(self->dir, "/tmp/danced-exported-XXXXXX");
+	ASSERT_NE(NULL, mkdtemp(self->dir));
+	for (i = 0; i < 8; i++) {
+		char dir[sizeof(self->dir)];
+
+		memcpy(dir, self->dir, sizeof(dir)); /* gcc cannot tell the fields apart */
+		snprintf(self->path[i], sizeof(self->path[i]), "%s/%d.pem", dir, i);
+	}
+	/* 0 the CA, 1/2 a client it issued, 3/4 the server, 5/6 a stranger, 7 the config */
+	ASSERT_EQ(0, pki_ca_new(&ca, "clients"));
+	ASSERT_EQ(0, pki_ca_write(&ca, self->path[0], NULL));
+	ASSERT_EQ(0, pki_leaf(&ca, "client", names, 0, self->path[1], self->path[2]));
+	ASSERT_EQ(0, pki_leaf(NULL, "server", names, 1, self->path[3], self->path[4]));
+	ASSERT_EQ(0, pki_leaf(NULL, "stranger", names, 0, self->path[5], self->path[6]));
+	pki_ca_free(&ca);
+	f = fopen(self->path[7], "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f,
+		"[danced]\nexported_authenticators = 16\nbpf_policy = no\n"
+		"[service www]\ncertificate = %s\nkey = %s\nclient_auth = optional\nca = %s\n",
+		self->path[3], self->path[4], self->path[0]);
+	fclose(f);
+	ASSERT_EQ(0, handshake_init());
+	ASSERT_EQ(0, ktls_init());
+	ASSERT_EQ(0, config_load(self->path[7], &self->cfg, err, sizeof(err))) TH_LOG("%s", err);
+	ASSERT_EQ(0, state_new(self->cfg, &self->st, err, sizeof(err))) TH_LOG("%s", err);
+	ASSERT_EQ(0, exported_init(self->cfg, err, sizeof(err))) TH_LOG("%s", err);
+	self->cli = read_cert(self->path[1]);
+	self->cli_k = read_key(self->path[2]);
+	self->srv = read_cert(self->path[3]);
+	self->stranger = read_cert(self->path[5]);
+	self->stranger_k = read_key(self->path[6]);
+	ASSERT_TRUE(self->cli && self->cli_k && self->srv && self->stranger && self->stranger_k);
+	self->m = calloc(1, sizeof(*self->m));
+	self->res = calloc(1, sizeof(*self->res));
+	ASSERT_EQ(0, connect_pair(self, &tls13, false, 42));
+}
+
+FIXTURE_TEARDOWN(exp)
+{
+	char cmd[128];
+
+	verify_dane_end(&self->d);
+	exported_fini();
+	SSL_free(self->client);
+	SSL_free(self->server);
+	SSL_CTX_free(self->cctx);
+	SSL_CTX_free(self->sctx);
+	X509_free(self->cli);
+	X509_free(self->srv);
+	X509_free(self->stranger);
+	EVP_PKEY_free(self->cli_k);
+	EVP_PKEY_free(self->stranger_k);
+	if (self->st)
+		state_put(self->st); /* frees the config with it */
+	free(self->m);
+	free(self->res);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
+	if (system(cmd))
+		TH_LOG("cannot remove %s", self->dir);
+}
+
+/* danced's request, answered by the client with @cert/@key: the authenticator's length. */
+static int answer(FIXTURE_DATA(exp) * self, X509 *cert, EVP_PKEY *key, uint8_t *req,
+		  uint32_t *req_len)
+{
+	if (op(self, 42, DANCE_EA_REQUEST, DANCE_EA_NO_DANE, NULL, 0, NULL, 0) != V_DONE)
+		return -EIO;
+	memcpy(req, self->out, self->out_len);
+	*req_len = self->out_len;
+	return tea_authenticate(self->client, req, *req_len, cert, NULL, key, NULL, self->auth,
+				sizeof(self->auth));
+}
+
+TEST_F(exp, client_proves_an_x509_identity_once)
+{
+	uint8_t req[1024];
+	uint32_t rl;
+	int al = answer(self, self->cli, self->cli_k, req, &rl);
+
+	ASSERT_LT(0, al);
+	EXPECT_EQ(13, req[0]); /* danced was the TLS server: a CertificateRequest */
+	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
+	TH_LOG("%s", self->f.why);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_EA_X509, self->res->auth);
+	EXPECT_EQ(42U, self->res->cookie);
+	EXPECT_EQ(TLS1_3_VERSION, self->res->tls_version);
+	EXPECT_NE(NULL, strstr(self->res->peer_subject, "CN=client"));
+	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al));
+	EXPECT_EQ(-EALREADY, self->f.status);
+	/* A stranger's certificate is genuine but proves nothing to this service. */
+	al = answer(self, self->stranger, self->stranger_k, req, &rl);
+	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al));
+	EXPECT_EQ(-EACCES, self->f.status);
+	EXPECT_EQ(0, strncmp(self->f.why, "client certificate rejected", 27))
+	TH_LOG("%s", self->f.why);
+}
+
+TEST_F(exp, danced_authenticates_the_server_to_its_client)
+{
+	struct tea_found found = { 0 };
+	uint8_t req[512];
+	int n;
+
+	n = tea_request(self->client, (const uint8_t *)"ctx", 3, false, NULL, req, sizeof(req));
+	ASSERT_LT(0, n);
+	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_AUTHENTICATE, 0, req, n, NULL, 0))
+	TH_LOG("%s", self->f.why);
+	ASSERT_EQ(0, tea_validate(self->client, req, n, self->out, self->out_len, &found));
+	EXPECT_EQ(0, X509_cmp(found.leaf, self->srv));
+	X509_free(found.leaf);
+	/* The same context again: never a second authenticator. */
+	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_AUTHENTICATE, 0, req, n, NULL, 0));
+	EXPECT_EQ(-EALREADY, self->f.status);
+}
+
+/*
+ * Every prefix and every single flipped byte of a valid authenticator is refused, and
+ * the genuine one still validates afterwards: nothing a peer sends consumes a request
+ * before it proved itself. Under ASan this walks the parser over every cut.
+ */
+TEST_F(exp, every_cut_and_every_flipped_byte_is_refused)
+{
+	uint8_t req[1024];
+	uint32_t rl;
+	int al = answer(self, self->cli, self->cli_k, req, &rl), i, bit;
+	uint8_t *cut;
+
+	ASSERT_LT(0, al);
+	for (i = 1; i < al; i++) {
+		/* In a buffer of exactly that length, so that a read past it is caught. */
+		cut = malloc(i);
+		memcpy(cut, self->auth, i);
+		EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, cut, i))
+		TH_LOG("cut at %d", i);
+		EXPECT_GT(0, self->f.status);
+		free(cut);
+	}
+	for (i = 0; i < al; i++) {
+		bit = 1 << (i % 8);
+		self->auth[i] ^= bit;
+		EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
+		TH_LOG("byte %d flipped", i);
+		self->auth[i] ^= bit;
+	}
+	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
+	TH_LOG("%s", self->f.why);
+}
+
+TEST_F(exp, sha384_suites_use_48_byte_values)
+{
+	uint8_t req[1024];
+	uint32_t rl;
+	int al;
+
+	ASSERT_EQ(0, connect_pair(self, &tls13_384, false, 42));
+	al = answer(self, self->cli, self->cli_k, req, &rl);
+	ASSERT_LT(0, al);
+	/* Finished closes it: type 20, a 3-byte length of 48, the HMAC-SHA384. */
+	EXPECT_EQ(20, self->auth[al - 52]);
+	EXPECT_EQ(48, self->auth[al - 49]);
+	EXPECT_EQ(V_DONE, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
+	TH_LOG("%s", self->f.why);
+}
+
+TEST_F(exp, tls12_needs_extended_master_secret)
+{
+	uint8_t req[1024];
+	uint32_t rl;
+	int al;
+
+	ASSERT_EQ(0, connect_pair(self, &tls12, false, 43));
+	ASSERT_EQ(V_DONE, op(self, 43, DANCE_EA_REQUEST, 0, NULL, 0, NULL, 0));
+	memcpy(req, self->out, self->out_len);
+	rl = self->out_len;
+	al = tea_authenticate(self->client, req, rl, self->cli, NULL, self->cli_k, NULL, self->auth,
+			      sizeof(self->auth));
+	ASSERT_LT(0, al);
+	EXPECT_EQ(V_DONE, op(self, 43, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
+	TH_LOG("%s", self->f.why);
+
+	ASSERT_EQ(0, connect_pair(self, &tls12, true, 44));
+	EXPECT_EQ(V_FAIL, op(self, 44, DANCE_EA_REQUEST, 0, NULL, 0, NULL, 0));
+	EXPECT_EQ(-EPROTO, self->f.status);
+	EXPECT_EQ(0, strncmp(self->f.why, "ea-no-ems", 9)) TH_LOG("%s", self->f.why);
+	EXPECT_EQ(0U, self->out_len);
+}
+
+/* The store keeps the last exported_authenticators connections, and no more. */
+TEST_F(exp, the_store_is_a_ring_of_the_most_recent_connections)
+{
+	unsigned long long evicted;
+	unsigned int live, cap;
+	uint64_t c;
+
+	exported_stats(&live, &cap, &evicted);
+	EXPECT_EQ(1U, live);
+	EXPECT_EQ(16U, cap);
+	for (c = 100; c < 116; c++)
+		exported_keep(self->server, c, "www", true);
+	exported_stats(&live, &cap, &evicted);
+	EXPECT_EQ(16U, live);
+	EXPECT_EQ(1ULL, evicted); /* 42 made room for 115 */
+	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_REQUEST, 0, NULL, 0, NULL, 0));
+	EXPECT_EQ(-ENOENT, self->f.status);
+	EXPECT_EQ(0, strncmp(self->f.why, "ea-unknown", 10));
+	EXPECT_EQ(V_DONE, op(self, 100, DANCE_EA_REQUEST, 0, NULL, 0, NULL, 0));
+	/* Closed sockets (the BPF hook) and forgotten ones go at once. */
+	for (c = 100; c < 116; c++)
+		EXPECT_TRUE(exported_forget(c));
+	EXPECT_FALSE(exported_forget(100));
+	exported_stats(&live, &cap, &evicted);
+	EXPECT_EQ(0U, live);
+	EXPECT_EQ(V_FAIL, op(self, 100, DANCE_EA_FORGET, 0, NULL, 0, NULL, 0));
+	EXPECT_EQ(-ENOENT, self->f.status);
+	/* A full ring again, after many deletions: the index still finds every entry. */
+	for (c = 1000; c < 1100; c++) {
+		exported_keep(self->server, c, "www", true);
+		if (c % 3 == 0)
+			exported_forget(c);
+	}
+	for (c = 1084; c < 1100; c++)
+		EXPECT_EQ(c % 3 ? V_DONE : V_FAIL,
+			  op(self, c, DANCE_EA_REQUEST, 0, NULL, 0, NULL, 0))
+	TH_LOG("cookie %llu", (unsigned long long)c);
+}
+
+/*
+ * danced's labels against the values computed from RFC 8448's exporter_master_secret
+ * (../shared/docs/specs.md section 4.7): TLS-Exporter(label, "", 32) =
+ * HKDF-Expand-Label(Derive-Secret(ems, label, ""), "exporter", SHA-256(""), 32).
+ */
+static int expand_label(const uint8_t *secret, const char *label, const uint8_t *ctx,
+			size_t ctx_len, uint8_t *out)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
+	EVP_KDF_CTX *k = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ret;
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, "tls13 ", 6),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, (void *)label,
+						  strlen(label)),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, (void *)ctx, ctx_len),
+		OSSL_PARAM_construct_end(),
+	};
+
+	ret = k && EVP_KDF_derive(k, out, 32, p) == 1 ? 0 : -EIO;
+	EVP_KDF_CTX_free(k);
+	EVP_KDF_free(kdf);
+	return ret;
+}
+
+static void hex(const char *s, uint8_t *out)
+{
+	size_t i;
+
+	for (i = 0; i < 32; i++)
+		sscanf(s + 2 * i, "%2hhx", &out[i]);
+}
+
+TEST(labels_give_the_values_computed_from_rfc8448)
+{
+	static const char *const want[2][2] = {
+		{ "3ce40ddfb5a8566480bb683fa63f43f1d6d52ab962854a98a3c080d81ed5631f",
+		  "b5920228102885ce3bbc879252d7c4ae80f47616cdc91456338427e7890941b0" },
+		{ "34db53a0d817c518dc905f36e253a11271904ea43778358aaeb85d377a4fe0fb",
+		  "d7571ccc1577b04277765da1c875d933be15717b3ecf45d0708431fa077df54d" },
+	};
+	uint8_t ems[32], empty_hash[32], secret[32], got[32], w[32];
+	int i, j;
+
+	hex("fe22f881176eda18eb8f44529e6792c50c9a3f89452f68d8ae311b4309d3cf50", ems);
+	SHA256((const uint8_t *)"", 0, empty_hash);
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < 2; j++) {
+			/* The exporter's own labels are used as they are, prefix included. */
+			ASSERT_EQ(0,
+				  expand_label(ems, exported_labels[i][j], empty_hash, 32, secret));
+			ASSERT_EQ(0, expand_label(secret, "exporter", empty_hash, 32, got));
+			hex(want[i][j], w);
+			EXPECT_EQ(0, memcmp(got, w, 32)) TH_LOG("%s", exported_labels[i][j]);
+		}
+}
+
+DANCED_HARNESS_MAIN
