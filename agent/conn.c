@@ -267,7 +267,7 @@ static void conn_log(struct conn *c, const char *verb)
 		if (log_enabled(r && !r->status ? 6 : 5))
 			log_msg(r && !r->status ? 6 : 5,
 				"exported authenticator %s id=%llu service=%s cookie=%llu status=%d "
-				"auth=%s%s reason=\"%s\"",
+				"auth=%s%s reason=\"%s\" us=%llu",
 				c->ea->op == DANCE_EA_REQUEST	   ? "request" :
 				c->ea->op == DANCE_EA_AUTHENTICATE ? "authenticate" :
 				c->ea->op == DANCE_EA_VALIDATE	   ? "validate" :
@@ -280,7 +280,8 @@ static void conn_log(struct conn *c, const char *verb)
 				log_printable(c->fail.status ? c->fail.why :
 					      r		     ? r->reason :
 							       "-",
-					      why, sizeof(why)));
+					      why, sizeof(why)),
+				(unsigned long long)((now_ns() - c->start_ns) / 1000));
 		return;
 	}
 	if (r && !r->status) {

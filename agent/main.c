@@ -81,6 +81,8 @@ static void usage(FILE *f)
 		"            New dns_* settings bring a new resolver with an empty cache; lookups\n"
 		"            in flight finish on the old one. The handoff socket, workers, listen\n"
 		"            addresses and bpf_* settings need a restart.\n"
+		"  SIGUSR1   log one status line: handshakes in flight, and how many connections'\n"
+		"            exported-authenticator values danced keeps (of exported_authenticators)\n"
 		"  SIGTERM, SIGINT\n"
 		"            stop accepting, let handshakes in flight finish (up to their\n"
 		"            deadline), then exit; established connections are unaffected\n"
@@ -214,6 +216,18 @@ static int drop_privileges(const struct config *cfg)
 	return 0;
 }
 
+/* SIGUSR1: what danced holds now, for operators and for tests of its bounds. */
+static void status_log(void)
+{
+	unsigned long long evicted;
+	unsigned int live, cap;
+
+	exported_stats(&live, &cap, &evicted);
+	log_notice("status: %u handshakes in flight; exported authenticators: %u of %u "
+		   "connections kept, %llu pushed out by newer ones",
+		   atomic_load(&agent.inflight), live, cap, evicted);
+}
+
 /*
  * SIGHUP: a new state for new handshakes; a bad file changes nothing. New DNS settings
  * bring a new resolver (and an empty cache); lookups in flight finish on the old one.
@@ -265,6 +279,7 @@ static int control_loop(const char *path)
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -304,6 +319,10 @@ static int control_loop(const char *path)
 			if (si.ssi_signo == SIGHUP) {
 				if (!stopping)
 					reload(path);
+				continue;
+			}
+			if (si.ssi_signo == SIGUSR1) {
+				status_log();
 				continue;
 			}
 			if (!stopping) {
@@ -355,6 +374,7 @@ int main(int argc, char **argv)
 	/* Signals are read from a signalfd; no thread may take them asynchronously. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);

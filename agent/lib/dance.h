@@ -112,7 +112,7 @@ struct dance_result {
 	uint16_t tls_version; /* 0x0303 TLS 1.2, 0x0304 TLS 1.3 */
 	uint16_t cipher; /* IANA cipher suite value */
 	uint32_t auth; /* enum dance_auth */
-	uint32_t handshake_us; /* time from request to result */
+	uint32_t handshake_us; /* time from request to result (of an EA operation: its own) */
 	uint32_t pending_len;
 	char reason[DANCE_REASON_MAX]; /* "ok", or why not, for people */
 	char service[DANCE_NAME_MAX];

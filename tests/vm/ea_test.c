@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <bpf/bpf.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -911,6 +912,94 @@ TEST_F(ea, anonymous_client_proves_in_band_within_the_proof_window)
 	peer_close(&q);
 	close(services);
 	close(rules);
+}
+
+/* danced's status line (SIGUSR1): the newest, once it came; how many there were. */
+static int status_line(FIXTURE_DATA(ea) * self, char *last, size_t max)
+{
+	char line[512];
+	FILE *f = fopen(self->e.log, "r");
+	int n = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, "status:")) {
+			snprintf(last, max, "%s", line);
+			n++;
+		}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static bool status_says(FIXTURE_DATA(ea) * self, const char *what)
+{
+	char last[512] = "";
+	int before = status_line(self, last, sizeof(last)), i;
+
+	kill(self->e.pid, SIGUSR1);
+	for (i = 0; i < 50 && status_line(self, last, sizeof(last)) == before; i++)
+		usleep(100000);
+	if (!strstr(last, what))
+		fprintf(stderr, "# danced said: %s", last);
+	return strstr(last, what) != NULL;
+}
+
+/*
+ * 10,000 offloaded connections, each leaving its exporter values behind, all closed by
+ * the server: the BPF close hook reports each, and danced keeps nothing for any of them.
+ */
+TEST_F_TIMEOUT(ea, ten_thousand_closed_connections_leave_no_state, 900)
+{
+	char port[16], listen[32], log[160], out[4096];
+	pid_t server;
+	int ret, p = free_port();
+
+	snprintf(port, sizeof(port), "%d", p);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", p);
+	snprintf(log, sizeof(log), "%.100s/server.log", self->e.dir);
+	{
+		char *argv[] = { (char *)bin("dance-echo"),
+				 "--handoff",
+				 self->e.sock,
+				 "--listen",
+				 listen,
+				 "--http",
+				 "--async",
+				 NULL };
+
+		server = spawn(argv, log);
+	}
+	ASSERT_LT(0, server);
+	ASSERT_EQ(0, wait_connectable(NULL, p, 10000));
+	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384 connections kept"));
+	{
+		char *argv[] = {
+			(char *)bin("hsrate"), "-p", port,	 "-N", "10000", "-c", "32", "-n",
+			"localhost",	       "-a", self->e.ca, NULL
+		};
+
+		ret = run(argv, NULL, 0, out, sizeof(out), 850);
+	}
+	kill(server, SIGTERM);
+	waitpid(server, NULL, 0);
+	EXPECT_EQ(0, ret) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "conns=10000 ")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "errors=0")) TH_LOG("%s", out);
+	/* Closed as they came: the hook's reports may trail the last close by a moment. */
+	usleep(500000);
+	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384 connections kept, "
+				      "0 pushed out"))
+	TH_LOG("log: %s", self->e.log);
+	/* While one is open, it is kept. */
+	{
+		struct peer q = { 0 };
+
+		ASSERT_EQ(0, peer_connect(_metadata, self, &q)) TH_LOG("%s", self->r->reason);
+		EXPECT_TRUE(status_says(self, "exported authenticators: 1 of 16384"));
+		peer_close(&q);
+		usleep(300000);
+		EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384"));
+	}
 }
 
 DANCED_HARNESS_MAIN

@@ -105,6 +105,7 @@ static const char usage_text[] =
 	"    and with --prove, before the connection is served:\n"
 	"        conn=N before-proof=refused|allowed\n"
 	"        conn=N proof status=0 auth=ea-dane|ea-x509 name=NAME reason=\"WHY\"\n"
+	"            validate_us=US\n"
 	"    (each on one line; \"-\" stands for an empty value). The client role prints\n"
 	"    that line on standard error. Other diagnostics go to standard error.\n"
 	"\n"
@@ -501,9 +502,10 @@ static int prove_peer(struct dance *d, int fd, unsigned long serial, struct danc
 	}
 	ret = dance_ea_validate(d, fd, req, req_len, auth, n, ea);
 report:
-	printf("conn=%lu proof status=%d auth=%s name=%s reason=\"%s\"\n", serial, ret,
-	       auth_name(ret ? DANCE_AUTH_NONE : ea->auth), or_dash(ret ? "" : ea->verified_name),
-	       ea ? ea->reason : "out of memory");
+	printf("conn=%lu proof status=%d auth=%s name=%s reason=\"%s\" validate_us=%u\n", serial,
+	       ret, auth_name(ret ? DANCE_AUTH_NONE : ea->auth),
+	       or_dash(ret ? "" : ea->verified_name), ea ? ea->reason : "out of memory",
+	       ea ? ea->handshake_us : 0);
 	fflush(stdout);
 	if (ea) {
 		if (ret)
