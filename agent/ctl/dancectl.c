@@ -220,7 +220,7 @@ static int cmd_identities(void)
 	if (json)
 		printf("[");
 	else
-		printf("%-20s %-10s %-6s %-5s %-7s %-6s %s\n", "COOKIE", "NETNS", "PORT", "AUTH",
+		printf("%-20s %-10s %-6s %-7s %-7s %-6s %s\n", "COOKIE", "NETNS", "PORT", "AUTH",
 		       "TLS", "CIPHER", "NAME");
 	while (!bpf_map_get_next_key(fd, prev, &key)) {
 		prev = &key;
@@ -233,7 +233,7 @@ static int cmd_identities(void)
 			       first ? "" : ",", (unsigned long long)id.cookie, id.netns, id.port,
 			       auth_name(id.auth), id.tls_version, id.cipher, name);
 		else
-			printf("%-20llu %-10u %-6u %-5s %-7s 0x%04x %s\n",
+			printf("%-20llu %-10u %-6u %-7s %-7s 0x%04x %s\n",
 			       (unsigned long long)id.cookie, id.netns, id.port, auth_name(id.auth),
 			       id.tls_version == 0x0304 ? "1.3" : "1.2", id.cipher,
 			       name[0] ? name : "-");
