@@ -713,6 +713,10 @@ static enum verdict conn_offload(struct conn *c)
 	enum verdict v = V_DONE;
 	int ret;
 
+	/* RFC 9261's four values, before kTLS takes the secrets and wipes them. */
+	len = sizeof(c->cookie);
+	if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &c->cookie, &len))
+		exported_keep(t->ssl, &t->kc, c->cookie, t->svc->cfg->name, !t->client);
 	ret = ktls_install(&t->kc, t->ssl, c->fd, &why);
 	if (ret) {
 		fail_set(&c->fail, ret, "%s", why);
@@ -727,10 +731,6 @@ static enum verdict conn_offload(struct conn *c)
 	tls_describe(t, c->res);
 	if (t->client)
 		c->res->dns_cached = c->dns_cached;
-	/* RFC 9261's four values, while the SSL still has its exporter secret. */
-	len = sizeof(c->cookie);
-	if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &c->cookie, &len))
-		exported_keep(t->ssl, c->cookie, t->svc->cfg->name, !t->client);
 	if (!t->client && t->svc->cfg->dane != DANE_OFF)
 		v = verify_dane_begin(t, &c->dane, &c->fail);
 	/* The SSL and the buffers go now; a DNS wait keeps the conn small. */

@@ -171,11 +171,13 @@ static struct ea_conn *ea_find(uint64_t cookie)
 /**
  * exported_keep - keep the exporter values of a finished handshake on socket @cookie
  *
- * Four exporter calls (HKDF with the session's exporter secret) and a copy; on TLS 1.2
+ * Four exporter values and a copy: in TLS 1.3 eight HMACs from the exporter secret that
+ * @kc caught in the key log (NULL: OpenSSL's exporter, four times dearer); on TLS 1.2
  * without extended master secret only the fact is kept, so that the operations can say
  * why they refuse.
  */
-void exported_keep(SSL *ssl, uint64_t cookie, const char *service, bool server)
+void exported_keep(SSL *ssl, const struct ktls_conn *kc, uint64_t cookie, const char *service,
+		   bool server)
 {
 	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
 	const EVP_MD *md = c ? SSL_CIPHER_get_handshake_digest(c) : NULL;
@@ -193,8 +195,16 @@ void exported_keep(SSL *ssl, uint64_t cookie, const char *service, bool server)
 		e.hash_len = len;
 		for (i = 0; i < 2; i++)
 			for (j = 0; j < 2; j++)
-				/* use_context 1, length 0: RFC 9261's "empty (zero length)" */
-				if (SSL_export_keying_material(
+				/*
+				 * TLS 1.3 from the key log's exporter secret, with HMAC
+				 * contexts kept: a quarter of what OpenSSL's exporter costs.
+				 * Otherwise use_context 1, length 0: RFC 9261's "empty (zero
+				 * length)" context.
+				 */
+				if ((!kc || e.version != TLS1_3_VERSION ||
+				     ktls_exporter(kc, EVP_MD_get0_name(md), exported_labels[i][j],
+						   i ? e.fk[j] : e.hc[j], len)) &&
+				    SSL_export_keying_material(
 					    ssl, i ? e.fk[j] : e.hc[j], len, exported_labels[i][j],
 					    strlen(exported_labels[i][j]), NULL, 0, 1) != 1) {
 					ERR_clear_error();

@@ -48,6 +48,10 @@ struct ktls_conn {
 	int err; /* first error seen inside an OpenSSL callback, or 0 */
 	const char *err_why;
 	bool ulp; /* ktls_attach_ulp() put the tls ULP on the socket already */
+	/* TLS 1.3 exporter_master_secret, for RFC 9261's values (exported.c); wiped with
+	   the traffic secrets */
+	uint8_t exporter[KTLS_SECRET_MAX];
+	uint8_t exporter_len;
 };
 
 /* Every crypto_info layout we hand to SOL_TLS. */
@@ -94,10 +98,15 @@ int ktls_attach_ulp(struct ktls_conn *kc, int fd, const char **why);
 int ktls_install(struct ktls_conn *kc, SSL *ssl, int fd, const char **why);
 ssize_t ktls_recv(int fd, void *buf, size_t len, int flags, struct ktls_record *rec);
 int ktls_send_alert(int fd, uint8_t level, uint8_t desc);
+int ktls_exporter(const struct ktls_conn *kc, const char *digest, const char *label, uint8_t *out,
+		  size_t out_len);
 
 /* Key schedule pieces, exported for the RFC 8448 / PRF vector tests. */
 int ktls_hkdf_expand_label(const char *digest, const uint8_t *secret, size_t secret_len,
 			   const char *label, uint8_t *out, size_t out_len);
+int ktls_hkdf_expand_label_ctx(const char *digest, const uint8_t *secret, size_t secret_len,
+			       const char *label, const uint8_t *ctx, size_t ctx_len, uint8_t *out,
+			       size_t out_len);
 int ktls_tls12_prf(const char *digest, const uint8_t *secret, size_t secret_len, const char *label,
 		   const uint8_t *seed1, size_t seed1_len, const uint8_t *seed2, size_t seed2_len,
 		   uint8_t *out, size_t out_len);

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <openssl/core_names.h>
-#include <openssl/kdf.h>
 #include <openssl/pem.h>
 
 #include "../harness.h"
@@ -45,6 +43,7 @@ FIXTURE(exp)
 	struct dance_ea *m;
 	struct dance_result *res;
 	struct dane_check d;
+	struct ktls_conn kc; /* the server's, as danced attaches it: the key log's secrets */
 	struct fail f;
 	uint8_t out[DANCE_EA_DATA_MAX], auth[TEA_MAX];
 	uint32_t out_len;
@@ -79,16 +78,19 @@ static int connect_pair(FIXTURE_DATA(exp) * self, const struct pair_suite *suite
 	SSL_CTX_free(self->cctx);
 	SSL_CTX_free(self->sctx);
 	self->cctx = pair_ctx(false, suite, false, 0);
-	self->sctx = pair_ctx(true, suite, false, 0);
+	self->sctx = pair_ctx(true, suite, true, 0);
 	if (!self->cctx || !self->sctx)
 		return -ENOMEM;
 	if (no_ems)
 		SSL_CTX_set_options(self->cctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
 	self->client = pair_mem_ssl(self->cctx);
 	self->server = pair_mem_ssl(self->sctx);
+	ktls_conn_wipe(&self->kc);
+	if (ktls_conn_attach(&self->kc, self->server))
+		return -EIO;
 	if (pair_mem_handshake(self->client, self->server))
 		return -EPROTO;
-	exported_keep(self->server, cookie, "www", true);
+	exported_keep(self->server, &self->kc, cookie, "www", true);
 	return 0;
 }
 
@@ -272,6 +274,21 @@ TEST_F(exp, every_cut_and_every_flipped_byte_is_refused)
 	TH_LOG("%s", self->f.why);
 }
 
+/* OpenSSL's own exporter, where danced has no exporter secret: the same values. */
+TEST_F(exp, openssl_exporter_gives_the_same_values)
+{
+	uint8_t req[1024];
+	uint32_t rl;
+	int al;
+
+	ASSERT_LT(0, self->kc.exporter_len); /* the key log gave it: 42 took the fast path */
+	exported_keep(self->server, NULL, 42, "www", true);
+	al = answer(self, self->cli, self->cli_k, req, &rl);
+	ASSERT_LT(0, al);
+	EXPECT_EQ(V_DONE, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
+	TH_LOG("%s", self->f.why);
+}
+
 TEST_F(exp, sha384_suites_use_48_byte_values)
 {
 	uint8_t req[1024];
@@ -322,7 +339,7 @@ TEST_F(exp, the_store_is_a_ring_of_the_most_recent_connections)
 	EXPECT_EQ(1U, live);
 	EXPECT_EQ(16U, cap);
 	for (c = 100; c < 116; c++)
-		exported_keep(self->server, c, "www", true);
+		exported_keep(self->server, NULL, c, "www", true);
 	exported_stats(&live, &cap, &evicted);
 	EXPECT_EQ(16U, live);
 	EXPECT_EQ(1ULL, evicted); /* 42 made room for 115 */
@@ -340,7 +357,7 @@ TEST_F(exp, the_store_is_a_ring_of_the_most_recent_connections)
 	EXPECT_EQ(-ENOENT, self->f.status);
 	/* A full ring again, after many deletions: the index still finds every entry. */
 	for (c = 1000; c < 1100; c++) {
-		exported_keep(self->server, c, "www", true);
+		exported_keep(self->server, NULL, c, "www", true);
 		if (c % 3 == 0)
 			exported_forget(c);
 	}
@@ -348,34 +365,6 @@ TEST_F(exp, the_store_is_a_ring_of_the_most_recent_connections)
 		EXPECT_EQ(c % 3 ? V_DONE : V_FAIL,
 			  op(self, c, DANCE_EA_REQUEST, 0, NULL, 0, NULL, 0))
 	TH_LOG("cookie %llu", (unsigned long long)c);
-}
-
-/*
- * danced's labels against the values computed from RFC 8448's exporter_master_secret
- * (../shared/docs/specs.md section 4.7): TLS-Exporter(label, "", 32) =
- * HKDF-Expand-Label(Derive-Secret(ems, label, ""), "exporter", SHA-256(""), 32).
- */
-static int expand_label(const uint8_t *secret, const char *label, const uint8_t *ctx,
-			size_t ctx_len, uint8_t *out)
-{
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
-	EVP_KDF_CTX *k = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ret;
-	OSSL_PARAM p[] = {
-		OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, "tls13 ", 6),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, (void *)label,
-						  strlen(label)),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, (void *)ctx, ctx_len),
-		OSSL_PARAM_construct_end(),
-	};
-
-	ret = k && EVP_KDF_derive(k, out, 32, p) == 1 ? 0 : -EIO;
-	EVP_KDF_CTX_free(k);
-	EVP_KDF_free(kdf);
-	return ret;
 }
 
 static void hex(const char *s, uint8_t *out)
@@ -386,7 +375,12 @@ static void hex(const char *s, uint8_t *out)
 		sscanf(s + 2 * i, "%2hhx", &out[i]);
 }
 
-TEST(labels_give_the_values_computed_from_rfc8448)
+/*
+ * danced's derivation and labels against the values specs.md section 4.7 computed from
+ * RFC 8448's exporter_master_secret: TLS-Exporter(label, "", 32) =
+ * HKDF-Expand-Label(Derive-Secret(ems, label, ""), "exporter", SHA-256(""), 32).
+ */
+TEST(exporter_gives_the_values_computed_from_rfc8448)
 {
 	static const char *const want[2][2] = {
 		{ "3ce40ddfb5a8566480bb683fa63f43f1d6d52ab962854a98a3c080d81ed5631f",
@@ -394,20 +388,22 @@ TEST(labels_give_the_values_computed_from_rfc8448)
 		{ "34db53a0d817c518dc905f36e253a11271904ea43778358aaeb85d377a4fe0fb",
 		  "d7571ccc1577b04277765da1c875d933be15717b3ecf45d0708431fa077df54d" },
 	};
-	uint8_t ems[32], empty_hash[32], secret[32], got[32], w[32];
+	struct ktls_conn kc = { 0 };
+	uint8_t got[32], w[32];
 	int i, j;
 
-	hex("fe22f881176eda18eb8f44529e6792c50c9a3f89452f68d8ae311b4309d3cf50", ems);
-	SHA256((const uint8_t *)"", 0, empty_hash);
+	ASSERT_EQ(0, ktls_init());
+	hex("fe22f881176eda18eb8f44529e6792c50c9a3f89452f68d8ae311b4309d3cf50", kc.exporter);
+	kc.exporter_len = 32;
 	for (i = 0; i < 2; i++)
 		for (j = 0; j < 2; j++) {
-			/* The exporter's own labels are used as they are, prefix included. */
-			ASSERT_EQ(0,
-				  expand_label(ems, exported_labels[i][j], empty_hash, 32, secret));
-			ASSERT_EQ(0, expand_label(secret, "exporter", empty_hash, 32, got));
+			ASSERT_EQ(0, ktls_exporter(&kc, "SHA256", exported_labels[i][j], got, 32));
 			hex(want[i][j], w);
 			EXPECT_EQ(0, memcmp(got, w, 32)) TH_LOG("%s", exported_labels[i][j]);
 		}
+	/* Without the secret (TLS 1.2), danced falls back to OpenSSL's exporter. */
+	kc.exporter_len = 0;
+	EXPECT_EQ(-ENOENT, ktls_exporter(&kc, "SHA256", exported_labels[0][0], got, 32));
 }
 
 DANCED_HARNESS_MAIN
