@@ -568,7 +568,8 @@ static void conn_finish(struct conn *c)
 			policy_release(c->fd);
 		if (c->ch)
 			shutdown(c->ch->fd, SHUT_RDWR);
-		if (c->fd >= 0)
+		/* An exported-authenticator operation never harms the connection it names. */
+		if (c->fd >= 0 && !c->ea_op)
 			shutdown(c->fd, SHUT_RDWR);
 		return;
 	}
@@ -630,6 +631,11 @@ static void conn_finish(struct conn *c)
 		r->flags = 0;
 		r->auth = DANCE_AUTH_NONE;
 		r->verified_name[0] = '\0';
+		if (c->ea_op) {
+			/* What an unproven certificate says is nobody's identity. */
+			r->peer_subject[0] = r->peer_names[0] = '\0';
+			r->tlsa_usage = r->tlsa_selector = r->tlsa_mtype = 0;
+		}
 		if (c->held)
 			policy_release(c->fd);
 		c->held = false;
@@ -1114,7 +1120,7 @@ void conn_result_sent(struct conn *c, int res)
 			log_err("result of request %llu not delivered (%s): closing its channel",
 				(unsigned long long)c->id, strerror(-res));
 		shutdown(c->ch->fd, SHUT_RDWR);
-		if (c->fd >= 0)
+		if (c->fd >= 0 && !c->ea_op)
 			shutdown(c->fd, SHUT_RDWR);
 	} else if (!c->res->status && !c->ea_op) {
 		conn_log(c, NULL); /* an exported-authenticator operation logged at its end */

@@ -611,6 +611,7 @@ struct peer_req {
 	struct rd whole, ctx;
 	struct rd sigalgs; /* the list, 2 bytes per scheme */
 	bool dane;
+	char server_name[DANCE_HOST_MAX]; /* a ClientCertificateRequest's, or "" */
 };
 
 static int parse_request(struct ea_op *o, struct rd in, uint8_t want, struct peer_req *pr)
@@ -643,6 +644,17 @@ static int parse_request(struct ea_op *o, struct rd in, uint8_t want, struct pee
 					"ea-malformed: signature_algorithms does not parse");
 		} else if (type == o->st->cfg->dane_clientid_codepoint) {
 			pr->dane = true;
+		} else if (type == EXT_SERVER_NAME && want == HS_CLIENT_CERTIFICATE_REQUEST) {
+			struct rd list, name;
+			uint32_t kind;
+
+			if (!get_vec(&ext, 2, &list) || ext.len || !get_int(&list, 1, &kind) ||
+			    kind || !get_vec(&list, 2, &name) || list.len || !name.len ||
+			    name.len >= sizeof(pr->server_name) || memchr(name.p, 0, name.len))
+				return fail_set(o->f, -EBADMSG,
+						"ea-malformed: server_name does not parse");
+			memcpy(pr->server_name, name.p, name.len);
+			pr->server_name[name.len] = '\0';
 		}
 	}
 	return 0;
@@ -762,6 +774,20 @@ static int op_authenticate(struct ea_op *o)
 					"suits service %s's key",
 					o->svc->cfg->name);
 	}
+	/* Once per context (RFC 9261 section 5.2.1), decided under the lock: two workers
+	 * answering the same request at once must not both sign. */
+	pthread_mutex_lock(&ea.lock);
+	e = ea_find(o->cookie);
+	ret = !e ? -ENOENT : context_used(e, used) ? -EALREADY : 0;
+	if (!ret)
+		context_use(e, used);
+	pthread_mutex_unlock(&ea.lock);
+	if (ret == -ENOENT)
+		return fail_set(o->f, ret, "ea-unknown: the socket closed meanwhile");
+	if (ret)
+		return fail_set(o->f, ret,
+				"ea-context-used: danced already answered a request with this "
+				"certificate_request_context on this connection");
 	cert.p = o->out.p + o->out.len;
 	put_certificate(o, &pr, leaf, refuse);
 	cert.len = o->out.p + o->out.len - cert.p;
@@ -811,11 +837,6 @@ static int op_authenticate(struct ea_op *o)
 	OPENSSL_cleanse(fin, sizeof(fin));
 	if (o->out.full)
 		return fail_set(o->f, -EMSGSIZE, "ea-authenticate: the authenticator does not fit");
-	pthread_mutex_lock(&ea.lock);
-	e = ea_find(o->cookie);
-	if (e)
-		context_use(e, used);
-	pthread_mutex_unlock(&ea.lock);
 	if (refuse)
 		snprintf(o->res->reason, sizeof(o->res->reason), "empty authenticator (a refusal)");
 	else
@@ -885,7 +906,7 @@ static int check_verify(struct ea_op *o, X509 *leaf, struct rd cvb, struct rd re
 }
 
 /* The name, by X.509: the chain against the service's CAs. */
-static int check_x509(struct ea_op *o, X509 *leaf, STACK_OF(X509) * chain)
+static int check_x509(struct ea_op *o, X509 *leaf, STACK_OF(X509) * chain, const char *host)
 {
 	const struct svc_config *cfg = o->svc->cfg;
 	X509_STORE_CTX *x;
@@ -912,6 +933,11 @@ static int check_x509(struct ea_op *o, X509 *leaf, STACK_OF(X509) * chain)
 	}
 	X509_STORE_CTX_set_purpose(x,
 				   o->e.server ? X509_PURPOSE_SSL_CLIENT : X509_PURPOSE_SSL_SERVER);
+	/* The strength a handshake on this service demands, and the name danced asked for. */
+	X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(x),
+					 SSL_CTX_get_security_level(o->svc->ctx));
+	if (host && host[0])
+		X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(x), host, 0);
 	if (X509_verify_cert(x) != 1)
 		ret = fail_set(o->f, -EACCES, "%s certificate rejected: %s",
 			       o->e.server ? "client" : "server",
@@ -1124,7 +1150,7 @@ consume:
 		o->d->chain = chain;
 		return V_LOOKUP;
 	}
-	if (check_x509(o, leaf, chain))
+	if (check_x509(o, leaf, chain, pr.server_name))
 		goto fail;
 	X509_free(leaf);
 	sk_X509_pop_free(chain, X509_free);

@@ -398,7 +398,8 @@ static void handoff_ea(struct channel *ch, int len, const int *fds, int nfds)
 		fail_set(&c->fail, -ENOMEM, "out of memory for an exported authenticator");
 		goto refuse;
 	}
-	memcpy(c->ea, m, len);
+	/* dance_ea_check() bounded it; never more than the struct, whatever comes. */
+	memcpy(c->ea, m, (size_t)len < sizeof(*c->ea) ? (size_t)len : sizeof(*c->ea));
 	conn_start_ea(c, st->cfg->handshake_timeout_ms);
 	conn_put(c);
 	return;
@@ -509,7 +510,7 @@ int handoff_send_result_now(struct conn *c)
 	if (n < 0 && !c->ch->dead)
 		shutdown(c->ch->fd, SHUT_RDWR);
 	if (c->fd >= 0) {
-		if (n < 0 || c->res->status)
+		if ((n < 0 || c->res->status) && !c->ea_op)
 			shutdown(c->fd, SHUT_RDWR);
 		close(c->fd);
 		c->fd = -1;

@@ -558,7 +558,8 @@ int policy_proof_asked(int fd)
 	struct danced_ident id;
 	struct timespec ts;
 
-	if (!pol.on || bpf_map_lookup_elem(pol.sk_ident, &fd, &id) || id.hold)
+	/* One window per socket: asking again must not keep a refused socket open. */
+	if (!pol.on || bpf_map_lookup_elem(pol.sk_ident, &fd, &id) || id.hold || id.proof_asked)
 		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	id.proof_asked = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec ?: 1;

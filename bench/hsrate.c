@@ -49,6 +49,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: hsrate -p PORT [-c CONCURRENCY] [-t SECONDS | -N COUNT] [-n SERVERNAME]\n"
 		"              [-a CAFILE] [-C CERT -K KEY [-D DANE_NAME [-X CODEPOINT]]]\n"
+		"              [-G GROUPS]\n"
 		"Full TLS 1.3 handshakes plus one HTTP/1.1 request each, against\n"
 		"127.0.0.1:PORT, CONCURRENCY (default 16) at a time for SECONDS (default 5),\n"
 		"or until COUNT connections have ended (-N; errors count too; -t is then a\n"
@@ -56,6 +57,7 @@ static void usage(FILE *f)
 		"  -C, -K  a client certificate (PEM chain) and its key, sent when asked\n"
 		"  -D      send DANE_NAME in dane_clientid of the Certificate message\n"
 		"  -X      the dane_clientid codepoint (default 65282, danced's default)\n"
+		"  -G      key exchange groups to offer, OpenSSL syntax (default: OpenSSL's)\n"
 		"Prints: conns=N secs=S rate=R/s p50_ms=.. p99_ms=.. errors=E\n");
 }
 
@@ -160,6 +162,7 @@ int main(int argc, char **argv)
 	long count = 0, opened = 0;
 	bool secs_given = false;
 	const char *name = "localhost", *ca = NULL, *cert = NULL, *key = NULL, *dane = NULL;
+	const char *groups = NULL;
 	unsigned int codepoint = 65282;
 	struct epoll_event evs[256];
 	size_t done = 0, cap = 1 << 20;
@@ -167,7 +170,7 @@ int main(int argc, char **argv)
 	struct slot *slots;
 	SSL_CTX *ctx;
 
-	while ((opt = getopt(argc, argv, "p:c:t:N:n:a:C:K:D:X:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:c:t:N:n:a:C:K:D:X:G:h")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = atoi(optarg);
@@ -200,6 +203,9 @@ int main(int argc, char **argv)
 		case 'X':
 			codepoint = atoi(optarg);
 			break;
+		case 'G':
+			groups = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -219,6 +225,10 @@ int main(int argc, char **argv)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	if (groups && SSL_CTX_set1_groups_list(ctx, groups) != 1) {
+		fprintf(stderr, "hsrate: -G %s: not a group list this OpenSSL knows\n", groups);
+		return 2;
+	}
 	if (ca) {
 		SSL_CTX_load_verify_locations(ctx, ca, NULL);
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);

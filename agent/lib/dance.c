@@ -569,12 +569,13 @@ static int dance_ea_call(struct dance *d, int fd, struct dance_ea *m, struct dan
 		if (res->id == id || !res->id)
 			break;
 	}
-	res->flags &= ~DANCE_RES_FD_KEPT;
+	/* The socket only named the connection: it is the caller's, whatever happened. */
+	res->flags = res->status ? DANCE_RES_FD_KEPT : 0;
 	return res->status;
 out_drop:
 	dance_disconnect(d);
 out:
-	return dance_fail(res, ret, 0, 0, why);
+	return dance_fail(res, ret, DANCE_RES_FD_KEPT, 0, why);
 out_kept:
 	return dance_fail(res, ret, DANCE_RES_FD_KEPT, 0, why);
 }
@@ -689,7 +690,7 @@ int dance_ea_validate(struct dance *d, int fd, const void *req, size_t req_len, 
 	if ((req_len && !req) || !auth || !auth_len)
 		return dance_fail(res, -EINVAL, DANCE_RES_FD_KEPT, 0,
 				  "an authenticator (and its request) to validate is needed");
-	if (req_len + auth_len > DANCE_EA_DATA_MAX)
+	if (req_len > DANCE_EA_DATA_MAX || auth_len > DANCE_EA_DATA_MAX - req_len)
 		return dance_fail(res, -EMSGSIZE, DANCE_RES_FD_KEPT, 0,
 				  "request and authenticator exceed DANCE_EA_DATA_MAX");
 	m = calloc(1, sizeof(*m));

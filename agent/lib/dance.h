@@ -151,7 +151,10 @@ struct dance_result {
  *                     peer_subject, peer_names, tlsa_*); for DANCE_EA_REQUEST and
  *                     DANCE_EA_AUTHENTICATE the message made, as pending_len bytes in
  *                     `pending`.
- * Exactly one DANCE_MSG_EA_RESULT answers each DANCE_MSG_EA, with its id.
+ * Exactly one DANCE_MSG_EA_RESULT answers each DANCE_MSG_EA, with its id. The socket
+ * only names the connection: it stays the caller's, open and untouched, whatever the
+ * outcome (libdance sets DANCE_RES_FD_KEPT on every failed call), and a failed
+ * operation never harms the connection.
  */
 enum dance_ea_op {
 	DANCE_EA_REQUEST = 1, /* make a CertificateRequest (danced was the TLS server) or a

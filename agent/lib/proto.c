@@ -172,9 +172,11 @@ int dance_ea_check(const void *msg, size_t len, const char **why)
 	*why = "truncated exported-authenticator request";
 	if (len < DANCE_EA_HDR_LEN)
 		return -EBADMSG;
+	*why = "request_len and auth_len exceed DANCE_EA_DATA_MAX together";
+	if ((uint64_t)m->request_len + m->auth_len > DANCE_EA_DATA_MAX)
+		return -EMSGSIZE;
 	*why = "request_len and auth_len do not add up to the message";
-	if (m->request_len > DANCE_EA_DATA_MAX || m->auth_len > DANCE_EA_DATA_MAX ||
-	    len != DANCE_EA_HDR_LEN + m->request_len + m->auth_len)
+	if (len != DANCE_EA_HDR_LEN + m->request_len + m->auth_len)
 		return -EBADMSG;
 	*why = "unknown exported-authenticator operation";
 	if (m->op < DANCE_EA_REQUEST || m->op > DANCE_EA_FORGET)

@@ -361,6 +361,76 @@ TEST(ready_accepts_valid_and_refuses_the_rest)
 	free(r);
 }
 
+/* An exported-authenticator message as libdance sends it: the fixed part, then data. */
+static struct dance_ea *ea_new(uint32_t op, uint32_t req_len, uint32_t auth_len)
+{
+	struct dance_ea *m = calloc(1, sizeof(*m) + 1);
+
+	dance_hdr_init(&m->hdr, DANCE_MSG_EA);
+	m->op = op;
+	m->request_len = req_len;
+	m->auth_len = auth_len;
+	return m;
+}
+
+TEST(ea_accepts_each_operation_with_its_data)
+{
+	struct dance_ea *m = ea_new(DANCE_EA_REQUEST, 0, 0);
+	const char *why;
+
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	strcpy(m->server_name, "upstream.example");
+	m->flags = DANCE_EA_DANE;
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	m->op = DANCE_EA_AUTHENTICATE;
+	m->request_len = 100;
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN + 100, &why));
+	m->op = DANCE_EA_VALIDATE;
+	m->auth_len = DANCE_EA_DATA_MAX - 100;
+	EXPECT_EQ(0, dance_ea_check(m, sizeof(*m), &why));
+	m->op = DANCE_EA_FORGET;
+	m->request_len = m->auth_len = 0;
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	free(m);
+}
+
+TEST(ea_refuses_what_does_not_add_up)
+{
+	struct dance_ea *m = ea_new(DANCE_EA_VALIDATE, 1, DANCE_EA_DATA_MAX);
+	const char *why = NULL;
+
+	/* Each length within the limit, together one byte over: the message is exactly
+	 * one byte longer than the struct, which a receive buffer of sizeof + 1 takes. */
+	EXPECT_EQ(-EMSGSIZE, dance_ea_check(m, DANCE_EA_HDR_LEN + 1 + DANCE_EA_DATA_MAX, &why));
+	EXPECT_NE(NULL, why);
+	m->request_len = 0xffffffffu; /* and no wrap-around */
+	m->auth_len = 2;
+	EXPECT_EQ(-EMSGSIZE, dance_ea_check(m, DANCE_EA_HDR_LEN + 1, &why));
+	m->request_len = 10;
+	m->auth_len = 10;
+	EXPECT_EQ(-EBADMSG, dance_ea_check(m, DANCE_EA_HDR_LEN + 19, &why));
+	EXPECT_EQ(-EBADMSG, dance_ea_check(m, DANCE_EA_HDR_LEN - 1, &why));
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN + 20, &why));
+	m->auth_len = 0; /* nothing to validate */
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN + 10, &why));
+	m->op = DANCE_EA_AUTHENTICATE; /* authenticators are not made from one */
+	m->auth_len = 5;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN + 15, &why));
+	m->op = DANCE_EA_REQUEST; /* requests take no data */
+	m->request_len = m->auth_len = 0;
+	m->flags = DANCE_EA_DANE | DANCE_EA_NO_DANE;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	m->flags = 1u << 9;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	m->flags = 0;
+	m->op = 9;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	m->op = DANCE_EA_REQUEST;
+	memset(m->server_name, 'a', sizeof(m->server_name));
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	free(m);
+}
+
 TEST(each_check_refuses_the_other_messages)
 {
 	struct dance_request *req = request_new();
@@ -446,7 +516,8 @@ static bool oracle_ea(const uint8_t *m, size_t len)
 		return false;
 	memcpy(&e, m, len);
 	takes_data = e.op == DANCE_EA_AUTHENTICATE || e.op == DANCE_EA_VALIDATE;
-	return (uint64_t)DANCE_EA_HDR_LEN + e.request_len + e.auth_len == len &&
+	return (uint64_t)e.request_len + e.auth_len <= DANCE_EA_DATA_MAX &&
+	       (uint64_t)DANCE_EA_HDR_LEN + e.request_len + e.auth_len == len &&
 	       e.op >= DANCE_EA_REQUEST && e.op <= DANCE_EA_FORGET &&
 	       !(e.flags & ~(DANCE_EA_DANE | DANCE_EA_NO_DANE | DANCE_EA_REFUSE)) &&
 	       (e.flags & (DANCE_EA_DANE | DANCE_EA_NO_DANE)) !=
