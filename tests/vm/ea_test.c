@@ -737,6 +737,16 @@ TEST_F(ea, danced_client_proves_its_name_and_checks_the_server)
 			     self->auth, sizeof(self->auth));
 	EXPECT_EQ(-EACCES, dance_ea_validate(self->d, fd, self->req, rl, self->auth, n, self->r));
 	EXPECT_REASON("server certificate rejected");
+	/* The name danced asked for is the name the certificate must carry. */
+	ASSERT_EQ(0, dance_ea_request(self->d, fd, 0, "elsewhere.example", self->r));
+	rl = self->r->pending_len;
+	memcpy(self->req, self->r->pending, rl);
+	n = tea_authenticate(u.ssl, self->req, rl, self->srv, NULL, self->srv_k, NULL, self->auth,
+			     sizeof(self->auth));
+	ASSERT_LT(0, n);
+	EXPECT_EQ(-EACCES, dance_ea_validate(self->d, fd, self->req, rl, self->auth, n, self->r));
+	EXPECT_REASON("server certificate rejected");
+	EXPECT_STREQ("", self->r->peer_subject); /* an unproven certificate names nobody */
 	/* A spontaneous server authenticator is judged the same way. */
 	n = tea_authenticate(u.ssl, NULL, 0, self->srv, NULL, self->srv_k, NULL, self->auth,
 			     sizeof(self->auth));
@@ -906,6 +916,10 @@ TEST_F(ea, anonymous_client_proves_in_band_within_the_proof_window)
 	usleep(1200000);
 	EXPECT_EQ(-1, send(q.sfd, "x", 1, MSG_NOSIGNAL));
 	EXPECT_EQ(EACCES, errno);
+	/* One window per socket: asking again does not open another. */
+	ASSERT_EQ(0, dance_ea_request(self->d, q.sfd, 0, NULL, self->r));
+	EXPECT_EQ(-1, send(q.sfd, "x", 1, MSG_NOSIGNAL));
+	EXPECT_EQ(EACCES, errno);
 	/* The one that proved its name is unaffected. */
 	expect_data_flows(_metadata, &p);
 	peer_close(&p);
@@ -945,16 +959,22 @@ static bool status_says(FIXTURE_DATA(ea) * self, const char *what)
 }
 
 /*
- * 10,000 offloaded connections, each leaving its exporter values behind, all closed by
- * the server: the BPF close hook reports each, and danced keeps nothing for any of them.
+ * Thousands of offloaded connections, each leaving its exporter values behind, all
+ * closed by the server: the BPF close hook reports each, and danced keeps nothing for
+ * any of them. 2,000 by default: under TCG one handshake costs the two emulated cores
+ * about 33 ms, so 10,000 take six minutes a kernel; DANCED_EA_CONNS=10000 runs those
+ * (the closing note of issue 11 has such a run).
  */
-TEST_F_TIMEOUT(ea, ten_thousand_closed_connections_leave_no_state, 900)
+TEST_F_TIMEOUT(ea, thousands_of_closed_connections_leave_no_state, 900)
 {
-	char port[16], listen[32], log[160], out[4096];
+	char port[16], listen[32], log[160], out[4096], count[16], want[32];
+	const char *n = getenv("DANCED_EA_CONNS") ?: "2000";
 	pid_t server;
 	int ret, p = free_port();
 
 	snprintf(port, sizeof(port), "%d", p);
+	snprintf(count, sizeof(count), "%d", atoi(n) > 0 ? atoi(n) : 2000);
+	snprintf(want, sizeof(want), "conns=%s ", count);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", p);
 	snprintf(log, sizeof(log), "%.100s/server.log", self->e.dir);
 	{
@@ -973,9 +993,10 @@ TEST_F_TIMEOUT(ea, ten_thousand_closed_connections_leave_no_state, 900)
 	ASSERT_EQ(0, wait_connectable(NULL, p, 10000));
 	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384 connections kept"));
 	{
+		/* X25519 alone: the key exchange is not what this measures, and TCG is slow. */
 		char *argv[] = {
-			(char *)bin("hsrate"), "-p", port,	 "-N", "10000", "-c", "32", "-n",
-			"localhost",	       "-a", self->e.ca, NULL
+			(char *)bin("hsrate"), "-p", port,	 "-N", count,	 "-c", "32", "-n",
+			"localhost",	       "-a", self->e.ca, "-G", "x25519", NULL
 		};
 
 		ret = run(argv, NULL, 0, out, sizeof(out), 850);
@@ -983,7 +1004,7 @@ TEST_F_TIMEOUT(ea, ten_thousand_closed_connections_leave_no_state, 900)
 	kill(server, SIGTERM);
 	waitpid(server, NULL, 0);
 	EXPECT_EQ(0, ret) TH_LOG("%s", out);
-	EXPECT_NE(NULL, strstr(out, "conns=10000 ")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
 	EXPECT_NE(NULL, strstr(out, "errors=0")) TH_LOG("%s", out);
 	/* Closed as they came: the hook's reports may trail the last close by a moment. */
 	usleep(500000);
