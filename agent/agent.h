@@ -529,6 +529,7 @@ void policy_fini(void);
 int policy_hold(int fd);
 int policy_identify(int fd, const struct svc_config *cfg, struct dance_result *r);
 int policy_proof_asked(int fd);
+int policy_reidentify(int fd, const struct svc_config *cfg, struct dance_result *r);
 void policy_release(int fd);
 int policy_events_fd(void);
 void policy_events_drain(void);

@@ -593,7 +593,7 @@ static void conn_finish(struct conn *c)
 		/* A new proof of who the peer is: the kernel's policy follows it at once. */
 		if (!c->fail.status && c->ea->op == DANCE_EA_VALIDATE &&
 		    c->tls.svc->cfg->role == ROLE_SERVER) {
-			ret = policy_identify(c->fd, c->tls.svc->cfg, r);
+			ret = policy_reidentify(c->fd, c->tls.svc->cfg, r);
 			if (ret < 0)
 				fail_set(&c->fail, ret,
 					 "cannot record the proved identity in the BPF policy "

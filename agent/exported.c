@@ -45,11 +45,15 @@
 #define EA_REQS 4 /* requests danced made that may still be answered, per connection */
 #define EA_USED 8 /* contexts answered or validated, remembered per connection */
 #define EA_USED_LEN 16 /* a context is remembered by this much of its SHA-256 */
+#define EA_SIGALGS 8 /* the ClientHello's signature schemes kept, in its order */
 
-/* One connection's exporter values and bookkeeping: 528 bytes. */
+/* One connection's exporter values and bookkeeping: 552 bytes. */
 struct ea_conn {
 	uint64_t cookie; /* 0: a free slot */
 	uint16_t version, cipher;
+	uint16_t sigalgs[EA_SIGALGS]; /* server: the client's signature_algorithms, for a
+					 spontaneous authenticator (RFC 9261 5.2.2) */
+	uint8_t n_sigalgs;
 	uint8_t hash_len; /* 32 or 48; 0: TLS 1.2 without extended master secret */
 	bool server; /* danced was the TLS server */
 	uint8_t n_reqs; /* reqs[0..n_reqs), oldest first */
@@ -62,7 +66,7 @@ struct ea_conn {
 };
 
 /* What danced-conf(5) promises per connection under exported_authenticators. */
-_Static_assert(sizeof(struct ea_conn) == 528, "update danced.conf.5 and the README");
+_Static_assert(sizeof(struct ea_conn) == 552, "update danced.conf.5 and the README");
 
 /*
  * The store: connections in the order their handshakes ended, in a ring of @cap, and an
@@ -190,6 +194,14 @@ void exported_keep(SSL *ssl, const struct ktls_conn *kc, uint64_t cookie, const 
 		return;
 	e.version = SSL_version(ssl);
 	e.cipher = SSL_CIPHER_get_protocol_id(c);
+	if (server) {
+		int k, n = SSL_get_sigalgs(ssl, -1, NULL, NULL, NULL, NULL, NULL);
+		unsigned char rsig, rhash;
+
+		for (k = 0; k < n && e.n_sigalgs < EA_SIGALGS; k++)
+			if (SSL_get_sigalgs(ssl, k, NULL, NULL, NULL, &rsig, &rhash))
+				e.sigalgs[e.n_sigalgs++] = rhash << 8 | rsig;
+	}
 	snprintf(e.service, sizeof(e.service), "%s", service);
 	if (e.version >= TLS1_3_VERSION || SSL_get_extms_support(ssl) == 1) {
 		e.hash_len = len;
@@ -765,7 +777,14 @@ static int op_authenticate(struct ea_op *o)
 			if (c && scheme_fits(c, key))
 				s = c;
 		}
-		for (j = 0; !req.len && !s && j < N_SCHEMES; j++)
+		/* Unasked: the ClientHello's order (RFC 9261 section 5.2.2), else ours. */
+		for (j = 0; !req.len && !s && j < o->e.n_sigalgs; j++) {
+			const struct scheme *c = scheme_by_id(o->e.sigalgs[j]);
+
+			if (c && scheme_fits(c, key))
+				s = c;
+		}
+		for (j = 0; !req.len && !s && !o->e.n_sigalgs && j < N_SCHEMES; j++)
 			if (scheme_fits(&schemes[j], key))
 				s = &schemes[j];
 		if (!s)

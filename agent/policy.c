@@ -41,6 +41,7 @@ static struct {
 	int pidfd; /* danced's own, the key of its mark in "agent_task" */
 	uint64_t token; /* this run's, in "agent" and in every socket danced holds */
 	struct ring_buffer *rb; /* "events", read by the main thread */
+	pthread_mutex_t ea_lock; /* identity writes of exported-authenticator operations */
 	uint64_t sec; /* the second being counted, and what it logged and held back */
 	unsigned int logged, held;
 } pol = { .sk_ident = -1,
@@ -50,7 +51,8 @@ static struct {
 	  .events = -1,
 	  .agent = -1,
 	  .agent_task = -1,
-	  .pidfd = -1 };
+	  .pidfd = -1,
+	  .ea_lock = PTHREAD_MUTEX_INITIALIZER };
 
 /*
  * libbpf speaks on stderr by default; only its warnings are worth an operator's time,
@@ -557,17 +559,37 @@ int policy_proof_asked(int fd)
 {
 	struct danced_ident id;
 	struct timespec ts;
+	int ret = 0;
 
-	/* One window per socket: asking again must not keep a refused socket open. */
-	if (!pol.on || bpf_map_lookup_elem(pol.sk_ident, &fd, &id) || id.hold || id.proof_asked)
+	if (!pol.on)
 		return 0;
+	/* Read, change, write: a proof validated meanwhile must not be written over. */
+	pthread_mutex_lock(&pol.ea_lock);
+	/* One window per socket: asking again must not keep a refused socket open. */
+	if (bpf_map_lookup_elem(pol.sk_ident, &fd, &id) || id.hold || id.proof_asked)
+		goto out;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	id.proof_asked = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec ?: 1;
-	if (bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_EXIST) && errno != ENOENT)
-		return -errno;
-	if (bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_EXIST))
-		return -errno;
-	return 0;
+	if ((bpf_map_update_elem(pol.identities, &id.cookie, &id, BPF_EXIST) && errno != ENOENT) ||
+	    bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_EXIST))
+		ret = -errno;
+out:
+	pthread_mutex_unlock(&pol.ea_lock);
+	return ret;
+}
+
+/*
+ * policy_identify() for a proof after the handshake: serialised with
+ * policy_proof_asked(), which another worker may run on the same socket.
+ */
+int policy_reidentify(int fd, const struct svc_config *cfg, struct dance_result *r)
+{
+	int ret;
+
+	pthread_mutex_lock(&pol.ea_lock);
+	ret = policy_identify(fd, cfg, r);
+	pthread_mutex_unlock(&pol.ea_lock);
+	return ret;
 }
 
 /* The socket's local port, when the programs did not note it. */

@@ -239,6 +239,16 @@ TEST_F(exp, danced_authenticates_the_server_to_its_client)
 	/* The same context again: never a second authenticator. */
 	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_AUTHENTICATE, 0, req, n, NULL, 0));
 	EXPECT_EQ(-EALREADY, self->f.status);
+	/* Unasked, with a scheme from the ClientHello's list: one the client takes. */
+	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_AUTHENTICATE, 0, NULL, 0, NULL, 0))
+	TH_LOG("%s", self->f.why);
+	memset(&found, 0, sizeof(found));
+	EXPECT_EQ(0, tea_validate(self->client, NULL, 0, self->out, self->out_len, &found));
+	EXPECT_EQ(0, X509_cmp(found.leaf, self->srv));
+	X509_free(found.leaf);
+	EXPECT_NE(NULL,
+		  strstr(self->res->reason, "spontaneous authenticator, signature scheme 0x0403"))
+	TH_LOG("%s", self->res->reason);
 }
 
 /*
