@@ -133,3 +133,24 @@ out:
 	EVP_PKEY_free(key);
 	return ret;
 }
+
+/* A PEM certificate or private key from @path, or NULL; the caller frees it. */
+X509 *pki_read_cert(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+
+	if (f)
+		fclose(f);
+	return x;
+}
+
+EVP_PKEY *pki_read_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+
+	if (f)
+		fclose(f);
+	return k;
+}

@@ -20,4 +20,7 @@ int pki_ca_write(const struct pki_ca *ca, const char *cert_path, const char *key
 int pki_leaf(const struct pki_ca *ca, const char *cn, const char *const *dns_names, int server,
 	     const char *cert_path, const char *key_path);
 
+X509 *pki_read_cert(const char *path);
+EVP_PKEY *pki_read_key(const char *path);
+
 #endif

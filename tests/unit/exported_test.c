@@ -49,26 +49,6 @@ FIXTURE(exp)
 	uint32_t out_len;
 };
 
-static X509 *read_cert(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-
-	if (f)
-		fclose(f);
-	return x;
-}
-
-static EVP_PKEY *read_key(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
-
-	if (f)
-		fclose(f);
-	return k;
-}
-
 /* A handshake in memory, its server side kept as connection @cookie of service www. */
 static int connect_pair(FIXTURE_DATA(exp) * self, const struct pair_suite *suite, bool no_ems,
 			uint64_t cookie)
@@ -152,11 +132,11 @@ FIXTURE_SETUP(exp)
 	ASSERT_EQ(0, config_load(self->path[7], &self->cfg, err, sizeof(err))) TH_LOG("%s", err);
 	ASSERT_EQ(0, state_new(self->cfg, &self->st, err, sizeof(err))) TH_LOG("%s", err);
 	ASSERT_EQ(0, exported_init(self->cfg, err, sizeof(err))) TH_LOG("%s", err);
-	self->cli = read_cert(self->path[1]);
-	self->cli_k = read_key(self->path[2]);
-	self->srv = read_cert(self->path[3]);
-	self->stranger = read_cert(self->path[5]);
-	self->stranger_k = read_key(self->path[6]);
+	self->cli = pki_read_cert(self->path[1]);
+	self->cli_k = pki_read_key(self->path[2]);
+	self->srv = pki_read_cert(self->path[3]);
+	self->stranger = pki_read_cert(self->path[5]);
+	self->stranger_k = pki_read_key(self->path[6]);
 	ASSERT_TRUE(self->cli && self->cli_k && self->srv && self->stranger && self->stranger_k);
 	self->m = calloc(1, sizeof(*self->m));
 	self->res = calloc(1, sizeof(*self->res));

@@ -40,26 +40,6 @@
 #define SENSOR1 "sensor1._device." Z /* its TLSA record names ee's key */
 #define SENSOR7 "sensor7._device." Z /* its TLSA record names other's key */
 
-static X509 *load_cert(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-
-	if (f)
-		fclose(f);
-	return x;
-}
-
-static EVP_PKEY *load_key(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
-
-	if (f)
-		fclose(f);
-	return k;
-}
-
 /* ---- the peer: a TLS client on OpenSSL, handed to danced's server side -------------- */
 
 struct peer {
@@ -247,16 +227,16 @@ FIXTURE_SETUP(ea)
 	snprintf(self->other_key, sizeof(self->other_key), "%.100s/other.key", self->e.dir);
 	ASSERT_EQ(0, pki_leaf(NULL, "a DANE-EE device", names, 0, self->ee_cert, self->ee_key));
 	ASSERT_EQ(0, pki_leaf(NULL, "another device", names, 0, self->other_cert, self->other_key));
-	self->ee = load_cert(self->ee_cert);
-	self->other = load_cert(self->other_cert);
-	self->cli = load_cert(self->e.cli_cert);
-	self->bad = load_cert(self->e.bad_cert);
-	self->srv = load_cert(self->e.srv_cert);
-	self->ee_k = load_key(self->ee_key);
-	self->other_k = load_key(self->other_key);
-	self->cli_k = load_key(self->e.cli_key);
-	self->bad_k = load_key(self->e.bad_key);
-	self->srv_k = load_key(self->e.srv_key);
+	self->ee = pki_read_cert(self->ee_cert);
+	self->other = pki_read_cert(self->other_cert);
+	self->cli = pki_read_cert(self->e.cli_cert);
+	self->bad = pki_read_cert(self->e.bad_cert);
+	self->srv = pki_read_cert(self->e.srv_cert);
+	self->ee_k = pki_read_key(self->ee_key);
+	self->other_k = pki_read_key(self->other_key);
+	self->cli_k = pki_read_key(self->e.cli_key);
+	self->bad_k = pki_read_key(self->e.bad_key);
+	self->srv_k = pki_read_key(self->e.srv_key);
 	ASSERT_TRUE(self->ee && self->other && self->cli && self->bad && self->srv);
 	ASSERT_TRUE(self->ee_k && self->other_k && self->cli_k && self->bad_k && self->srv_k);
 
