@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,6 +54,8 @@ struct peer {
 	int fd; /* the peer's socket */
 	int sfd; /* the server's: kTLS, after danced */
 	bool ok;
+	/* Reset the connection once the handshake is done and this holds a DNS answer. */
+	struct dnsfix *reset_while_held;
 	pthread_t thread;
 	uint8_t ext[256];
 };
@@ -81,6 +84,33 @@ static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
 	return 1;
 }
 
+/*
+ * The client is gone while danced still waits for DNS: an RST, which TCP turns into
+ * TCP_CLOSE on the server's socket before danced has given it an identity. Then the
+ * answer may come.
+ */
+static void peer_reset_while_held(struct peer *p)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct tcp_info ti;
+	socklen_t len;
+	int i;
+
+	for (i = 0; i < 500 && !dnsfix_held(p->reset_while_held, false); i++)
+		usleep(10000);
+	setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(p->fd);
+	p->fd = -1;
+	for (i = 0; i < 500; i++) {
+		len = sizeof(ti);
+		if (p->sfd >= 0 && !getsockopt(p->sfd, IPPROTO_TCP, TCP_INFO, &ti, &len) &&
+		    ti.tcpi_state == TCP_CLOSE)
+			break;
+		usleep(10000);
+	}
+	dnsfix_release(p->reset_while_held, NULL);
+}
+
 static void *peer_main(void *arg)
 {
 	struct peer *p = arg;
@@ -92,6 +122,8 @@ static void *peer_main(void *arg)
 	SSL_set_fd(p->ssl, p->fd);
 	SSL_set_tlsext_host_name(p->ssl, "localhost");
 	p->ok = SSL_connect(p->ssl) == 1;
+	if (p->ok && p->reset_while_held)
+		peer_reset_while_held(p);
 	return NULL;
 }
 
@@ -936,6 +968,74 @@ static bool status_says(FIXTURE_DATA(ea) * self, const char *what)
 	if (!strstr(last, what))
 		fprintf(stderr, "# danced said: %s", last);
 	return strstr(last, what) != NULL;
+}
+
+/*
+ * A client that resets while danced waits for its TLSA answer: the server's socket is
+ * already TCP_CLOSE when danced names it, so no state change will ever come. What
+ * danced keeps for it, and its line in "identities", must still go when the server
+ * closes it; otherwise every such client would leave an entry behind for good, and
+ * enough of them would fill the map that every later handshake needs.
+ */
+TEST_F(ea, a_client_gone_during_the_dns_wait_leaves_no_state)
+{
+	struct peer p = { .cert = self->ee_cert, .key = self->ee_key, .name = SENSOR1 };
+	struct danced_ident id;
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	char path[160];
+	int identities, ret;
+
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/identities", self->e.bpf_pin);
+	identities = bpf_obj_get(path);
+	ASSERT_LE(0, identities);
+	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384 connections kept"));
+	ASSERT_EQ(0, dnsfix_hold(&self->f, SENSOR1, 0));
+	p.reset_while_held = &self->f;
+	ret = peer_connect(_metadata, self, &p);
+	ASSERT_TRUE(p.ok);
+	ASSERT_LE(0, p.sfd) TH_LOG("%d %s", ret, self->r->reason);
+	ASSERT_EQ(0, getsockopt(p.sfd, SOL_SOCKET, SO_COOKIE, &cookie, &len));
+	/* danced saw the handshake through: it keeps the values until the socket goes. */
+	if (!ret) {
+		EXPECT_EQ((uint32_t)DANCE_AUTH_DANE, self->r->auth);
+		EXPECT_TRUE(status_says(self, "exported authenticators: 1 of 16384"));
+	}
+	peer_close(&p);
+	usleep(300000);
+	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384"));
+	EXPECT_GT(0, bpf_map_lookup_elem(identities, &cookie, &id));
+	EXPECT_EQ(ENOENT, errno);
+	close(identities);
+}
+
+/* danced's own client connections too: what it keeps goes when the socket closes. */
+TEST_F(ea, a_danced_client_connection_closed_leaves_no_state)
+{
+	struct dance_params dp = { .service = "me", .peer_name = "localhost", .client = 1 };
+	struct upstream u = { .fd = -1 };
+	int fd;
+
+	u.ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_set_min_proto_version(u.ctx, TLS1_3_VERSION);
+	ASSERT_EQ(1, SSL_CTX_use_certificate_chain_file(u.ctx, self->e.srv_cert));
+	ASSERT_EQ(1, SSL_CTX_use_PrivateKey_file(u.ctx, self->e.srv_key, SSL_FILETYPE_PEM));
+	u.lfd = tcp_listen_any(&u.port);
+	ASSERT_LE(0, u.lfd);
+	pthread_create(&u.thread, NULL, upstream_main, &u);
+	fd = tcp_connect(u.port);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, dance_handshake(self->d, fd, &dp, self->r)) TH_LOG("%s", self->r->reason);
+	pthread_join(u.thread, NULL);
+	ASSERT_TRUE(u.ok);
+	EXPECT_TRUE(status_says(self, "exported authenticators: 1 of 16384"));
+	close(fd);
+	usleep(300000);
+	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384"));
+	SSL_free(u.ssl);
+	SSL_CTX_free(u.ctx);
+	close(u.fd);
+	close(u.lfd);
 }
 
 /*
