@@ -606,7 +606,7 @@ static __u16 local_port(int fd)
 
 /**
  * policy_identify - record who is behind @fd, before the server gets it; the hold goes
- * @cfg: the service that answered (a client role writes no identity)
+ * @cfg: the service that answered (a client role only marks the socket)
  * @r: the result (auth, names, cookie, TLS version and cipher)
  *
  * Socket storage (by fd) is what the hooks read, written in the same update that ends
@@ -629,8 +629,14 @@ int policy_identify(int fd, const struct svc_config *cfg, struct dance_result *r
 
 	if (!pol.on)
 		return 0;
-	if (cfg->role != ROLE_SERVER)
-		return bpf_map_delete_elem(pol.sk_ident, &fd) && errno != ENOENT ? -errno : 0;
+	/*
+	 * A client role names nobody to the policy, but the socket stays marked (its
+	 * cookie, no identity, no hold) so that its close is reported too.
+	 */
+	if (cfg->role != ROLE_SERVER) {
+		id.cookie = r->cookie;
+		return bpf_map_update_elem(pol.sk_ident, &fd, &id, BPF_ANY) ? -errno : 0;
+	}
 	/* The programs noted the socket's service while danced's handshake I/O passed. */
 	bpf_map_lookup_elem(pol.sk_ident, &fd, &held);
 	id.netns = held.netns;

@@ -68,9 +68,9 @@ struct {
 } watch SEC(".maps");
 
 /*
- * "closed": the cookie of each socket with an identity as TCP closes it, for danced to
- * drop what it keeps per connection (exported-authenticator values). A full buffer
- * drops records; danced's own store is bounded either way.
+ * "closed": the cookie of each socket danced marked, as its last file reference goes, for
+ * danced to drop what it keeps per connection (exported-authenticator values). A full
+ * buffer drops records; danced's own store is bounded either way.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -320,7 +320,8 @@ int BPF_PROG(danced_exit, struct task_struct *p)
 
 /*
  * A socket's identity goes with it: socket storage is freed with the socket, and its
- * entry in "identities" when TCP closes it, so bpftool lists live sockets only.
+ * entry in "identities" when TCP closes the connection, so bpftool lists live
+ * connections only.
  */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(danced_sock_state, const struct sock *sk, int oldstate, int newstate)
@@ -330,10 +331,30 @@ int BPF_PROG(danced_sock_state, const struct sock *sk, int oldstate, int newstat
 	if (newstate != 7 /* TCP_CLOSE */)
 		return 0;
 	id = bpf_sk_storage_get(&sk_ident, (struct sock *)sk, 0, 0);
-	if (id && !id->hold) {
+	if (id && !id->hold)
 		bpf_map_delete_elem(&identities, &id->cookie);
-		bpf_ringbuf_output(&closed, &id->cookie, sizeof(id->cookie), 0);
-	}
+	return 0;
+}
+
+/*
+ * The last reference to a socket's file went (kTLS's close ends in TCP's). A connection
+ * can reach TCP_CLOSE before danced names it (a client that resets during the DNS
+ * wait), and a socket danced gives up is held again over its identity, so neither the
+ * state change nor the storage is enough: this is the one moment that always comes, and
+ * never before danced has let go of its own reference. Its "identities" line goes, and
+ * danced hears of it (what it keeps for exported authenticators). Only sockets danced
+ * marked: a busy host's other connections cost one storage lookup.
+ */
+SEC("fentry/tcp_close")
+int BPF_PROG(danced_tcp_close, struct sock *sk, long timeout)
+{
+	__u64 cookie;
+
+	if (!bpf_sk_storage_get(&sk_ident, sk, 0, 0))
+		return 0;
+	cookie = bpf_get_socket_cookie(sk);
+	bpf_map_delete_elem(&identities, &cookie);
+	bpf_ringbuf_output(&closed, &cookie, sizeof(cookie), 0);
 	return 0;
 }
 
