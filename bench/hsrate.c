@@ -29,7 +29,7 @@ struct slot {
 	int fd;
 	SSL *ssl;
 	int phase; /* 0 handshake, 1 request, 2 response */
-	size_t sent;
+	size_t sent, got;
 	double t0;
 };
 
@@ -85,7 +85,7 @@ static int slot_open(struct slot *s, SSL_CTX *ctx, int ep, struct sockaddr_in *a
 	SSL_set_connect_state(s->ssl);
 	SSL_set_tlsext_host_name(s->ssl, name);
 	s->phase = 0;
-	s->sent = 0;
+	s->sent = s->got = 0;
 	s->t0 = now();
 	return epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) ? -errno : 0;
 }
@@ -142,11 +142,14 @@ static int slot_step(struct slot *s)
 			}
 		} else {
 			ret = SSL_read(s->ssl, buf, sizeof(buf));
-			if (ret > 0)
+			if (ret > 0) {
+				s->got += ret;
 				continue;
+			}
 			err = SSL_get_error(s->ssl, ret);
+			/* Closed or reset: served only if an answer came first. */
 			if (err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL)
-				return 1; /* the server answered and closed */
+				return s->got ? 1 : -1;
 		}
 		err = SSL_get_error(s->ssl, ret);
 		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
