@@ -404,6 +404,160 @@ static void ktls_next_secret(struct ktls_conn *kc, struct ktls_half *half, SSL *
 	half->seq = 0;
 }
 
+/* ---- the transcript, for post-handshake authentication --------------------------- */
+
+#define KTLS_EXT_POST_HANDSHAKE_AUTH 49
+
+/* Does this ClientHello (header included) carry post_handshake_auth? */
+static bool ktls_hello_offers_pha(const uint8_t *m, size_t len)
+{
+	size_t i = 4 + 2 + 32, end, type, n;
+
+	if (len < i + 1)
+		return false;
+	i += 1 + m[i]; /* legacy_session_id */
+	if (len < i + 2)
+		return false;
+	i += 2 + (m[i] << 8 | m[i + 1]); /* cipher_suites */
+	if (len < i + 1)
+		return false;
+	i += 1 + m[i]; /* legacy_compression_methods */
+	if (len < i + 2)
+		return false;
+	end = i + 2 + (m[i] << 8 | m[i + 1]);
+	if (end > len)
+		return false;
+	for (i += 2; i + 4 <= end; i += 4 + n) {
+		type = m[i] << 8 | m[i + 1];
+		n = m[i + 2] << 8 | m[i + 3];
+		if (type == KTLS_EXT_POST_HANDSHAKE_AUTH)
+			return true;
+	}
+	return false;
+}
+
+static void ktls_transcript_free(struct ktls_conn *kc)
+{
+	EVP_MD_CTX_free(kc->th[0]);
+	EVP_MD_CTX_free(kc->th[1]);
+	kc->th[0] = kc->th[1] = NULL;
+}
+
+/**
+ * ktls_transcript_want - keep the transcript if the client offers post-handshake auth
+ *
+ * Call after ktls_conn_attach(), before the handshake. Costs nothing for a client that
+ * does not offer it; for one that does, a hash state (two until the ServerHello).
+ */
+void ktls_transcript_want(struct ktls_conn *kc)
+{
+	kc->th_state = KTLS_TH_WANT;
+}
+
+/*
+ * The suite is chosen (ServerHello, or HelloRetryRequest): one hash goes on, by the
+ * suite in the message itself, which a client reads before OpenSSL has taken it in.
+ * TLS_AES_256_GCM_SHA384 is the only TLS 1.3 suite on SHA-384. After a
+ * HelloRetryRequest the transcript starts over from message_hash (RFC 8446 section
+ * 4.4.1): the hash of the first ClientHello, wrapped as a handshake message.
+ */
+static bool ktls_transcript_choose(struct ktls_conn *kc, const uint8_t *msg, size_t len)
+{
+	static const uint8_t hrr_random[32] = {
+		0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c,
+		0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb,
+		0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+	};
+	size_t i = 4 + 2 + 32;
+	uint8_t wrap[4 + EVP_MAX_MD_SIZE];
+	unsigned int hl = 0;
+	int keep;
+
+	if (len < i + 1 || len < i + 1 + msg[i] + 2)
+		return false;
+	i += 1 + msg[i]; /* legacy_session_id_echo */
+	keep = (msg[i] << 8 | msg[i + 1]) == 0x1302;
+	EVP_MD_CTX_free(kc->th[!keep]);
+	kc->th[0] = kc->th[keep];
+	kc->th[1] = NULL;
+	if (memcmp(msg + 6, hrr_random, 32))
+		return true;
+	wrap[0] = 254; /* message_hash */
+	wrap[1] = wrap[2] = 0;
+	if (!EVP_DigestFinal_ex(kc->th[0], wrap + 4, &hl) ||
+	    !EVP_DigestInit_ex(kc->th[0], keep ? EVP_sha384() : EVP_sha256(), NULL))
+		return false;
+	wrap[3] = hl;
+	return EVP_DigestUpdate(kc->th[0], wrap, 4 + hl);
+}
+
+/* One handshake message, header included, in the order of the transcript. */
+static void ktls_transcript_feed(struct ktls_conn *kc, int write_p, const uint8_t *msg, size_t len,
+				 SSL *ssl)
+{
+	bool ok = true;
+
+	if (kc->th_state == KTLS_TH_WANT) {
+		kc->th_state = KTLS_TH_OFF;
+		if (msg[0] != SSL3_MT_CLIENT_HELLO || !ktls_hello_offers_pha(msg, len))
+			return;
+		kc->th[0] = EVP_MD_CTX_new();
+		kc->th[1] = EVP_MD_CTX_new();
+		ok = kc->th[0] && kc->th[1] && EVP_DigestInit_ex(kc->th[0], EVP_sha256(), NULL) &&
+		     EVP_DigestInit_ex(kc->th[1], EVP_sha384(), NULL) &&
+		     EVP_DigestUpdate(kc->th[0], msg, len) && EVP_DigestUpdate(kc->th[1], msg, len);
+		kc->th_state = KTLS_TH_HASHING;
+	} else if (kc->th_state == KTLS_TH_HASHING) {
+		if (kc->th[1] && msg[0] == SSL3_MT_SERVER_HELLO)
+			ok = ktls_transcript_choose(kc, msg, len);
+		ok = ok && !kc->th[1] && EVP_DigestUpdate(kc->th[0], msg, len);
+		/* The client's Finished ends what a CertificateRequest is bound to. */
+		if (msg[0] == SSL3_MT_FINISHED && !write_p == !!SSL_is_server(ssl))
+			kc->th_state = KTLS_TH_DONE;
+	}
+	if (!ok) {
+		/* Without a transcript, post-handshake authentication is refused later. */
+		ktls_transcript_free(kc);
+		kc->th_state = KTLS_TH_OFF;
+	}
+}
+
+/**
+ * ktls_transcript_take - the transcript hash state through the client's Finished
+ *
+ * Return: the hash state, now the caller's (EVP_MD_CTX_free()), or NULL when it was not
+ * kept (not asked for, not offered, not TLS 1.3, or the handshake did not finish).
+ */
+EVP_MD_CTX *ktls_transcript_take(struct ktls_conn *kc)
+{
+	EVP_MD_CTX *m = NULL;
+
+	if (kc->th_state == KTLS_TH_DONE && !kc->th[1]) {
+		m = kc->th[0];
+		kc->th[0] = NULL;
+	}
+	ktls_transcript_free(kc);
+	kc->th_state = KTLS_TH_OFF;
+	return m;
+}
+
+/**
+ * ktls_client_finished_key - HKDF-Expand-Label(client_application_traffic_secret_0,
+ * "finished", "", @len): what a post-handshake Finished is a MAC under (RFC 8446
+ * section 4.4.4), while neither side has sent a KeyUpdate
+ *
+ * Return: 0, -EPROTO without the secret, or -EIO.
+ */
+int ktls_client_finished_key(const struct ktls_conn *kc, SSL *ssl, uint8_t *out, size_t len)
+{
+	const struct ktls_half *h = SSL_is_server(ssl) ? &kc->rx : &kc->tx;
+	const char *digest = ktls_digest_of(ssl);
+
+	if (!h->secret_len || !digest || len != h->secret_len)
+		return -EPROTO;
+	return ktls_hkdf_expand_label(digest, h->secret, h->secret_len, "finished", out, len);
+}
+
 /*
  * Count records per direction so that the kernel continues the exact sequence numbers
  * the handshake left off at. OpenSSL reports each record header as it is written or
@@ -438,6 +592,8 @@ static void ktls_msg_cb(int write_p, int version, int content_type, const void *
 		half->seq = 0;
 		break;
 	case SSL3_RT_HANDSHAKE:
+		if (kc->th_state == KTLS_TH_WANT || kc->th_state == KTLS_TH_HASHING)
+			ktls_transcript_feed(kc, write_p, msg, len, ssl);
 		if (version != TLS1_3_VERSION)
 			break;
 		if (msg[0] == SSL3_MT_FINISHED) {
@@ -548,6 +704,7 @@ int ktls_conn_attach(struct ktls_conn *kc, SSL *ssl)
 /* Forget the secrets; safe to call more than once. */
 void ktls_conn_wipe(struct ktls_conn *kc)
 {
+	ktls_transcript_free(kc);
 	OPENSSL_cleanse(kc, sizeof(*kc));
 }
 

@@ -52,6 +52,22 @@ struct ktls_conn {
 	   the traffic secrets */
 	uint8_t exporter[KTLS_SECRET_MAX];
 	uint8_t exporter_len;
+	/*
+	 * TLS 1.3 post-handshake authentication (RFC 8446 section 4.6.2) needs the
+	 * transcript through the client's Finished, carried on as a hash state: kept only
+	 * when asked for (ktls_transcript_want()) and the ClientHello offers
+	 * post_handshake_auth. Until the suite is known, both hashes run: [0] SHA-256,
+	 * [1] SHA-384.
+	 */
+	EVP_MD_CTX *th[2];
+	uint8_t th_state; /* enum ktls_th */
+};
+
+enum ktls_th {
+	KTLS_TH_OFF,
+	KTLS_TH_WANT, /* waiting for the ClientHello */
+	KTLS_TH_HASHING,
+	KTLS_TH_DONE, /* through the client's Finished: ktls_transcript_take() */
 };
 
 /* Every crypto_info layout we hand to SOL_TLS. */
@@ -100,6 +116,9 @@ ssize_t ktls_recv(int fd, void *buf, size_t len, int flags, struct ktls_record *
 int ktls_send_alert(int fd, uint8_t level, uint8_t desc);
 int ktls_exporter(const struct ktls_conn *kc, const char *digest, const char *label, uint8_t *out,
 		  size_t out_len);
+void ktls_transcript_want(struct ktls_conn *kc);
+EVP_MD_CTX *ktls_transcript_take(struct ktls_conn *kc);
+int ktls_client_finished_key(const struct ktls_conn *kc, SSL *ssl, uint8_t *out, size_t len);
 
 /* Key schedule pieces, exported for the RFC 8448 / PRF vector tests. */
 int ktls_hkdf_expand_label(const char *digest, const uint8_t *secret, size_t secret_len,

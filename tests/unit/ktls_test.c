@@ -11,6 +11,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
 #include "../harness.h"
@@ -650,6 +652,185 @@ TEST(refuses_ciphers_the_kernel_cannot_carry)
 		EXPECT_NE(NULL, strstr(why, "cannot be offloaded"));
 		ends_close(&e);
 	}
+}
+
+/* ---- the transcript kept for post-handshake authentication ------------------------ */
+
+/* What OpenSSL's own post-handshake authentication put on the wire, in plaintext. */
+struct pha_seen {
+	uint8_t cr[512], cert[4096], cv[512], fin[64];
+	size_t cr_len, cert_len, cv_len, fin_len;
+};
+
+static void pha_seen_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+			SSL *ssl, void *arg)
+{
+	struct pha_seen *p = arg;
+	const uint8_t *m = buf;
+	uint8_t *to = NULL;
+	size_t *to_len = NULL, cap = 0;
+
+	(void)version, (void)ssl;
+	if (content_type != SSL3_RT_HANDSHAKE || !len)
+		return;
+	if (write_p && m[0] == SSL3_MT_CERTIFICATE_REQUEST)
+		to = p->cr, to_len = &p->cr_len, cap = sizeof(p->cr);
+	else if (!write_p && m[0] == SSL3_MT_CERTIFICATE)
+		to = p->cert, to_len = &p->cert_len, cap = sizeof(p->cert);
+	else if (!write_p && m[0] == SSL3_MT_CERTIFICATE_VERIFY)
+		to = p->cv, to_len = &p->cv_len, cap = sizeof(p->cv);
+	else if (!write_p && m[0] == SSL3_MT_FINISHED)
+		to = p->fin, to_len = &p->fin_len, cap = sizeof(p->fin);
+	if (to && len <= cap) {
+		memcpy(to, buf, len);
+		*to_len = len;
+	}
+}
+
+static int accept_any(int ok, X509_STORE_CTX *x)
+{
+	(void)ok, (void)x;
+	return 1;
+}
+
+struct pha_case {
+	const struct pair_suite *suite;
+	bool offer; /* the client offers post_handshake_auth */
+	bool want; /* danced asks for the transcript */
+	bool hrr; /* the server's groups force a HelloRetryRequest */
+};
+
+/*
+ * A handshake as danced's server sees it (ktls_conn attached, transcript wanted), then
+ * OpenSSL's own post-handshake authentication on the same connection: the client's
+ * Finished must be the MAC, under the finished key danced derived, of danced's
+ * transcript extended by the CertificateRequest, Certificate and CertificateVerify that
+ * OpenSSL sent. Return the transcript hash state (NULL when danced kept none).
+ */
+static EVP_MD_CTX *pha_run(struct __test_metadata *_metadata, const struct pha_case *pc,
+			   struct pha_seen *seen, uint8_t *fk, size_t *fk_len)
+{
+	uint8_t wire[65536], buf[16];
+	struct ktls_conn kc;
+	EVP_MD_CTX *th;
+	SSL_CTX *cctx, *sctx;
+	SSL *c, *s;
+	size_t n;
+
+	memset(seen, 0, sizeof(*seen));
+	cctx = pair_ctx(false, pc->suite, true, 0);
+	sctx = pair_ctx(true, pc->suite, true, 0);
+	if (!cctx || !sctx)
+		return NULL;
+	/* The client proves itself with the server's throwaway identity: any will do. */
+	SSL_CTX_use_certificate(cctx, SSL_CTX_get0_certificate(sctx));
+	SSL_CTX_use_PrivateKey(cctx, SSL_CTX_get0_privatekey(sctx));
+#ifdef SSL_OP_NO_RX_CERTIFICATE_COMPRESSION
+	/* OpenSSL 3.2+ would send CompressedCertificate (RFC 8879), which danced never asks for. */
+	SSL_CTX_set_options(sctx, SSL_OP_NO_RX_CERTIFICATE_COMPRESSION);
+#endif
+	if (pc->hrr) {
+		SSL_CTX_set1_groups_list(cctx, "X25519:P-256");
+		SSL_CTX_set1_groups_list(sctx, "P-256");
+	}
+	c = pair_mem_ssl(cctx);
+	s = pair_mem_ssl(sctx);
+	SSL_set_post_handshake_auth(c, pc->offer);
+	SSL_set_verify(s, SSL_VERIFY_PEER | SSL_VERIFY_POST_HANDSHAKE, accept_any);
+	EXPECT_EQ(0, ktls_conn_attach(&kc, s));
+	if (pc->want)
+		ktls_transcript_want(&kc);
+	EXPECT_EQ(0, pair_mem_handshake(c, s)) TH_LOG("%s", pair_ssl_error());
+	EXPECT_EQ(pc->hrr, SSL_get_negotiated_group(s) == NID_X9_62_prime256v1);
+	th = ktls_transcript_take(&kc);
+	*fk_len = EVP_MD_get_size(SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(s)));
+	EXPECT_EQ(0, ktls_client_finished_key(&kc, s, fk, *fk_len));
+	ktls_conn_wipe(&kc);
+	if (pc->offer) {
+		/* OpenSSL's server asks; its client answers; its server checks the answer. */
+		SSL_set_msg_callback(s, pha_seen_cb);
+		SSL_set_msg_callback_arg(s, seen);
+		EXPECT_EQ(1, SSL_verify_client_post_handshake(s));
+		EXPECT_EQ(1, SSL_do_handshake(s));
+		n = pair_wire(s, wire, sizeof(wire));
+		pair_feed(c, wire, n);
+		EXPECT_GT(0, SSL_read(c, buf, sizeof(buf)));
+		n = pair_wire(c, wire, sizeof(wire));
+		pair_feed(s, wire, n);
+		EXPECT_GT(0, SSL_read(s, buf, sizeof(buf)));
+		EXPECT_EQ(SSL_ERROR_WANT_READ, SSL_get_error(s, -1));
+		EXPECT_NE(NULL, SSL_get0_peer_certificate(s)); /* OpenSSL took the answer */
+		EXPECT_LT(0U, seen->cr_len);
+		EXPECT_LT(0U, seen->cert_len);
+		EXPECT_LT(0U, seen->cv_len);
+		EXPECT_EQ(4 + *fk_len, seen->fin_len);
+	}
+	SSL_free(c);
+	SSL_free(s);
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx);
+	return th;
+}
+
+/* HMAC(fk, Hash(transcript || the messages)) against the client's Finished. */
+static bool pha_finished_matches(EVP_MD_CTX *th, const struct pha_seen *p, const uint8_t *fk,
+				 size_t fk_len, bool skip_cr)
+{
+	uint8_t h[EVP_MAX_MD_SIZE], mac[EVP_MAX_MD_SIZE];
+	unsigned int hl = 0, ml = 0;
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	bool ok;
+
+	ok = m && EVP_MD_CTX_copy_ex(m, th) && (skip_cr || EVP_DigestUpdate(m, p->cr, p->cr_len)) &&
+	     EVP_DigestUpdate(m, p->cert, p->cert_len) && EVP_DigestUpdate(m, p->cv, p->cv_len) &&
+	     EVP_DigestFinal_ex(m, h, &hl) &&
+	     HMAC(EVP_MD_CTX_get0_md(th), fk, fk_len, h, hl, mac, &ml) && ml == fk_len &&
+	     p->fin_len == 4 + fk_len && !memcmp(mac, p->fin + 4, fk_len);
+	EVP_MD_CTX_free(m);
+	return ok;
+}
+
+TEST(transcript_binds_openssl_post_handshake_auth)
+{
+	static const struct pair_suite s256 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256", 0 };
+	static const struct pair_suite s384 = { TLS1_3_VERSION, "TLS_AES_256_GCM_SHA384", 0 };
+	static const struct pha_case cases[] = {
+		{ &s256, true, true, false },
+		{ &s384, true, true, false },
+		{ &s256, true, true, true },
+		{ &s384, true, true, true },
+	};
+	struct pha_seen seen;
+	uint8_t fk[EVP_MAX_MD_SIZE];
+	size_t i, fk_len;
+	EVP_MD_CTX *th;
+
+	ASSERT_EQ(0, ktls_init());
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		th = pha_run(_metadata, &cases[i], &seen, fk, &fk_len);
+		ASSERT_NE(NULL, th) TH_LOG("case %zu", i);
+		EXPECT_EQ((int)fk_len, EVP_MD_CTX_get_size(th)) TH_LOG("case %zu", i);
+		EXPECT_TRUE(pha_finished_matches(th, &seen, fk, fk_len, false)) TH_LOG("case %zu", i);
+		/* Not a check that passes anyway: without the request it does not match. */
+		EXPECT_FALSE(pha_finished_matches(th, &seen, fk, fk_len, true)) TH_LOG("case %zu", i);
+		fk[0] ^= 1;
+		EXPECT_FALSE(pha_finished_matches(th, &seen, fk, fk_len, false)) TH_LOG("case %zu", i);
+		EVP_MD_CTX_free(th);
+	}
+}
+
+TEST(no_transcript_unless_offered_and_wanted)
+{
+	static const struct pair_suite s256 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256", 0 };
+	static const struct pha_case not_offered = { &s256, false, true, false };
+	static const struct pha_case not_wanted = { &s256, true, false, false };
+	struct pha_seen seen;
+	uint8_t fk[EVP_MAX_MD_SIZE];
+	size_t fk_len;
+
+	ASSERT_EQ(0, ktls_init());
+	EXPECT_EQ(NULL, pha_run(_metadata, &not_offered, &seen, fk, &fk_len));
+	EXPECT_EQ(NULL, pha_run(_metadata, &not_wanted, &seen, fk, &fk_len));
 }
 
 DANCED_HARNESS_MAIN
