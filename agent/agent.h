@@ -515,10 +515,15 @@ int tlsa_next(const struct tlsa_set *set, size_t *off, const uint8_t **rdata, ui
 extern const char *const exported_labels[2][2];
 int exported_init(const struct config *cfg, char *err, size_t errlen);
 void exported_fini(void);
-void exported_keep(SSL *ssl, const struct ktls_conn *kc, uint64_t cookie, const char *service,
+void exported_keep(SSL *ssl, struct ktls_conn *kc, uint64_t cookie, const char *service,
 		   bool server);
 bool exported_forget(uint64_t cookie);
-void exported_stats(unsigned int *live, unsigned int *cap, unsigned long long *evicted);
+bool exported_enabled(void);
+struct exported_stats {
+	unsigned int live, cap, pha;
+	unsigned long long evicted;
+};
+void exported_stats(struct exported_stats *st);
 enum verdict exported_op(const struct dance_ea *m, uint64_t cookie, struct state *st,
 			 struct svc **svc, uint8_t *out, uint32_t *out_len, struct dane_check *d,
 			 struct dance_result *res, struct fail *f);

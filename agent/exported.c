@@ -63,10 +63,17 @@ struct ea_conn {
 	uint8_t fk[2][EA_HASH_MAX]; /* finished MAC key, likewise */
 	uint8_t reqs[EA_REQS][SHA256_DIGEST_LENGTH]; /* SHA-256 of each request danced made */
 	uint8_t used[EA_USED][EA_USED_LEN];
+	/*
+	 * TLS 1.3 post-handshake authentication, when the client offered it: the
+	 * transcript hash state through the client's Finished, and the finished key of
+	 * client_application_traffic_secret_0. No traffic secret.
+	 */
+	EVP_MD_CTX *pha;
+	uint8_t pha_fk[EA_HASH_MAX];
 };
 
 /* What danced-conf(5) promises per connection under exported_authenticators. */
-_Static_assert(sizeof(struct ea_conn) == 552, "update danced.conf.5 and the README");
+_Static_assert(sizeof(struct ea_conn) == 608, "update danced.conf.5 and the README");
 
 /*
  * The store: connections in the order their handshakes ended, in a ring of @cap, and an
@@ -76,6 +83,7 @@ static struct {
 	pthread_mutex_t lock;
 	struct ea_conn *ring;
 	uint32_t cap, next, live;
+	uint32_t pha; /* entries with a transcript for post-handshake authentication */
 	uint32_t *index;
 	uint32_t mask;
 	uint64_t evicted; /* entries the ring came round to while their socket was open */
@@ -113,13 +121,17 @@ int exported_init(const struct config *cfg, char *err, size_t errlen)
 
 void exported_fini(void)
 {
+	uint32_t i;
+
+	for (i = 0; ea.ring && i < ea.cap; i++)
+		EVP_MD_CTX_free(ea.ring[i].pha);
 	if (ea.ring)
 		OPENSSL_cleanse(ea.ring, (size_t)ea.cap * sizeof(*ea.ring));
 	free(ea.ring);
 	free(ea.index);
 	ea.ring = NULL;
 	ea.index = NULL;
-	ea.cap = ea.next = ea.live = 0;
+	ea.cap = ea.next = ea.live = ea.pha = 0;
 }
 
 static uint32_t ea_hash(uint64_t cookie)
@@ -160,6 +172,8 @@ static void ea_unindex(uint32_t i)
 
 static void ea_drop(struct ea_conn *e)
 {
+	ea.pha -= !!e->pha;
+	EVP_MD_CTX_free(e->pha);
 	OPENSSL_cleanse(e, sizeof(*e));
 	ea.live--;
 }
@@ -180,7 +194,7 @@ static struct ea_conn *ea_find(uint64_t cookie)
  * without extended master secret only the fact is kept, so that the operations can say
  * why they refuse.
  */
-void exported_keep(SSL *ssl, const struct ktls_conn *kc, uint64_t cookie, const char *service,
+void exported_keep(SSL *ssl, struct ktls_conn *kc, uint64_t cookie, const char *service,
 		   bool server)
 {
 	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
@@ -224,6 +238,14 @@ void exported_keep(SSL *ssl, const struct ktls_conn *kc, uint64_t cookie, const 
 					return;
 				}
 	}
+	/* The transcript, for post-handshake authentication: TLS 1.3 only. */
+	if (kc && e.version == TLS1_3_VERSION && e.hash_len) {
+		e.pha = ktls_transcript_take(kc);
+		if (e.pha && ktls_client_finished_key(kc, ssl, e.pha_fk, e.hash_len)) {
+			EVP_MD_CTX_free(e.pha);
+			e.pha = NULL;
+		}
+	}
 	pthread_mutex_lock(&ea.lock);
 	pos = ea_pos(cookie);
 	if (pos >= 0) {
@@ -244,6 +266,7 @@ void exported_keep(SSL *ssl, const struct ktls_conn *kc, uint64_t cookie, const 
 	ea.index[pos] = ea.next + 1;
 	ea.next = (ea.next + 1) % ea.cap;
 	ea.live++;
+	ea.pha += !!e.pha;
 	pthread_mutex_unlock(&ea.lock);
 	OPENSSL_cleanse(&e, sizeof(e));
 }
@@ -267,12 +290,19 @@ bool exported_forget(uint64_t cookie)
 	return found;
 }
 
-void exported_stats(unsigned int *live, unsigned int *cap, unsigned long long *evicted)
+/* Whether handshakes should keep what exported authenticators and PHA need. */
+bool exported_enabled(void)
+{
+	return ea.cap > 0;
+}
+
+void exported_stats(struct exported_stats *st)
 {
 	pthread_mutex_lock(&ea.lock);
-	*live = ea.live;
-	*cap = ea.cap;
-	*evicted = ea.evicted;
+	st->live = ea.live;
+	st->cap = ea.cap;
+	st->pha = ea.pha;
+	st->evicted = ea.evicted;
 	pthread_mutex_unlock(&ea.lock);
 }
 
@@ -505,8 +535,10 @@ static int ea_get(uint64_t cookie, struct ea_conn *out, struct fail *f)
 				"(exported_authenticators = 0)");
 	pthread_mutex_lock(&ea.lock);
 	e = ea_find(cookie);
-	if (e)
+	if (e) {
 		*out = *e;
+		out->pha = NULL; /* the store's: it may go with the socket meanwhile */
+	}
 	pthread_mutex_unlock(&ea.lock);
 	if (!e)
 		return fail_set(f, -ENOENT,

@@ -681,6 +681,8 @@ int tls_begin(struct tls *t, int fd, struct fail *f)
 	SSL_set_app_data(t->ssl, t);
 	if (ktls_conn_attach(&t->kc, t->ssl))
 		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
+	if (!t->client && exported_enabled())
+		ktls_transcript_want(&t->kc);
 	ret = ktls_attach_ulp(&t->kc, fd, &why);
 	if (ret == -EEXIST)
 		return fail_set(f, -EALREADY,

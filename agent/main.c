@@ -219,13 +219,13 @@ static int drop_privileges(const struct config *cfg)
 /* SIGUSR1: what danced holds now, for operators and for tests of its bounds. */
 static void status_log(void)
 {
-	unsigned long long evicted;
-	unsigned int live, cap;
+	struct exported_stats ea;
 
-	exported_stats(&live, &cap, &evicted);
+	exported_stats(&ea);
 	log_notice("status: %u handshakes in flight; exported authenticators: %u of %u "
-		   "connections kept, %llu pushed out by newer ones",
-		   atomic_load(&agent.inflight), live, cap, evicted);
+		   "connections kept, %llu pushed out by newer ones; %u with a transcript "
+		   "for post-handshake authentication",
+		   atomic_load(&agent.inflight), ea.live, ea.cap, ea.evicted, ea.pha);
 }
 
 /*

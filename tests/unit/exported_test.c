@@ -68,6 +68,9 @@ static int connect_pair(FIXTURE_DATA(exp) * self, const struct pair_suite *suite
 	ktls_conn_wipe(&self->kc);
 	if (ktls_conn_attach(&self->kc, self->server))
 		return -EIO;
+	/* As danced does: each entry also keeps a transcript, which the store must free. */
+	SSL_set_post_handshake_auth(self->client, 1);
+	ktls_transcript_want(&self->kc);
 	if (pair_mem_handshake(self->client, self->server))
 		return -EPROTO;
 	exported_keep(self->server, &self->kc, cookie, "www", true);
@@ -321,18 +324,19 @@ TEST_F(exp, tls12_needs_extended_master_secret)
 /* The store keeps the last exported_authenticators connections, and no more. */
 TEST_F(exp, the_store_is_a_ring_of_the_most_recent_connections)
 {
-	unsigned long long evicted;
-	unsigned int live, cap;
+	struct exported_stats st;
 	uint64_t c;
 
-	exported_stats(&live, &cap, &evicted);
-	EXPECT_EQ(1U, live);
-	EXPECT_EQ(16U, cap);
+	exported_stats(&st);
+	EXPECT_EQ(1U, st.live);
+	EXPECT_EQ(16U, st.cap);
+	EXPECT_EQ(1U, st.pha); /* the fixture's client offered post-handshake auth */
 	for (c = 100; c < 116; c++)
 		exported_keep(self->server, NULL, c, "www", true);
-	exported_stats(&live, &cap, &evicted);
-	EXPECT_EQ(16U, live);
-	EXPECT_EQ(1ULL, evicted); /* 42 made room for 115 */
+	exported_stats(&st);
+	EXPECT_EQ(16U, st.live);
+	EXPECT_EQ(1ULL, st.evicted); /* 42 made room for 115 */
+	EXPECT_EQ(0U, st.pha); /* and its transcript went with it */
 	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_REQUEST, 0, NULL, 0, NULL, 0));
 	EXPECT_EQ(-ENOENT, self->f.status);
 	EXPECT_EQ(0, strncmp(self->f.why, "ea-unknown", 10));
@@ -341,8 +345,8 @@ TEST_F(exp, the_store_is_a_ring_of_the_most_recent_connections)
 	for (c = 100; c < 116; c++)
 		EXPECT_TRUE(exported_forget(c));
 	EXPECT_FALSE(exported_forget(100));
-	exported_stats(&live, &cap, &evicted);
-	EXPECT_EQ(0U, live);
+	exported_stats(&st);
+	EXPECT_EQ(0U, st.live);
 	EXPECT_EQ(V_FAIL, op(self, 100, DANCE_EA_FORGET, 0, NULL, 0, NULL, 0));
 	EXPECT_EQ(-ENOENT, self->f.status);
 	/* A full ring again, after many deletions: the index still finds every entry. */
