@@ -47,7 +47,7 @@
 #define EA_USED_LEN 16 /* a context is remembered by this much of its SHA-256 */
 #define EA_SIGALGS 8 /* the ClientHello's signature schemes kept, in its order */
 
-/* One connection's exporter values and bookkeeping: 552 bytes. */
+/* One connection's exporter values and bookkeeping: 608 bytes. */
 struct ea_conn {
 	uint64_t cookie; /* 0: a free slot */
 	uint16_t version, cipher;
