@@ -1036,16 +1036,15 @@ ssize_t ktls_recv(int fd, void *buf, size_t len, int flags, struct ktls_record *
 }
 
 /**
- * ktls_send_alert - send an alert record through kTLS (close_notify: level 1, desc 0)
+ * ktls_send_record - send one record of @type (alert, handshake) through kTLS
  *
  * Return: 0, or the negated errno of sendmsg(): -EAGAIN when the socket's send buffer is
- * full (the alert is dropped rather than waited for).
+ * full (the record is dropped rather than waited for).
  */
-int ktls_send_alert(int fd, uint8_t level, uint8_t desc)
+int ktls_send_record(int fd, uint8_t type, const void *buf, size_t len)
 {
-	uint8_t alert[2] = { level, desc };
 	char cbuf[CMSG_SPACE(sizeof(uint8_t))] = { 0 };
-	struct iovec iov = { .iov_base = alert, .iov_len = sizeof(alert) };
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
@@ -1058,10 +1057,18 @@ int ktls_send_alert(int fd, uint8_t level, uint8_t desc)
 	cmsg->cmsg_level = SOL_TLS;
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(uint8_t));
-	*CMSG_DATA(cmsg) = KTLS_CONTENT_ALERT;
-	/* Never wait: a peer that does not read cannot stall the worker that refuses it. */
+	*CMSG_DATA(cmsg) = type;
+	/* Never wait: a peer that does not read cannot stall the worker that writes. */
 	n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0)
 		return -errno;
-	return n == (ssize_t)sizeof(alert) ? 0 : -EIO;
+	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+/* An alert record (close_notify: level 1, desc 0); ktls_send_record()'s returns. */
+int ktls_send_alert(int fd, uint8_t level, uint8_t desc)
+{
+	uint8_t alert[2] = { level, desc };
+
+	return ktls_send_record(fd, KTLS_CONTENT_ALERT, alert, sizeof(alert));
 }

@@ -113,6 +113,7 @@ int ktls_crypto_info(const struct ktls_conn *kc, SSL *ssl, enum ktls_dir dir,
 int ktls_attach_ulp(struct ktls_conn *kc, int fd, const char **why);
 int ktls_install(struct ktls_conn *kc, SSL *ssl, int fd, const char **why);
 ssize_t ktls_recv(int fd, void *buf, size_t len, int flags, struct ktls_record *rec);
+int ktls_send_record(int fd, uint8_t type, const void *buf, size_t len);
 int ktls_send_alert(int fd, uint8_t level, uint8_t desc);
 int ktls_exporter(const struct ktls_conn *kc, const char *digest, const char *label, uint8_t *out,
 		  size_t out_len);

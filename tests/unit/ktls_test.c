@@ -810,11 +810,14 @@ TEST(transcript_binds_openssl_post_handshake_auth)
 		th = pha_run(_metadata, &cases[i], &seen, fk, &fk_len);
 		ASSERT_NE(NULL, th) TH_LOG("case %zu", i);
 		EXPECT_EQ((int)fk_len, EVP_MD_CTX_get_size(th)) TH_LOG("case %zu", i);
-		EXPECT_TRUE(pha_finished_matches(th, &seen, fk, fk_len, false)) TH_LOG("case %zu", i);
+		EXPECT_TRUE(pha_finished_matches(th, &seen, fk, fk_len, false))
+		TH_LOG("case %zu", i);
 		/* Not a check that passes anyway: without the request it does not match. */
-		EXPECT_FALSE(pha_finished_matches(th, &seen, fk, fk_len, true)) TH_LOG("case %zu", i);
+		EXPECT_FALSE(pha_finished_matches(th, &seen, fk, fk_len, true))
+		TH_LOG("case %zu", i);
 		fk[0] ^= 1;
-		EXPECT_FALSE(pha_finished_matches(th, &seen, fk, fk_len, false)) TH_LOG("case %zu", i);
+		EXPECT_FALSE(pha_finished_matches(th, &seen, fk, fk_len, false))
+		TH_LOG("case %zu", i);
 		EVP_MD_CTX_free(th);
 	}
 }
