@@ -251,6 +251,10 @@ static const char *auth_word(const struct dance_result *r)
 		return "ea-dane name=";
 	case DANCE_AUTH_EA_X509:
 		return "ea-x509";
+	case DANCE_AUTH_PHA_DANE:
+		return "pha-dane name=";
+	case DANCE_AUTH_PHA_X509:
+		return "pha-x509";
 	default:
 		return "none";
 	}
@@ -266,15 +270,21 @@ static void conn_log(struct conn *c, const char *verb)
 	if (c->ea) {
 		if (log_enabled(r && !r->status ? 6 : 5))
 			log_msg(r && !r->status ? 6 : 5,
-				"exported authenticator %s id=%llu service=%s cookie=%llu status=%d "
-				"auth=%s%s reason=\"%s\" us=%llu",
-				c->ea->op == DANCE_EA_REQUEST	   ? "request" :
+				"%s %s id=%llu service=%s cookie=%llu status=%d auth=%s%s "
+				"reason=\"%s\" us=%llu",
+				c->ea->op >= DANCE_EA_PHA_REQUEST ? "post-handshake auth" :
+								    "exported authenticator",
+				c->ea->op == DANCE_EA_REQUEST || c->ea->op == DANCE_EA_PHA_REQUEST ?
+					"request" :
 				c->ea->op == DANCE_EA_AUTHENTICATE ? "authenticate" :
-				c->ea->op == DANCE_EA_VALIDATE	   ? "validate" :
+				c->ea->op == DANCE_EA_VALIDATE ||
+						c->ea->op == DANCE_EA_PHA_VALIDATE ?
+								     "validate" :
 								     "forget",
 				(unsigned long long)c->id, svc, (unsigned long long)c->cookie,
 				c->fail.status, r ? auth_word(r) : "none",
-				r && (r->auth == DANCE_AUTH_DANE || r->auth == DANCE_AUTH_EA_DANE) ?
+				r && (r->auth == DANCE_AUTH_DANE || r->auth == DANCE_AUTH_EA_DANE ||
+				      r->auth == DANCE_AUTH_PHA_DANE) ?
 					log_printable(r->verified_name, name, sizeof(name)) :
 					"",
 				log_printable(c->fail.status ? c->fail.why :
@@ -582,7 +592,8 @@ static void conn_finish(struct conn *c)
 		snprintf(r->service, sizeof(r->service), "%s", c->tls.svc->cfg->name);
 	if (c->ea_op) {
 		/* The proof may come over the connection: a proof window can let it pass. */
-		if (!c->fail.status && c->ea->op == DANCE_EA_REQUEST &&
+		if (!c->fail.status &&
+		    (c->ea->op == DANCE_EA_REQUEST || c->ea->op == DANCE_EA_PHA_REQUEST) &&
 		    c->tls.svc->cfg->role == ROLE_SERVER) {
 			ret = policy_proof_asked(c->fd);
 			if (ret < 0)
@@ -590,8 +601,24 @@ static void conn_finish(struct conn *c)
 					 "maps: %s",
 					 (unsigned long long)c->id, strerror(-ret));
 		}
+		/* TLS puts a post-handshake CertificateRequest on the connection itself. */
+		if (!c->fail.status && c->ea->op == DANCE_EA_PHA_REQUEST) {
+			ret = ktls_send_record(c->fd, KTLS_CONTENT_HANDSHAKE, c->tls.pending,
+					       c->tls.pending_len);
+			if (ret)
+				fail_set(&c->fail, ret,
+					 "pha-send: the CertificateRequest could not be sent: %s%s",
+					 strerror(-ret),
+					 ret == -EAGAIN ?
+						 " (the socket's send buffer is full)" :
+					 ret == -EACCES ?
+						 " (the kernel's policy refuses this "
+						 "socket; give the service a proof window)" :
+						 "");
+		}
 		/* A new proof of who the peer is: the kernel's policy follows it at once. */
-		if (!c->fail.status && c->ea->op == DANCE_EA_VALIDATE &&
+		if (!c->fail.status &&
+		    (c->ea->op == DANCE_EA_VALIDATE || c->ea->op == DANCE_EA_PHA_VALIDATE) &&
 		    c->tls.svc->cfg->role == ROLE_SERVER) {
 			ret = policy_reidentify(c->fd, c->tls.svc->cfg, r);
 			if (ret < 0)
@@ -869,7 +896,9 @@ static void conn_run(struct conn *c)
 			if (!ret)
 				c->res->dns_cached = c->dw.cached;
 			if (!ret && c->ea)
-				c->res->auth = DANCE_AUTH_EA_DANE;
+				c->res->auth = c->ea->op == DANCE_EA_PHA_VALIDATE ?
+						       DANCE_AUTH_PHA_DANE :
+						       DANCE_AUTH_EA_DANE;
 			conn_finish(c);
 			return;
 		case PHASE_ALERT:

@@ -46,6 +46,8 @@
 #define EA_USED 8 /* contexts answered or validated, remembered per connection */
 #define EA_USED_LEN 16 /* a context is remembered by this much of its SHA-256 */
 #define EA_SIGALGS 8 /* the ClientHello's signature schemes kept, in its order */
+/* 64 spaces, the longest context string and its zero byte, the hash. */
+#define CV_TBS_MAX (64 + sizeof("TLS 1.3, client CertificateVerify") + EA_HASH_MAX)
 
 /* One connection's exporter values and bookkeeping: 608 bytes. */
 struct ea_conn {
@@ -58,6 +60,7 @@ struct ea_conn {
 	bool server; /* danced was the TLS server */
 	uint8_t n_reqs; /* reqs[0..n_reqs), oldest first */
 	uint8_t used_next; /* the slot of used[] that the next context takes */
+	bool req_pha[EA_REQS]; /* reqs[i] went out as a post-handshake CertificateRequest */
 	char service[DANCE_NAME_MAX];
 	uint8_t hc[2][EA_HASH_MAX]; /* handshake context: [0] the client's, [1] the server's */
 	uint8_t fk[2][EA_HASH_MAX]; /* finished MAC key, likewise */
@@ -453,49 +456,67 @@ static const struct scheme *scheme_by_id(uint32_t id)
 	return NULL;
 }
 
+static const EVP_MD *ea_md(const struct ea_conn *e)
+{
+	return e->hash_len == 48 ? EVP_sha384() : EVP_sha256();
+}
+
 /*
- * The signed content of CertificateVerify (RFC 9261 section 5.2.2): 64 spaces, the
- * context string, a zero byte, then Hash(HandshakeContext || request || Certificate).
+ * Start Hash(HandshakeContext || ...). An exported authenticator's context is the
+ * exporter value of @side (RFC 9261 section 5.1); post-handshake authentication's is
+ * the transcript through the client's Finished (RFC 8446 section 4.4), kept as a hash
+ * state, which only the client's side has.
  */
-static size_t cv_content(uint8_t *out, const EVP_MD *md, const uint8_t *hc, size_t hash_len,
+static bool hs_context(EVP_MD_CTX *m, const struct ea_conn *e, EVP_MD_CTX *th, int side)
+{
+	if (th)
+		return EVP_MD_CTX_copy_ex(m, th);
+	return EVP_DigestInit_ex(m, ea_md(e), NULL) &&
+	       EVP_DigestUpdate(m, e->hc[side], e->hash_len);
+}
+
+/*
+ * The signed content of CertificateVerify (RFC 9261 section 5.2.2, RFC 8446 section
+ * 4.4.3): 64 spaces, the context string, a zero byte, then Hash(HandshakeContext ||
+ * request || Certificate).
+ */
+static size_t cv_content(uint8_t *out, const struct ea_conn *e, EVP_MD_CTX *th, int side,
 			 struct rd req, struct rd cert)
 {
-	static const char ctx[] = "Exported Authenticator";
+	const char *ctx = th ? "TLS 1.3, client CertificateVerify" : "Exported Authenticator";
 	EVP_MD_CTX *m = EVP_MD_CTX_new();
-	size_t n = 64 + sizeof(ctx);
+	size_t n = 64 + strlen(ctx) + 1;
 	unsigned int hl = 0;
 
 	memset(out, 0x20, 64);
-	memcpy(out + 64, ctx, sizeof(ctx)); /* with its terminating zero byte */
-	if (!m || !EVP_DigestInit_ex(m, md, NULL) || !EVP_DigestUpdate(m, hc, hash_len) ||
-	    !EVP_DigestUpdate(m, req.p, req.len) || !EVP_DigestUpdate(m, cert.p, cert.len) ||
-	    !EVP_DigestFinal_ex(m, out + n, &hl))
+	memcpy(out + 64, ctx, n - 64); /* with its terminating zero byte */
+	if (!m || !hs_context(m, e, th, side) || !EVP_DigestUpdate(m, req.p, req.len) ||
+	    !EVP_DigestUpdate(m, cert.p, cert.len) || !EVP_DigestFinal_ex(m, out + n, &hl))
 		hl = 0;
 	EVP_MD_CTX_free(m);
 	return hl ? n + hl : 0;
 }
 
-/* Finished: HMAC(finished key, Hash(HandshakeContext || request || Certificate || CV)). */
-static bool finished_mac(uint8_t *out, const EVP_MD *md, const uint8_t *hc, const uint8_t *fk,
-			 size_t hash_len, struct rd req, struct rd cert, struct rd cv)
+/*
+ * Finished: HMAC(finished key, Hash(HandshakeContext || request || Certificate || CV)).
+ * Post-handshake authentication's key is from client_application_traffic_secret_0.
+ */
+static bool finished_mac(uint8_t *out, const struct ea_conn *e, EVP_MD_CTX *th, int side,
+			 struct rd req, struct rd cert, struct rd cv)
 {
+	const uint8_t *fk = th ? e->pha_fk : e->fk[side];
 	uint8_t h[EVP_MAX_MD_SIZE];
 	unsigned int hl = 0, ml = 0;
 	EVP_MD_CTX *m = EVP_MD_CTX_new();
 	bool ok;
 
-	ok = m && EVP_DigestInit_ex(m, md, NULL) && EVP_DigestUpdate(m, hc, hash_len) &&
-	     EVP_DigestUpdate(m, req.p, req.len) && EVP_DigestUpdate(m, cert.p, cert.len) &&
-	     EVP_DigestUpdate(m, cv.p, cv.len) && EVP_DigestFinal_ex(m, h, &hl);
+	ok = m && hs_context(m, e, th, side) && EVP_DigestUpdate(m, req.p, req.len) &&
+	     EVP_DigestUpdate(m, cert.p, cert.len) && EVP_DigestUpdate(m, cv.p, cv.len) &&
+	     EVP_DigestFinal_ex(m, h, &hl);
 	EVP_MD_CTX_free(m);
-	ok = ok && HMAC(md, fk, hash_len, h, hl, out, &ml) && ml == hash_len;
+	ok = ok && HMAC(ea_md(e), fk, e->hash_len, h, hl, out, &ml) && ml == e->hash_len;
 	OPENSSL_cleanse(h, sizeof(h));
 	return ok;
-}
-
-static const EVP_MD *ea_md(const struct ea_conn *e)
-{
-	return e->hash_len == 48 ? EVP_sha384() : EVP_sha256();
 }
 
 /* ---- the store's bookkeeping for one operation --------------------------------------- */
@@ -524,10 +545,15 @@ static void context_use(struct ea_conn *e, const uint8_t d[EA_USED_LEN])
 	e->used_next = (e->used_next + 1) % EA_USED;
 }
 
-/* A copy of @cookie's entry, for an operation to work on outside the lock. */
-static int ea_get(uint64_t cookie, struct ea_conn *out, struct fail *f)
+/*
+ * A copy of @cookie's entry, for an operation to work on outside the lock; with @th, a
+ * copy of its transcript too (NULL if it has none), which the caller frees.
+ */
+static int ea_get(uint64_t cookie, struct ea_conn *out, EVP_MD_CTX **th, bool *has_th,
+		  struct fail *f)
 {
 	struct ea_conn *e;
+	bool copied = true;
 
 	if (!ea.cap)
 		return fail_set(f, -ENOENT,
@@ -538,8 +564,15 @@ static int ea_get(uint64_t cookie, struct ea_conn *out, struct fail *f)
 	if (e) {
 		*out = *e;
 		out->pha = NULL; /* the store's: it may go with the socket meanwhile */
+		*has_th = e->pha != NULL;
+		if (th && e->pha) {
+			*th = EVP_MD_CTX_new();
+			copied = *th && EVP_MD_CTX_copy_ex(*th, e->pha);
+		}
 	}
 	pthread_mutex_unlock(&ea.lock);
+	if (!copied)
+		return fail_set(f, -ENOMEM, "pha: out of memory for a copy of the transcript");
 	if (!e)
 		return fail_set(f, -ENOENT,
 				"ea-unknown: danced has no exported-authenticator state for this "
@@ -563,6 +596,9 @@ struct ea_op {
 	struct state *st;
 	struct svc *svc; /* the connection's service in the current state */
 	struct ea_conn e; /* a copy of the connection's entry; wiped at the end */
+	bool pha; /* post-handshake authentication, not an exported authenticator */
+	bool has_th; /* the entry keeps a transcript (the client offered PHA) */
+	EVP_MD_CTX *th; /* PHA_VALIDATE: a copy of that transcript, freed at the end */
 	struct wr out;
 	struct dance_result *res;
 	struct dane_check *d;
@@ -594,6 +630,18 @@ static int op_request(struct ea_op *o)
 		return fail_set(o->f, -EINVAL,
 				"ea-request: server_name goes only in a ClientCertificateRequest; "
 				"danced was the TLS server on this connection");
+	if (o->pha && !o->e.server)
+		return fail_set(o->f, -EINVAL,
+				"pha-client: danced was the TLS client on this connection; only "
+				"a TLS server asks for post-handshake authentication");
+	if (o->pha && o->e.version != TLS1_3_VERSION)
+		return fail_set(o->f, -EPROTO,
+				"pha-version: post-handshake authentication is TLS 1.3's; this "
+				"connection is TLS 1.2 (an exported authenticator works there)");
+	if (o->pha && !o->has_th)
+		return fail_set(o->f, -EPROTO,
+				"pha-not-offered: the client did not offer post_handshake_auth in "
+				"its ClientHello, so it may not be asked (RFC 8446 section 4.6.2)");
 	if (RAND_bytes(ctx, sizeof(ctx)) != 1)
 		return fail_set(o->f, -EIO, "ea-request: no randomness for the context");
 	put_int(w, o->e.server ? HS_CERTIFICATE_REQUEST : HS_CLIENT_CERTIFICATE_REQUEST, 1);
@@ -636,15 +684,18 @@ static int op_request(struct ea_op *o)
 		/* The oldest unanswered request makes room: a peer may simply not answer. */
 		if (e->n_reqs == EA_REQS) {
 			memmove(e->reqs[0], e->reqs[1], (EA_REQS - 1) * sizeof(e->reqs[0]));
+			memmove(e->req_pha, e->req_pha + 1, EA_REQS - 1);
 			e->n_reqs--;
 		}
+		e->req_pha[e->n_reqs] = o->pha;
 		memcpy(e->reqs[e->n_reqs++], digest, sizeof(digest));
 	}
 	pthread_mutex_unlock(&ea.lock);
 	if (!e)
 		return fail_set(o->f, -ENOENT,
 				"ea-unknown: the socket closed while danced made the request");
-	snprintf(o->res->reason, sizeof(o->res->reason), "%s, dane_clientid %s",
+	snprintf(o->res->reason, sizeof(o->res->reason), "%s%s, dane_clientid %s",
+		 o->pha ? "post-handshake " : "",
 		 o->e.server ? "CertificateRequest" : "ClientCertificateRequest",
 		 dane ? "asked for" : "not asked for");
 	return 0;
@@ -756,7 +807,7 @@ static void put_certificate(struct ea_op *o, const struct peer_req *pr, X509 *le
 static int op_authenticate(struct ea_op *o)
 {
 	const struct dance_ea *m = o->m;
-	uint8_t used[EA_USED_LEN], tbs[64 + 32 + EA_HASH_MAX], fin[EA_HASH_MAX];
+	uint8_t used[EA_USED_LEN], tbs[CV_TBS_MAX], fin[EA_HASH_MAX];
 	uint8_t nonce[EA_CONTEXT_LEN];
 	X509 *leaf = SSL_CTX_get0_certificate(o->svc->ctx);
 	EVP_PKEY *key = SSL_CTX_get0_privatekey(o->svc->ctx);
@@ -850,7 +901,7 @@ static int op_authenticate(struct ea_op *o)
 		/* The empty Certificate is hashed, never sent. */
 		o->out.len = 0;
 	} else {
-		tbs_len = cv_content(tbs, ea_md(&o->e), o->e.hc[side], o->e.hash_len, req, cert);
+		tbs_len = cv_content(tbs, &o->e, NULL, side, req, cert);
 		cv_start = o->out.len;
 		put_int(&o->out, HS_CERTIFICATE_VERIFY, 1);
 		at = vec_begin(&o->out, 3);
@@ -877,8 +928,7 @@ static int op_authenticate(struct ea_op *o)
 		cv.p = o->out.p + cv_start;
 		cv.len = o->out.len - cv_start;
 	}
-	if (!finished_mac(fin, ea_md(&o->e), o->e.hc[side], o->e.fk[side], o->e.hash_len, req, cert,
-			  cv))
+	if (!finished_mac(fin, &o->e, NULL, side, req, cert, cv))
 		return fail_set(o->f, -EIO, "ea-authenticate: the Finished MAC failed");
 	if (refuse)
 		cert.len = 0;
@@ -920,7 +970,7 @@ static int entry_clientid(struct ea_op *o, struct rd exts, struct rd *name)
 /* The certificate's key against CertificateVerify. */
 static int check_verify(struct ea_op *o, X509 *leaf, struct rd cvb, struct rd req, struct rd cert)
 {
-	uint8_t tbs[64 + 32 + EA_HASH_MAX];
+	uint8_t tbs[CV_TBS_MAX];
 	EVP_PKEY *key = X509_get0_pubkey(leaf);
 	const struct scheme *s;
 	struct rd sig;
@@ -941,7 +991,7 @@ static int check_verify(struct ea_op *o, X509 *leaf, struct rd cvb, struct rd re
 		return fail_set(o->f, -EACCES,
 				"ea-signature: scheme 0x%04x does not fit the certificate's key",
 				id);
-	tbs_len = cv_content(tbs, ea_md(&o->e), o->e.hc[side], o->e.hash_len, req, cert);
+	tbs_len = cv_content(tbs, &o->e, o->th, side, req, cert);
 	mc = EVP_MD_CTX_new();
 	ok = tbs_len && mc && EVP_DigestVerifyInit_ex(mc, &pc, s->md, NULL, NULL, key, NULL) == 1 &&
 	     (!s->pss || (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
@@ -996,7 +1046,7 @@ static int check_x509(struct ea_op *o, X509 *leaf, STACK_OF(X509) * chain, const
 	X509_STORE_CTX_free(x);
 	ERR_clear_error();
 	if (!ret)
-		o->res->auth = DANCE_AUTH_EA_X509;
+		o->res->auth = o->pha ? DANCE_AUTH_PHA_X509 : DANCE_AUTH_EA_X509;
 	return ret;
 }
 
@@ -1035,6 +1085,14 @@ static enum verdict op_validate(struct ea_op *o)
 	context_digest(pr.ctx.p, pr.ctx.len, used);
 	for (i = 0, found = spont; i < o->e.n_reqs && !found; i++)
 		found = !CRYPTO_memcmp(o->e.reqs[i], digest, sizeof(digest));
+	if (found && !spont && o->e.req_pha[i - 1] != o->pha) {
+		fail_set(o->f, -EINVAL,
+			 o->pha ? "pha-kind: danced made this request for an exported "
+				  "authenticator; validate the answer with dance_ea_validate()" :
+				  "pha-kind: danced sent this request for post-handshake "
+				  "authentication; validate the answer with dance_pha_validate()");
+		return V_FAIL;
+	}
 	if (!found) {
 		if (context_used(&o->e, used))
 			fail_set(o->f, -EALREADY,
@@ -1072,17 +1130,18 @@ static enum verdict op_validate(struct ea_op *o)
 				 "certificate_request_context is not the request's");
 			return V_FAIL;
 		}
-		if (!list.len) {
+		if (!list.len && !o->pha) {
 			fail_set(o->f, -EBADMSG,
 				 "ea-malformed: an empty certificate list is sent as Finished "
 				 "alone");
 			return V_FAIL;
 		}
-		if (!get_msg(&in, &t, &cvb, &cv) || t != HS_CERTIFICATE_VERIFY)
+		/* A TLS client that declines sends an empty Certificate, then Finished. */
+		if (list.len && (!get_msg(&in, &t, &cvb, &cv) || t != HS_CERTIFICATE_VERIFY))
 			goto malformed;
 		if (!get_msg(&in, &t, &body, &fin) || t != HS_FINISHED || in.len)
 			goto malformed;
-	} else if (t == HS_FINISHED && !in.len && !spont) {
+	} else if (t == HS_FINISHED && !in.len && !spont && !o->pha) {
 		/* The empty authenticator: its Certificate is the request's context and no
 		 * certificate, hashed but not sent. */
 		struct wr w = { .p = empty, .cap = sizeof(empty) };
@@ -1102,8 +1161,7 @@ static enum verdict op_validate(struct ea_op *o)
 		goto malformed;
 
 	/* Finished first: a MAC is cheap, a signature is not, and it binds everything. */
-	if (!finished_mac(mac, ea_md(&o->e), o->e.hc[side], o->e.fk[side], o->e.hash_len, req, cert,
-			  cv)) {
+	if (!finished_mac(mac, &o->e, o->th, side, req, cert, cv)) {
 		fail_set(o->f, -EIO, "ea-validate: the Finished MAC failed");
 		return V_FAIL;
 	}
@@ -1119,7 +1177,10 @@ static enum verdict op_validate(struct ea_op *o)
 		/* Authentic, and a refusal: the request is answered. */
 		refused = true;
 		fail_set(o->f, -EACCES,
-			 "ea-empty: the peer declined to authenticate (an empty authenticator)");
+			 o->pha ? "pha-empty: the client declined to authenticate (an empty "
+				  "Certificate)" :
+				  "ea-empty: the peer declined to authenticate (an empty "
+				  "authenticator)");
 		goto consume;
 	}
 
@@ -1163,9 +1224,10 @@ consume:
 		found = true;
 	}
 	for (i = 0; e && !spont && i < e->n_reqs; i++) {
-		if (CRYPTO_memcmp(e->reqs[i], digest, sizeof(digest)))
+		if (CRYPTO_memcmp(e->reqs[i], digest, sizeof(digest)) || e->req_pha[i] != o->pha)
 			continue;
 		memmove(e->reqs[i], e->reqs[i + 1], (e->n_reqs - i - 1) * sizeof(e->reqs[0]));
+		memmove(e->req_pha + i, e->req_pha + i + 1, e->n_reqs - i - 1);
 		e->n_reqs--;
 		context_use(e, used);
 		found = true;
@@ -1181,6 +1243,14 @@ consume:
 	}
 	if (refused)
 		goto fail;
+	/* RFC 8446 section 4.4.2: a Certificate carries only extensions the request sent. */
+	if (has_name && !spont && !pr.dane) {
+		fail_set(o->f, -EBADMSG,
+			 "%s-unasked: the certificate carries dane_clientid, which the request "
+			 "did not ask for",
+			 o->pha ? "pha" : "ea");
+		goto fail;
+	}
 	verify_describe(leaf, o->res);
 	o->res->peer_cert_type = DANCE_CERT_X509;
 
@@ -1212,8 +1282,10 @@ malformed_chain:
 	goto fail;
 malformed:
 	fail_set(o->f, -EBADMSG,
-		 "ea-malformed: the authenticator is not Certificate, CertificateVerify and "
-		 "Finished, nor Finished alone");
+		 o->pha ? "pha-malformed: the answer is not Certificate, CertificateVerify and "
+			  "Finished, nor an empty Certificate and Finished" :
+			  "ea-malformed: the authenticator is not Certificate, CertificateVerify "
+			  "and Finished, nor Finished alone");
 fail:
 	X509_free(leaf);
 	sk_X509_pop_free(chain, X509_free);
@@ -1250,7 +1322,8 @@ enum verdict exported_op(const struct dance_ea *m, uint64_t cookie, struct state
 		snprintf(res->reason, sizeof(res->reason), "forgotten");
 		return V_DONE;
 	}
-	if (ea_get(cookie, &o.e, f))
+	o.pha = m->op == DANCE_EA_PHA_REQUEST || m->op == DANCE_EA_PHA_VALIDATE;
+	if (ea_get(cookie, &o.e, m->op == DANCE_EA_PHA_VALIDATE ? &o.th : NULL, &o.has_th, f))
 		return V_FAIL;
 	res->tls_version = o.e.version;
 	res->cipher = o.e.cipher;
@@ -1266,11 +1339,20 @@ enum verdict exported_op(const struct dance_ea *m, uint64_t cookie, struct state
 	*svc = o.svc;
 	switch (m->op) {
 	case DANCE_EA_REQUEST:
+	case DANCE_EA_PHA_REQUEST:
 		v = op_request(&o) ? V_FAIL : V_DONE;
 		break;
 	case DANCE_EA_AUTHENTICATE:
 		v = op_authenticate(&o) ? V_FAIL : V_DONE;
 		break;
+	case DANCE_EA_PHA_VALIDATE:
+		if (!o.th) {
+			fail_set(f, -EPROTO,
+				 "pha-not-offered: danced kept no transcript for this connection "
+				 "(the client did not offer post_handshake_auth)");
+			break;
+		}
+		/* fall through */
 	case DANCE_EA_VALIDATE:
 		v = op_validate(&o);
 		break;
@@ -1282,6 +1364,7 @@ enum verdict exported_op(const struct dance_ea *m, uint64_t cookie, struct state
 	else
 		OPENSSL_cleanse(out, o.out.len);
 out:
+	EVP_MD_CTX_free(o.th);
 	OPENSSL_cleanse(&o.e, sizeof(o.e));
 	return v;
 }

@@ -500,7 +500,8 @@ static bool rule_name(const char *name, size_t n)
  */
 static size_t policy_name(const struct dance_result *r, char *out, size_t max)
 {
-	bool dane = r->auth == DANCE_AUTH_DANE || r->auth == DANCE_AUTH_EA_DANE;
+	bool dane = r->auth == DANCE_AUTH_DANE || r->auth == DANCE_AUTH_EA_DANE ||
+		    r->auth == DANCE_AUTH_PHA_DANE;
 	const char *p = dane ? r->verified_name : r->peer_names;
 	size_t n;
 

@@ -20,6 +20,8 @@
 #define DANCED_AUTH_DANE 2
 #define DANCED_AUTH_EA_X509 3 /* after the handshake, by an exported authenticator (RFC 9261) */
 #define DANCED_AUTH_EA_DANE 4 /* ... whose key a DNSSEC-secure TLSA record matched */
+#define DANCED_AUTH_PHA_X509 5 /* after the handshake, by TLS 1.3 post-handshake auth */
+#define DANCED_AUTH_PHA_DANE 6 /* ... whose key a DNSSEC-secure TLSA record matched */
 
 /*
  * A network namespace is named by its inode number, as `stat -L -c %i /proc/PID/ns/net`
@@ -172,8 +174,10 @@ struct danced_event {
 static inline int danced_proof_admits(__u8 proof, __u32 auth)
 {
 	/* A name proven after the handshake is proven the same way. */
-	int dane = auth == DANCED_AUTH_DANE || auth == DANCED_AUTH_EA_DANE;
-	int x509 = auth == DANCED_AUTH_X509 || auth == DANCED_AUTH_EA_X509;
+	int dane = auth == DANCED_AUTH_DANE || auth == DANCED_AUTH_EA_DANE ||
+		   auth == DANCED_AUTH_PHA_DANE;
+	int x509 = auth == DANCED_AUTH_X509 || auth == DANCED_AUTH_EA_X509 ||
+		   auth == DANCED_AUTH_PHA_X509;
 
 	if (proof == DANCED_PROOF_ANY)
 		return dane || x509;
@@ -218,6 +222,10 @@ static inline const char *danced_auth_name(__u32 auth)
 		return "ea-dane";
 	case DANCED_AUTH_EA_X509:
 		return "ea-x509";
+	case DANCED_AUTH_PHA_DANE:
+		return "pha-dane";
+	case DANCED_AUTH_PHA_X509:
+		return "pha-x509";
 	default:
 		return "none";
 	}

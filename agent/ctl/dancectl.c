@@ -45,8 +45,9 @@ static const char usage_text[] =
 	"COMMANDS\n"
 	"    identities\n"
 	"        The live sockets danced returned: cookie, network namespace, local port,\n"
-	"        verified name, how it was proven (dane, x509, or after the handshake by an\n"
-	"        exported authenticator: ea-dane, ea-x509), TLS version and cipher.\n"
+	"        verified name, how it was proven (dane, x509; after the handshake by an\n"
+	"        exported authenticator: ea-dane, ea-x509; by TLS 1.3 post-handshake\n"
+	"        authentication: pha-dane, pha-x509), TLS version and cipher.\n"
 	"    policy list\n"
 	"        Protected services (netns, port, mode, default, cgroup) and rules (netns,\n"
 	"        port, verdict, the proofs an allow admits, name), of every namespace.\n"
@@ -221,7 +222,7 @@ static int cmd_identities(void)
 	if (json)
 		printf("[");
 	else
-		printf("%-20s %-10s %-6s %-7s %-7s %-6s %s\n", "COOKIE", "NETNS", "PORT", "AUTH",
+		printf("%-20s %-10s %-6s %-8s %-7s %-6s %s\n", "COOKIE", "NETNS", "PORT", "AUTH",
 		       "TLS", "CIPHER", "NAME");
 	while (!bpf_map_get_next_key(fd, prev, &key)) {
 		prev = &key;
@@ -234,7 +235,7 @@ static int cmd_identities(void)
 			       first ? "" : ",", (unsigned long long)id.cookie, id.netns, id.port,
 			       auth_name(id.auth), id.tls_version, id.cipher, name);
 		else
-			printf("%-20llu %-10u %-6u %-7s %-7s 0x%04x %s\n",
+			printf("%-20llu %-10u %-6u %-8s %-7s 0x%04x %s\n",
 			       (unsigned long long)id.cookie, id.netns, id.port, auth_name(id.auth),
 			       id.tls_version == 0x0304 ? "1.3" : "1.2", id.cipher,
 			       name[0] ? name : "-");

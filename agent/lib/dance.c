@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +33,8 @@
 #define DANCE_CT_HANDSHAKE 22
 #define DANCE_CT_DATA 23
 #define DANCE_HS_NEW_SESSION_TICKET 4
+#define DANCE_HS_CERTIFICATE 11
+#define DANCE_HS_FINISHED 20
 #define DANCE_HS_KEY_UPDATE 24
 #define DANCE_ALERT_WARNING 1
 #define DANCE_ALERT_CLOSE_NOTIFY 0
@@ -1219,8 +1222,10 @@ static int dance_skip_handshake(int fd, const uint8_t *buf, size_t n, int flags)
  * Return: bytes of application data (> 0); 0 at the end of the stream (TCP FIN, or a
  * close_notify alert); or -1 with errno: ECONNABORTED (the peer sent any other alert),
  * EBADMSG (a record failed authentication), EKEYEXPIRED (the peer sent a TLS 1.3
- * KeyUpdate, which cannot be followed yet), EPROTO (any other unexpected record), or an
- * errno of recvmsg(2) such as EAGAIN.
+ * KeyUpdate, which cannot be followed yet), ENOMSG (the client's answer to a
+ * post-handshake CertificateRequest is next, still queued: pass the socket to
+ * dance_pha_validate()), EPROTO (any other unexpected record), or an errno of
+ * recvmsg(2) such as EAGAIN.
  */
 ssize_t dance_recv(int fd, void *buf, size_t len, int flags)
 {
@@ -1229,6 +1234,24 @@ ssize_t dance_recv(int fd, void *buf, size_t len, int flags)
 	int ret;
 
 	for (;;) {
+		/*
+		 * Data needs no control message. Without room for one, kTLS refuses a
+		 * control record with EIO and leaves it queued, so it can be looked at
+		 * before it is taken: a client's answer to a post-handshake
+		 * CertificateRequest stays for dance_pha_validate().
+		 */
+		n = recv(fd, buf, len, flags);
+		if (n >= 0 || errno != EIO)
+			return n;
+		n = dance_recv_record(fd, scratch, 1, MSG_PEEK | (flags & MSG_DONTWAIT), &type);
+		if (n < 0) {
+			errno = -n;
+			return -1;
+		}
+		if (type == DANCE_CT_HANDSHAKE && n == 1 && scratch[0] == DANCE_HS_CERTIFICATE) {
+			errno = ENOMSG;
+			return -1;
+		}
 		n = dance_recv_record(fd, buf, len, flags, &type);
 		if (n < 0) {
 			errno = -n;
@@ -1278,6 +1301,138 @@ ssize_t dance_recv(int fd, void *buf, size_t len, int flags)
 		errno = ECONNABORTED;
 		return -1;
 	}
+}
+
+/**
+ * dance_pha_request - ask the TLS 1.3 client on @fd for a certificate, after the handshake
+ * @flags: DANCE_EA_DANE to ask the client to name itself (dane_clientid), DANCE_EA_NO_DANE
+ *	never to; neither: as the service asks in its handshakes
+ * @res: on success res->pending[0..pending_len) is the CertificateRequest danced sent,
+ *	to pass to dance_pha_validate() with the client's answer
+ *
+ * Post-handshake authentication (RFC 8446 section 4.6.2) on a socket danced offloaded as
+ * the TLS server, for a client that offered post_handshake_auth: danced sends the
+ * CertificateRequest over the connection itself, as a handshake record through kTLS.
+ * The client answers when it next reads: dance_recv() then fails with ENOMSG, and
+ * dance_pha_validate() takes the answer. The last four requests per connection may
+ * still be answered. Where the kernel's policy refuses the socket, the request goes
+ * out only inside the service's proof window, which this call opens.
+ *
+ * Return: 0, or a negative errno with res->reason: -EPROTO ("pha-not-offered": the
+ * client did not offer it; "pha-version": TLS 1.2), -EINVAL ("pha-client": danced was
+ * the TLS client), -EAGAIN ("pha-send": the send buffer is full), or the errors of
+ * dance_ea_request().
+ */
+int dance_pha_request(struct dance *d, int fd, unsigned int flags, struct dance_result *res)
+{
+	struct dance_ea m = { .op = DANCE_EA_PHA_REQUEST, .flags = flags };
+
+	if (!res)
+		return -EINVAL;
+	return dance_ea_call(d, fd, &m, res);
+}
+
+/* Where a post-handshake answer's messages end: the length through Finished, or 0. */
+static size_t dance_pha_end(const uint8_t *a, size_t have, int *err)
+{
+	size_t pos = 0, mlen;
+
+	while (pos + 4 <= have) {
+		if (!pos && a[0] != DANCE_HS_CERTIFICATE) {
+			*err = -EPROTO;
+			return 0;
+		}
+		mlen = (size_t)a[pos + 1] << 16 | a[pos + 2] << 8 | a[pos + 3];
+		if (pos + 4 + mlen > have)
+			return 0;
+		pos += 4 + mlen;
+		if (a[pos - 4 - mlen] == DANCE_HS_FINISHED) {
+			/* Finished ends the client's flight; nothing may follow it in it. */
+			if (pos != have)
+				*err = -EPROTO;
+			return pos;
+		}
+	}
+	return 0;
+}
+
+/**
+ * dance_pha_validate - take the client's answer to a post-handshake request, and judge it
+ * @req: the request, as dance_pha_request() returned it
+ * @res: on success who was proved and how: auth DANCE_AUTH_PHA_DANE (verified_name, the
+ *	TLSA record in tlsa_*) or DANCE_AUTH_PHA_X509 (peer_subject, peer_names)
+ *
+ * Call it when dance_recv() failed with ENOMSG: it reads the client's Certificate,
+ * CertificateVerify and Finished (handshake records, waiting up to 10 seconds for all
+ * of them), and danced checks them against the handshake's transcript as RFC 8446
+ * section 4.4 says, then the name, as dance_ea_validate() does; the kernel's policy
+ * follows the proved name at once. A client that declines sends an empty Certificate
+ * ("pha-empty"). Application data then continues with dance_recv().
+ *
+ * Return: 0, or a negative errno with res->reason: those of dance_ea_validate(), and
+ * -EPROTO when something other than the answer was on the connection (it is then no
+ * longer usable), -ETIMEDOUT, -ECONNRESET.
+ */
+int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
+		       struct dance_result *res)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct dance_ea *m;
+	size_t have = 0, cap, end = 0;
+	int ret = 0, waited = 0;
+	uint8_t type;
+	ssize_t n;
+
+	if (!res)
+		return -EINVAL;
+	if (!req || !req_len || req_len >= DANCE_EA_DATA_MAX)
+		return dance_fail(res, -EINVAL, DANCE_RES_FD_KEPT, 0,
+				  "the request dance_pha_request() returned is needed");
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return dance_fail(res, -ENOMEM, DANCE_RES_FD_KEPT, 0, "out of memory");
+	m->op = DANCE_EA_PHA_VALIDATE;
+	m->request_len = req_len;
+	memcpy(m->data, req, req_len);
+	cap = DANCE_EA_DATA_MAX - req_len;
+	while (!end && !ret) {
+		if (have == cap) {
+			ret = dance_fail(res, -EMSGSIZE, DANCE_RES_FD_KEPT, 0,
+					 "pha-malformed: the answer exceeds DANCE_EA_DATA_MAX");
+			break;
+		}
+		n = dance_recv_record(fd, m->data + req_len + have, cap - have, MSG_DONTWAIT,
+				      &type);
+		if (n == -EAGAIN && waited < 10000) {
+			poll(&pfd, 1, 100);
+			waited += 100;
+			continue;
+		}
+		if (n < 0)
+			ret = dance_fail(res, n == -EAGAIN ? -ETIMEDOUT : (int)n, DANCE_RES_FD_KEPT,
+					 0, "pha-read: the client's answer did not come whole");
+		else if (!n)
+			ret = dance_fail(res, -ECONNRESET, DANCE_RES_FD_KEPT, 0,
+					 "pha-read: the connection ended inside the answer");
+		else if (type != DANCE_CT_HANDSHAKE)
+			ret = dance_fail(res, -EPROTO, DANCE_RES_FD_KEPT, 0,
+					 "pha-read: a record other than handshake came inside "
+					 "the answer; the connection is no longer usable");
+		if (ret)
+			break;
+		have += n;
+		end = dance_pha_end(m->data + req_len, have, &ret);
+		if (ret)
+			ret = dance_fail(res, ret, DANCE_RES_FD_KEPT, 0,
+					 "pha-malformed: the answer is not Certificate ... "
+					 "Finished; the connection is no longer usable");
+	}
+	if (!ret) {
+		m->auth_len = end;
+		ret = dance_ea_call(d, fd, m, res);
+	}
+	free(m);
+	return ret;
 }
 
 /**

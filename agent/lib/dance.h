@@ -88,6 +88,9 @@ enum dance_auth {
 	/* After the handshake, by an exported authenticator (RFC 9261) on the connection: */
 	DANCE_AUTH_EA_X509 = 3, /* ... whose certificate chain the service's CA file verified */
 	DANCE_AUTH_EA_DANE = 4, /* ... whose key the TLSA record at verified_name matched */
+	/* After the handshake, by TLS 1.3 post-handshake authentication: */
+	DANCE_AUTH_PHA_X509 = 5, /* ... a certificate chain the service's CA file verified */
+	DANCE_AUTH_PHA_DANE = 6, /* ... a key the TLSA record at verified_name matched */
 };
 
 /* dance_result.peer_cert_type: the TLS certificate types of RFC 7250. */
@@ -141,7 +144,9 @@ struct dance_result {
  * leaves danced), or to validate the peer's authenticator; danced finds the connection by
  * the socket's SO_COOKIE and uses only the four exporter values it kept at the end of
  * the handshake. The messages themselves travel however the application likes (over the
- * same connection is fine); danced never reads or writes the socket for them.
+ * same connection is fine); danced never reads or writes the socket for them, except
+ * for the CertificateRequest of post-handshake authentication, which TLS puts on the
+ * connection itself.
  *
  *   server -> danced  struct dance_ea (type DANCE_MSG_EA): the fixed part up to `data`,
  *                     then request_len + auth_len bytes; the socket as exactly one
@@ -163,6 +168,16 @@ enum dance_ea_op {
 				      a spontaneous authenticator) with the service's key */
 	DANCE_EA_VALIDATE = 3, /* judge the peer's authenticator against danced's request */
 	DANCE_EA_FORGET = 4, /* drop the connection's exporter values now */
+	/*
+	 * TLS 1.3 post-handshake authentication (RFC 8446 section 4.6.2), danced being
+	 * the TLS server of a client that offered it: danced sends a CertificateRequest
+	 * over the connection itself, as a handshake record through kTLS, and returns it
+	 * in `pending`; the client's Certificate, CertificateVerify and Finished arrive
+	 * at the server as handshake records (dance_recv() fails with ENOMSG before
+	 * them), and PHA_VALIDATE judges them, with the request, as VALIDATE does.
+	 */
+	DANCE_EA_PHA_REQUEST = 5,
+	DANCE_EA_PHA_VALIDATE = 6,
 };
 
 /* dance_ea.flags */
@@ -226,6 +241,9 @@ int dance_ea_authenticate(struct dance *d, int fd, const void *req, size_t req_l
 int dance_ea_validate(struct dance *d, int fd, const void *req, size_t req_len, const void *auth,
 		      size_t auth_len, struct dance_result *res);
 int dance_ea_forget(struct dance *d, int fd, struct dance_result *res);
+int dance_pha_request(struct dance *d, int fd, unsigned int flags, struct dance_result *res);
+int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
+		       struct dance_result *res);
 int dance_shutdown(int fd);
 const char *dance_strerror(int status);
 

@@ -17,6 +17,7 @@
 #include "../lib/ea.h"
 #include "../lib/pair.h"
 #include "../lib/pki.h"
+#include "../lib/record.h"
 #include "../../agent/agent.h"
 
 /* What main.c defines for the stages; the archive's other users want them. */
@@ -49,9 +50,12 @@ FIXTURE(exp)
 	uint32_t out_len;
 };
 
-/* A handshake in memory, its server side kept as connection @cookie of service www. */
-static int connect_pair(FIXTURE_DATA(exp) * self, const struct pair_suite *suite, bool no_ems,
-			uint64_t cookie)
+/*
+ * A handshake in memory, its server side kept as connection @cookie of service www; the
+ * client offers post_handshake_auth when @pha.
+ */
+static int connect_pair_pha(FIXTURE_DATA(exp) * self, const struct pair_suite *suite, bool no_ems,
+			    uint64_t cookie, bool pha)
 {
 	SSL_free(self->client);
 	SSL_free(self->server);
@@ -69,12 +73,18 @@ static int connect_pair(FIXTURE_DATA(exp) * self, const struct pair_suite *suite
 	if (ktls_conn_attach(&self->kc, self->server))
 		return -EIO;
 	/* As danced does: each entry also keeps a transcript, which the store must free. */
-	SSL_set_post_handshake_auth(self->client, 1);
+	SSL_set_post_handshake_auth(self->client, pha);
 	ktls_transcript_want(&self->kc);
 	if (pair_mem_handshake(self->client, self->server))
 		return -EPROTO;
 	exported_keep(self->server, &self->kc, cookie, "www", true);
 	return 0;
+}
+
+static int connect_pair(FIXTURE_DATA(exp) * self, const struct pair_suite *suite, bool no_ems,
+			uint64_t cookie)
+{
+	return connect_pair_pha(self, suite, no_ems, cookie, true);
 }
 
 /* One operation on connection @cookie, as a DANCE_MSG_EA would ask for it. */
@@ -206,6 +216,46 @@ TEST_F(exp, client_proves_an_x509_identity_once)
 	TH_LOG("%s", self->f.why);
 }
 
+/* A request is answered the way it was made: EA by EA, post-handshake auth by PHA. */
+TEST_F(exp, requests_are_validated_by_their_own_kind)
+{
+	uint8_t req[1024];
+	uint32_t rl;
+	int al = answer(self, self->cli, self->cli_k, req, &rl);
+
+	ASSERT_LT(0, al);
+	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_PHA_VALIDATE, 0, req, rl, self->auth, al));
+	EXPECT_EQ(-EINVAL, self->f.status);
+	EXPECT_EQ(0, strncmp(self->f.why, "pha-kind", 8)) TH_LOG("%s", self->f.why);
+	/* The other way round: a post-handshake request is no exported authenticator's. */
+	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_PHA_REQUEST, 0, NULL, 0, NULL, 0))
+	TH_LOG("%s", self->f.why);
+	EXPECT_EQ(13, self->out[0]);
+	EXPECT_NE(NULL, strstr(self->res->reason, "post-handshake CertificateRequest"));
+	memcpy(req, self->out, self->out_len);
+	rl = self->out_len;
+	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al));
+	EXPECT_EQ(0, strncmp(self->f.why, "pha-kind", 8)) TH_LOG("%s", self->f.why);
+	/* Both still answerable the right way: the EA answer validates as EA. */
+	al = answer(self, self->cli, self->cli_k, req, &rl);
+	EXPECT_EQ(V_DONE, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
+	TH_LOG("%s", self->f.why);
+}
+
+/* Only a TLS 1.3 client that offered post_handshake_auth is asked. */
+TEST_F(exp, post_handshake_auth_needs_the_offer)
+{
+	ASSERT_EQ(0, connect_pair(self, &tls13, false, 43));
+	EXPECT_EQ(V_DONE, op(self, 43, DANCE_EA_PHA_REQUEST, 0, NULL, 0, NULL, 0))
+	TH_LOG("%s", self->f.why);
+	ASSERT_EQ(0, connect_pair_pha(self, &tls13, false, 44, false));
+	EXPECT_EQ(V_FAIL, op(self, 44, DANCE_EA_PHA_REQUEST, 0, NULL, 0, NULL, 0));
+	EXPECT_EQ(0, strncmp(self->f.why, "pha-not-offered", 15)) TH_LOG("%s", self->f.why);
+	ASSERT_EQ(0, connect_pair(self, &tls12, false, 45));
+	EXPECT_EQ(V_FAIL, op(self, 45, DANCE_EA_PHA_REQUEST, 0, NULL, 0, NULL, 0));
+	EXPECT_EQ(0, strncmp(self->f.why, "pha-version", 11)) TH_LOG("%s", self->f.why);
+}
+
 TEST_F(exp, danced_authenticates_the_server_to_its_client)
 {
 	struct tea_found found = { 0 };
@@ -265,6 +315,69 @@ TEST_F(exp, every_cut_and_every_flipped_byte_is_refused)
 	}
 	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_VALIDATE, 0, req, rl, self->auth, al))
 	TH_LOG("%s", self->f.why);
+}
+
+/*
+ * Post-handshake authentication with OpenSSL's client as the other end: danced's
+ * CertificateRequest goes to it sealed with the server's keys (tests/lib/record.c, as
+ * kTLS would), and OpenSSL's Certificate, CertificateVerify and Finished, opened the
+ * same way, are what danced judges: genuine, they prove the client; cut short or with
+ * any byte flipped, never.
+ */
+TEST_F(exp, post_handshake_answers_from_openssl_and_every_flipped_byte)
+{
+	union ktls_crypto_info tx, rx;
+	uint8_t wire[16384], req[1024], ans[8192], pt[16384], type, b[16];
+	size_t n, wl, off, rec, pl, al = 0;
+	uint64_t rseq;
+	const char *why;
+	socklen_t len;
+	uint32_t rl;
+	int i, bit;
+
+	ASSERT_EQ(1, SSL_use_certificate(self->client, self->cli));
+	ASSERT_EQ(1, SSL_use_PrivateKey(self->client, self->cli_k));
+	ASSERT_EQ(0, ktls_crypto_info(&self->kc, self->server, KTLS_TX, &tx, &len, &why))
+	TH_LOG("%s", why);
+	ASSERT_EQ(0, ktls_crypto_info(&self->kc, self->server, KTLS_RX, &rx, &len, &why))
+	TH_LOG("%s", why);
+	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_PHA_REQUEST, DANCE_EA_NO_DANE, NULL, 0, NULL, 0))
+	TH_LOG("%s", self->f.why);
+	rl = self->out_len;
+	memcpy(req, self->out, rl);
+	ASSERT_EQ(0, record_seal(&tx, record_seq(&tx), 22, req, rl, wire, &wl));
+	pair_feed(self->client, wire, wl);
+	EXPECT_GT(0, SSL_read(self->client, b, sizeof(b))); /* it answers, then waits */
+	n = pair_wire(self->client, wire, sizeof(wire));
+	ASSERT_LT(0U, n);
+	for (off = 0, rseq = record_seq(&rx); off < n; off += rec, rseq++) {
+		rec = record_next(wire + off, n - off);
+		ASSERT_LT(0U, rec);
+		ASSERT_EQ(0, record_open(&rx, rseq, wire + off, rec, &type, pt, &pl));
+		ASSERT_EQ(22, type);
+		ASSERT_GE(sizeof(ans) - al, pl);
+		memcpy(ans + al, pt, pl);
+		al += pl;
+	}
+	EXPECT_EQ(11, ans[0]); /* Certificate first */
+	for (i = 1; i < (int)al; i++) {
+		EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_PHA_VALIDATE, 0, req, rl, ans, i))
+		TH_LOG("cut at %d", i);
+	}
+	for (i = 0; i < (int)al; i++) {
+		bit = 1 << (i % 8);
+		ans[i] ^= bit;
+		EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_PHA_VALIDATE, 0, req, rl, ans, al))
+		TH_LOG("byte %d flipped", i);
+		ans[i] ^= bit;
+	}
+	ASSERT_EQ(V_DONE, op(self, 42, DANCE_EA_PHA_VALIDATE, 0, req, rl, ans, al))
+	TH_LOG("%s", self->f.why);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_PHA_X509, self->res->auth);
+	EXPECT_NE(NULL, strstr(self->res->peer_subject, "CN=client"));
+	/* Once. */
+	EXPECT_EQ(V_FAIL, op(self, 42, DANCE_EA_PHA_VALIDATE, 0, req, rl, ans, al));
+	EXPECT_EQ(-EALREADY, self->f.status);
 }
 
 /* OpenSSL's own exporter, where danced has no exporter secret: the same values. */

@@ -391,6 +391,19 @@ TEST(ea_accepts_each_operation_with_its_data)
 	m->op = DANCE_EA_FORGET;
 	m->request_len = m->auth_len = 0;
 	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	/* Post-handshake authentication: no server_name; validation needs both parts. */
+	m->op = DANCE_EA_PHA_REQUEST;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	EXPECT_NE(NULL, strstr(why, "server_name"));
+	m->server_name[0] = '\0';
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN, &why));
+	m->op = DANCE_EA_PHA_VALIDATE;
+	m->auth_len = 100;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN + 100, &why));
+	m->request_len = 50;
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN + 150, &why));
+	m->op = DANCE_EA_PHA_VALIDATE + 1;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN + 150, &why));
 	free(m);
 }
 
@@ -510,15 +523,19 @@ static bool oracle_result(const uint8_t *m, size_t len)
 static bool oracle_ea(const uint8_t *m, size_t len)
 {
 	static struct dance_ea e;
-	bool takes_data;
+	bool takes_data, pha;
 
 	if (!hdr_ok(m, len, DANCE_MSG_EA) || len < DANCE_EA_HDR_LEN || len > sizeof(e))
 		return false;
 	memcpy(&e, m, len);
-	takes_data = e.op == DANCE_EA_AUTHENTICATE || e.op == DANCE_EA_VALIDATE;
+	takes_data = e.op == DANCE_EA_AUTHENTICATE || e.op == DANCE_EA_VALIDATE ||
+		     e.op == DANCE_EA_PHA_VALIDATE;
+	pha = e.op == DANCE_EA_PHA_REQUEST || e.op == DANCE_EA_PHA_VALIDATE;
 	return (uint64_t)e.request_len + e.auth_len <= DANCE_EA_DATA_MAX &&
 	       (uint64_t)DANCE_EA_HDR_LEN + e.request_len + e.auth_len == len &&
-	       e.op >= DANCE_EA_REQUEST && e.op <= DANCE_EA_FORGET &&
+	       e.op >= DANCE_EA_REQUEST && e.op <= DANCE_EA_PHA_VALIDATE &&
+	       (!pha || !e.server_name[0]) &&
+	       (e.op != DANCE_EA_PHA_VALIDATE || (e.request_len && e.auth_len)) &&
 	       !(e.flags & ~(DANCE_EA_DANE | DANCE_EA_NO_DANE | DANCE_EA_REFUSE)) &&
 	       (e.flags & (DANCE_EA_DANE | DANCE_EA_NO_DANE)) !=
 		       (DANCE_EA_DANE | DANCE_EA_NO_DANE) &&

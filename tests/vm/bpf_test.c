@@ -1198,7 +1198,7 @@ TEST_F(careless, dancectl_drives_the_policy)
 	fd = live(_metadata, self, &c);
 	ASSERT_LE(0, fd);
 	EXPECT_EQ(0, ctl(self, out, sizeof(out), "identities", NULL, NULL, NULL, NULL));
-	EXPECT_NE(NULL, strstr(out, "x509    1.3")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "x509     1.3")) TH_LOG("%s", out);
 	EXPECT_NE(NULL, strstr(out, "client.example.test")) TH_LOG("%s", out);
 	EXPECT_EQ(0, ctl(self, out, sizeof(out), "--json", "identities", NULL, NULL, NULL));
 	EXPECT_NE(NULL, strstr(out, "\"name\":\"client.example.test\"")) TH_LOG("%s", out);

@@ -47,6 +47,7 @@ struct peer {
 	int port;
 	int version; /* 0: TLS 1.3 */
 	bool no_ems;
+	bool pha; /* offers post_handshake_auth */
 	const char *cert, *key; /* a client certificate in the handshake, or NULL */
 	const char *name; /* dane_clientid in the handshake, or NULL */
 	SSL_CTX *ctx;
@@ -121,6 +122,7 @@ static void *peer_main(void *arg)
 	p->ssl = SSL_new(p->ctx);
 	SSL_set_fd(p->ssl, p->fd);
 	SSL_set_tlsext_host_name(p->ssl, "localhost");
+	SSL_set_post_handshake_auth(p->ssl, p->pha);
 	p->ok = SSL_connect(p->ssl) == 1;
 	if (p->ok && p->reset_while_held)
 		peer_reset_while_held(p);
@@ -968,6 +970,159 @@ static bool status_says(FIXTURE_DATA(ea) * self, const char *what)
 	if (!strstr(last, what))
 		fprintf(stderr, "# danced said: %s", last);
 	return strstr(last, what) != NULL;
+}
+
+/* ---- TLS 1.3 post-handshake authentication ----------------------------------------- */
+
+struct pha_client {
+	struct peer *p;
+	uint8_t got[16];
+	int n;
+	pthread_t thread;
+};
+
+/* The client reads on: OpenSSL answers the CertificateRequest on the way to the data. */
+static void *pha_client_main(void *arg)
+{
+	struct pha_client *c = arg;
+
+	c->n = peer_recv(c->p->ssl, c->got, sizeof(c->got));
+	return NULL;
+}
+
+/*
+ * The server asks the client on @p for a certificate (@cert, @key: what the client then
+ * has; NULL: none), the client answers as it reads, and the server hands the answer to
+ * danced; then data flows both ways, whatever the verdict. Returns the verdict.
+ */
+static int pha(struct __test_metadata *_metadata, FIXTURE_DATA(ea) * self, struct peer *p,
+	       unsigned int flags, const char *cert, const char *key)
+{
+	struct timeval tv = { .tv_sec = 20 };
+	struct pha_client c = { .p = p };
+	uint8_t b[16];
+	int ret, rl;
+
+	setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(p->sfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (cert) {
+		EXPECT_EQ(1, SSL_use_certificate_file(p->ssl, cert, SSL_FILETYPE_PEM));
+		EXPECT_EQ(1, SSL_use_PrivateKey_file(p->ssl, key, SSL_FILETYPE_PEM));
+	}
+	ret = dance_pha_request(self->d, p->sfd, flags, self->r);
+	if (ret)
+		return ret;
+	rl = self->r->pending_len;
+	memcpy(self->req, self->r->pending, rl);
+	EXPECT_EQ(13, self->req[0]); /* a CertificateRequest */
+	pthread_create(&c.thread, NULL, pha_client_main, &c);
+	/* Whatever the client sent first is its answer: it waits, untouched. */
+	EXPECT_EQ(-1, dance_recv(p->sfd, b, sizeof(b), MSG_PEEK));
+	EXPECT_EQ(ENOMSG, errno);
+	ret = dance_pha_validate(self->d, p->sfd, self->req, rl, self->r);
+	EXPECT_EQ(0, srv_send(p->sfd, (const uint8_t *)"after", 5));
+	pthread_join(c.thread, NULL);
+	EXPECT_EQ(5, c.n);
+	EXPECT_EQ(0, memcmp(c.got, "after", 5));
+	EXPECT_EQ(0, peer_send(p->ssl, (const uint8_t *)"reply!", 6));
+	EXPECT_EQ(6, srv_recv(p->sfd, b, sizeof(b)));
+	EXPECT_EQ(0, memcmp(b, "reply!", 6));
+	return ret;
+}
+
+/* An anonymous client proves an X.509 identity after the handshake, on kTLS. */
+TEST_F(ea, pha_client_proves_an_x509_identity)
+{
+	struct peer p = { .pha = true };
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth);
+	EXPECT_EQ(0, pha(_metadata, self, &p, DANCE_EA_NO_DANE, self->e.cli_cert, self->e.cli_key))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_PHA_X509, self->r->auth);
+	EXPECT_NE(NULL, strstr(self->r->peer_subject, "CN=")) TH_LOG("%s", self->r->peer_subject);
+	/* Asked again, it proves again: each request has its own context. */
+	EXPECT_EQ(0, pha(_metadata, self, &p, DANCE_EA_NO_DANE, NULL, NULL))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_PHA_X509, self->r->auth);
+	peer_close(&p);
+}
+
+/* The client names itself in dane_clientid; DANE decides, and the kernel follows. */
+TEST_F(ea, pha_client_proves_its_name_by_dane)
+{
+	struct peer p = { .pha = true, .name = SENSOR1 };
+	struct danced_ident id;
+	char path[160];
+	int identities;
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth);
+	EXPECT_EQ(0, pha(_metadata, self, &p, 0, self->ee_cert, self->ee_key))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_PHA_DANE, self->r->auth);
+	EXPECT_STREQ(SENSOR1, self->r->verified_name);
+	EXPECT_EQ(3, self->r->tlsa_usage);
+	snprintf(path, sizeof(path), "/sys/fs/bpf/%.60s/identities", self->e.bpf_pin);
+	identities = bpf_obj_get(path);
+	ASSERT_LE(0, identities);
+	ASSERT_EQ(0, bpf_map_lookup_elem(identities, &self->r->cookie, &id));
+	EXPECT_EQ((__u32)DANCED_AUTH_PHA_DANE, id.auth);
+	EXPECT_EQ(0, strncmp(id.rname, "elpmaxe.erutxif.ecived_.1rosnes.", 32));
+	close(identities);
+	peer_close(&p);
+}
+
+/* Refusals, each with its reason; the connection carries data on after every one. */
+TEST_F(ea, pha_refusals_say_why)
+{
+	struct peer p = { .pha = true, .name = SENSOR1 };
+	struct peer q = { 0 };
+	struct peer v12 = { .pha = true, .version = TLS1_2_VERSION };
+
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	/* A key the TLSA record at the name does not match. */
+	EXPECT_EQ(-EACCES, pha(_metadata, self, &p, 0, self->other_cert, self->other_key));
+	EXPECT_REASON("tlsa-mismatch");
+	EXPECT_EQ((uint32_t)DANCE_AUTH_NONE, self->r->auth);
+	/*
+	 * Asked without DANE, OpenSSL's client still names itself (it remembers that an
+	 * earlier request asked): a name nobody asked for is not taken.
+	 */
+	EXPECT_EQ(-EBADMSG,
+		  pha(_metadata, self, &p, DANCE_EA_NO_DANE, self->ee_cert, self->ee_key));
+	EXPECT_REASON("pha-unasked");
+	peer_close(&p);
+
+	/* A certificate from a CA the service does not trust. */
+	p = (struct peer){ .pha = true };
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-EACCES,
+		  pha(_metadata, self, &p, DANCE_EA_NO_DANE, self->e.bad_cert, self->e.bad_key));
+	EXPECT_REASON("client certificate rejected");
+	peer_close(&p);
+
+	/* A client that has no certificate declines with an empty one. */
+	p = (struct peer){ .pha = true };
+	ASSERT_EQ(0, peer_connect(_metadata, self, &p)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-EACCES, pha(_metadata, self, &p, DANCE_EA_NO_DANE, NULL, NULL));
+	EXPECT_REASON("pha-empty");
+	peer_close(&p);
+
+	/* A client that did not offer post_handshake_auth is never asked. */
+	ASSERT_EQ(0, peer_connect(_metadata, self, &q)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-EPROTO, dance_pha_request(self->d, q.sfd, 0, self->r));
+	EXPECT_REASON("pha-not-offered");
+	EXPECT_EQ(0U, self->r->pending_len);
+	expect_data_flows(_metadata, &q);
+	peer_close(&q);
+
+	/* Nor is a TLS 1.2 connection. */
+	ASSERT_EQ(0, peer_connect(_metadata, self, &v12)) TH_LOG("%s", self->r->reason);
+	EXPECT_EQ(-EPROTO, dance_pha_request(self->d, v12.sfd, 0, self->r));
+	EXPECT_REASON("pha-version");
+	expect_data_flows(_metadata, &v12);
+	peer_close(&v12);
 }
 
 /*
