@@ -277,10 +277,11 @@ static void conn_log(struct conn *c, const char *verb)
 				c->ea->op == DANCE_EA_REQUEST || c->ea->op == DANCE_EA_PHA_REQUEST ?
 					"request" :
 				c->ea->op == DANCE_EA_AUTHENTICATE ? "authenticate" :
+				c->ea->op == DANCE_EA_PHA_ANSWER   ? "answer" :
 				c->ea->op == DANCE_EA_VALIDATE ||
 						c->ea->op == DANCE_EA_PHA_VALIDATE ?
-								     "validate" :
-								     "forget",
+								   "validate" :
+								   "forget",
 				(unsigned long long)c->id, svc, (unsigned long long)c->cookie,
 				c->fail.status, r ? auth_word(r) : "none",
 				r && (r->auth == DANCE_AUTH_DANE || r->auth == DANCE_AUTH_EA_DANE ||
@@ -601,13 +602,15 @@ static void conn_finish(struct conn *c)
 					 "maps: %s",
 					 (unsigned long long)c->id, strerror(-ret));
 		}
-		/* TLS puts a post-handshake CertificateRequest on the connection itself. */
-		if (!c->fail.status && c->ea->op == DANCE_EA_PHA_REQUEST) {
+		/* TLS puts post-handshake authentication on the connection itself. */
+		if (!c->fail.status &&
+		    (c->ea->op == DANCE_EA_PHA_REQUEST || c->ea->op == DANCE_EA_PHA_ANSWER)) {
 			ret = ktls_send_record(c->fd, KTLS_CONTENT_HANDSHAKE, c->tls.pending,
 					       c->tls.pending_len);
 			if (ret)
-				fail_set(&c->fail, ret,
-					 "pha-send: the CertificateRequest could not be sent: %s%s",
+				fail_set(&c->fail, ret, "pha-send: the %s could not be sent: %s%s",
+					 c->ea->op == DANCE_EA_PHA_REQUEST ? "CertificateRequest" :
+									     "answer",
 					 strerror(-ret),
 					 ret == -EAGAIN ?
 						 " (the socket's send buffer is full)" :

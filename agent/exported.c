@@ -821,6 +821,20 @@ static int op_authenticate(struct ea_op *o)
 	size_t i, j, tbs_len, sig_len, at, cv_start;
 	struct ea_conn *e;
 
+	if (o->pha) {
+		/* Post-handshake authentication: the client's answer (RFC 8446 4.6.2). */
+		if (o->e.server)
+			return fail_set(o->f, -EINVAL,
+					"pha-server: danced was the TLS server on this "
+					"connection; only a client answers a CertificateRequest");
+		if (!o->th)
+			return fail_set(o->f, -EPROTO,
+					"pha-not-offered: danced did not offer post_handshake_auth "
+					"on this connection (the service has no certificate)");
+		/* Without a certificate the answer is an empty one, never silence. */
+		if (!leaf || !key)
+			refuse = true;
+	}
 	if (!m->request_len) {
 		/* A spontaneous authenticator: the server's alone, with a context of its own. */
 		if (!o->e.server)
@@ -898,10 +912,12 @@ static int op_authenticate(struct ea_op *o)
 				"ea-authenticate: the certificate chain does "
 				"not fit an authenticator");
 	if (refuse) {
-		/* The empty Certificate is hashed, never sent. */
-		o->out.len = 0;
+		/* An exported authenticator's empty Certificate is hashed, never sent; a
+		 * TLS client's is sent (RFC 8446 section 4.4.2). */
+		if (!o->pha)
+			o->out.len = 0;
 	} else {
-		tbs_len = cv_content(tbs, &o->e, NULL, side, req, cert);
+		tbs_len = cv_content(tbs, &o->e, o->th, side, req, cert);
 		cv_start = o->out.len;
 		put_int(&o->out, HS_CERTIFICATE_VERIFY, 1);
 		at = vec_begin(&o->out, 3);
@@ -928,10 +944,8 @@ static int op_authenticate(struct ea_op *o)
 		cv.p = o->out.p + cv_start;
 		cv.len = o->out.len - cv_start;
 	}
-	if (!finished_mac(fin, &o->e, NULL, side, req, cert, cv))
+	if (!finished_mac(fin, &o->e, o->th, side, req, cert, cv))
 		return fail_set(o->f, -EIO, "ea-authenticate: the Finished MAC failed");
-	if (refuse)
-		cert.len = 0;
 	put_int(&o->out, HS_FINISHED, 1);
 	put_int(&o->out, o->e.hash_len, 3);
 	put(&o->out, fin, o->e.hash_len);
@@ -939,7 +953,13 @@ static int op_authenticate(struct ea_op *o)
 	if (o->out.full)
 		return fail_set(o->f, -EMSGSIZE, "ea-authenticate: the authenticator does not fit");
 	if (refuse)
-		snprintf(o->res->reason, sizeof(o->res->reason), "empty authenticator (a refusal)");
+		snprintf(o->res->reason, sizeof(o->res->reason), "%s",
+			 o->pha ? "an empty Certificate (declined)" :
+				  "empty authenticator (a refusal)");
+	else if (o->pha)
+		snprintf(o->res->reason, sizeof(o->res->reason),
+			 "Certificate, CertificateVerify and Finished, signature scheme 0x%04x",
+			 s->id);
 	else
 		snprintf(o->res->reason, sizeof(o->res->reason),
 			 "%sauthenticator, signature scheme 0x%04x", req.len ? "" : "spontaneous ",
@@ -1322,8 +1342,10 @@ enum verdict exported_op(const struct dance_ea *m, uint64_t cookie, struct state
 		snprintf(res->reason, sizeof(res->reason), "forgotten");
 		return V_DONE;
 	}
-	o.pha = m->op == DANCE_EA_PHA_REQUEST || m->op == DANCE_EA_PHA_VALIDATE;
-	if (ea_get(cookie, &o.e, m->op == DANCE_EA_PHA_VALIDATE ? &o.th : NULL, &o.has_th, f))
+	o.pha = m->op >= DANCE_EA_PHA_REQUEST;
+	if (ea_get(cookie, &o.e,
+		   m->op == DANCE_EA_PHA_VALIDATE || m->op == DANCE_EA_PHA_ANSWER ? &o.th : NULL,
+		   &o.has_th, f))
 		return V_FAIL;
 	res->tls_version = o.e.version;
 	res->cipher = o.e.cipher;
@@ -1343,6 +1365,7 @@ enum verdict exported_op(const struct dance_ea *m, uint64_t cookie, struct state
 		v = op_request(&o) ? V_FAIL : V_DONE;
 		break;
 	case DANCE_EA_AUTHENTICATE:
+	case DANCE_EA_PHA_ANSWER:
 		v = op_authenticate(&o) ? V_FAIL : V_DONE;
 		break;
 	case DANCE_EA_PHA_VALIDATE:

@@ -681,8 +681,15 @@ int tls_begin(struct tls *t, int fd, struct fail *f)
 	SSL_set_app_data(t->ssl, t);
 	if (ktls_conn_attach(&t->kc, t->ssl))
 		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
-	if (!t->client && exported_enabled())
+	/*
+	 * Post-handshake authentication needs the transcript: a server keeps it for
+	 * clients that offer it; a client with a certificate offers it, and keeps it.
+	 */
+	if (exported_enabled()) {
+		if (t->client && SSL_CTX_get0_certificate(t->svc->ctx))
+			SSL_set_post_handshake_auth(t->ssl, 1);
 		ktls_transcript_want(&t->kc);
+	}
 	ret = ktls_attach_ulp(&t->kc, fd, &why);
 	if (ret == -EEXIST)
 		return fail_set(f, -EALREADY,

@@ -34,6 +34,7 @@
 #define DANCE_CT_DATA 23
 #define DANCE_HS_NEW_SESSION_TICKET 4
 #define DANCE_HS_CERTIFICATE 11
+#define DANCE_HS_CERTIFICATE_REQUEST 13
 #define DANCE_HS_FINISHED 20
 #define DANCE_HS_KEY_UPDATE 24
 #define DANCE_ALERT_WARNING 1
@@ -1222,9 +1223,10 @@ static int dance_skip_handshake(int fd, const uint8_t *buf, size_t n, int flags)
  * Return: bytes of application data (> 0); 0 at the end of the stream (TCP FIN, or a
  * close_notify alert); or -1 with errno: ECONNABORTED (the peer sent any other alert),
  * EBADMSG (a record failed authentication), EKEYEXPIRED (the peer sent a TLS 1.3
- * KeyUpdate, which cannot be followed yet), ENOMSG (the client's answer to a
- * post-handshake CertificateRequest is next, still queued: pass the socket to
- * dance_pha_validate()), EPROTO (any other unexpected record), or an errno of
+ * KeyUpdate, which cannot be followed yet), ENOMSG (post-handshake authentication is
+ * next, still queued: a server passes the socket to dance_pha_validate() for the
+ * client's answer, a client to dance_pha_answer() for the server's request), EPROTO
+ * (any other unexpected record), or an errno of
  * recvmsg(2) such as EAGAIN.
  */
 ssize_t dance_recv(int fd, void *buf, size_t len, int flags)
@@ -1248,7 +1250,9 @@ ssize_t dance_recv(int fd, void *buf, size_t len, int flags)
 			errno = -n;
 			return -1;
 		}
-		if (type == DANCE_CT_HANDSHAKE && n == 1 && scratch[0] == DANCE_HS_CERTIFICATE) {
+		if (type == DANCE_CT_HANDSHAKE && n == 1 &&
+		    (scratch[0] == DANCE_HS_CERTIFICATE ||
+		     scratch[0] == DANCE_HS_CERTIFICATE_REQUEST)) {
 			errno = ENOMSG;
 			return -1;
 		}
@@ -1332,13 +1336,17 @@ int dance_pha_request(struct dance *d, int fd, unsigned int flags, struct dance_
 	return dance_ea_call(d, fd, &m, res);
 }
 
-/* Where a post-handshake answer's messages end: the length through Finished, or 0. */
-static size_t dance_pha_end(const uint8_t *a, size_t have, int *err)
+/*
+ * Where the messages of a post-handshake exchange end: the length through the message
+ * of type @last (Finished of the client's answer; the server's CertificateRequest, which
+ * is all of its flight), or 0 while incomplete. The first message must be @first.
+ */
+static size_t dance_pha_end(const uint8_t *a, size_t have, uint8_t first, uint8_t last, int *err)
 {
 	size_t pos = 0, mlen;
 
 	while (pos + 4 <= have) {
-		if (!pos && a[0] != DANCE_HS_CERTIFICATE) {
+		if (!pos && a[0] != first) {
 			*err = -EPROTO;
 			return 0;
 		}
@@ -1346,14 +1354,59 @@ static size_t dance_pha_end(const uint8_t *a, size_t have, int *err)
 		if (pos + 4 + mlen > have)
 			return 0;
 		pos += 4 + mlen;
-		if (a[pos - 4 - mlen] == DANCE_HS_FINISHED) {
-			/* Finished ends the client's flight; nothing may follow it in it. */
+		if (a[pos - 4 - mlen] == last) {
+			/* It ends the flight; nothing may follow it in it. */
 			if (pos != have)
 				*err = -EPROTO;
 			return pos;
 		}
 	}
 	return 0;
+}
+
+/*
+ * Read the handshake messages of a post-handshake flight into @buf (at most @cap
+ * bytes), waiting up to 10 seconds for all of it. Return its length, or a negative
+ * errno with res set.
+ */
+static ssize_t dance_pha_read(int fd, uint8_t *buf, size_t cap, uint8_t first, uint8_t last,
+			      struct dance_result *res)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	size_t have = 0, end = 0;
+	int ret = 0, waited = 0;
+	uint8_t type;
+	ssize_t n;
+
+	while (!end) {
+		if (have == cap)
+			return dance_fail(res, -EMSGSIZE, DANCE_RES_FD_KEPT, 0,
+					  "pha-malformed: the flight exceeds DANCE_EA_DATA_MAX");
+		n = dance_recv_record(fd, buf + have, cap - have, MSG_DONTWAIT, &type);
+		if (n == -EAGAIN && waited < 10000) {
+			poll(&pfd, 1, 100);
+			waited += 100;
+			continue;
+		}
+		if (n < 0)
+			return dance_fail(res, n == -EAGAIN ? -ETIMEDOUT : (int)n,
+					  DANCE_RES_FD_KEPT, 0,
+					  "pha-read: the peer's flight did not come whole");
+		if (!n)
+			return dance_fail(res, -ECONNRESET, DANCE_RES_FD_KEPT, 0,
+					  "pha-read: the connection ended inside the flight");
+		if (type != DANCE_CT_HANDSHAKE)
+			return dance_fail(res, -EPROTO, DANCE_RES_FD_KEPT, 0,
+					  "pha-read: a record other than handshake came inside "
+					  "the flight; the connection is no longer usable");
+		have += n;
+		end = dance_pha_end(buf, have, first, last, &ret);
+		if (ret)
+			return dance_fail(res, ret, DANCE_RES_FD_KEPT, 0,
+					  "pha-malformed: not the flight expected; the "
+					  "connection is no longer usable");
+	}
+	return end;
 }
 
 /**
@@ -1376,12 +1429,9 @@ static size_t dance_pha_end(const uint8_t *a, size_t have, int *err)
 int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
 		       struct dance_result *res)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	struct dance_ea *m;
-	size_t have = 0, cap, end = 0;
-	int ret = 0, waited = 0;
-	uint8_t type;
 	ssize_t n;
+	int ret;
 
 	if (!res)
 		return -EINVAL;
@@ -1394,42 +1444,53 @@ int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
 	m->op = DANCE_EA_PHA_VALIDATE;
 	m->request_len = req_len;
 	memcpy(m->data, req, req_len);
-	cap = DANCE_EA_DATA_MAX - req_len;
-	while (!end && !ret) {
-		if (have == cap) {
-			ret = dance_fail(res, -EMSGSIZE, DANCE_RES_FD_KEPT, 0,
-					 "pha-malformed: the answer exceeds DANCE_EA_DATA_MAX");
-			break;
-		}
-		n = dance_recv_record(fd, m->data + req_len + have, cap - have, MSG_DONTWAIT,
-				      &type);
-		if (n == -EAGAIN && waited < 10000) {
-			poll(&pfd, 1, 100);
-			waited += 100;
-			continue;
-		}
-		if (n < 0)
-			ret = dance_fail(res, n == -EAGAIN ? -ETIMEDOUT : (int)n, DANCE_RES_FD_KEPT,
-					 0, "pha-read: the client's answer did not come whole");
-		else if (!n)
-			ret = dance_fail(res, -ECONNRESET, DANCE_RES_FD_KEPT, 0,
-					 "pha-read: the connection ended inside the answer");
-		else if (type != DANCE_CT_HANDSHAKE)
-			ret = dance_fail(res, -EPROTO, DANCE_RES_FD_KEPT, 0,
-					 "pha-read: a record other than handshake came inside "
-					 "the answer; the connection is no longer usable");
-		if (ret)
-			break;
-		have += n;
-		end = dance_pha_end(m->data + req_len, have, &ret);
-		if (ret)
-			ret = dance_fail(res, ret, DANCE_RES_FD_KEPT, 0,
-					 "pha-malformed: the answer is not Certificate ... "
-					 "Finished; the connection is no longer usable");
-	}
-	if (!ret) {
-		m->auth_len = end;
+	n = dance_pha_read(fd, m->data + req_len, DANCE_EA_DATA_MAX - req_len, DANCE_HS_CERTIFICATE,
+			   DANCE_HS_FINISHED, res);
+	if (n > 0) {
+		m->auth_len = n;
 		ret = dance_ea_call(d, fd, m, res);
+	} else {
+		ret = n;
+	}
+	free(m);
+	return ret;
+}
+
+/**
+ * dance_pha_answer - answer the server's post-handshake CertificateRequest on @fd
+ * @res: on success res->reason says what was sent
+ *
+ * Where danced was the TLS client and its service has a certificate, it offered
+ * post_handshake_auth. Call this when dance_recv() failed with ENOMSG: it reads the
+ * request, and danced sends the answer on the connection through kTLS: Certificate
+ * (carrying dane_clientid with the service's identity when the request asked for it),
+ * CertificateVerify and Finished, made with the service's key, which never leaves
+ * danced. Application data then continues with dance_recv().
+ *
+ * Return: 0, or a negative errno with res->reason: -EPROTO ("pha-not-offered", or not
+ * a CertificateRequest on the connection), -EINVAL ("pha-server": danced was the
+ * server), -EALREADY (that context was answered), -EOPNOTSUPP (no signature algorithm
+ * of the request suits the key), -ETIMEDOUT, -ECONNRESET, or a channel error.
+ */
+int dance_pha_answer(struct dance *d, int fd, struct dance_result *res)
+{
+	struct dance_ea *m;
+	ssize_t n;
+	int ret;
+
+	if (!res)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return dance_fail(res, -ENOMEM, DANCE_RES_FD_KEPT, 0, "out of memory");
+	m->op = DANCE_EA_PHA_ANSWER;
+	n = dance_pha_read(fd, m->data, DANCE_EA_DATA_MAX, DANCE_HS_CERTIFICATE_REQUEST,
+			   DANCE_HS_CERTIFICATE_REQUEST, res);
+	if (n > 0) {
+		m->request_len = n;
+		ret = dance_ea_call(d, fd, m, res);
+	} else {
+		ret = n;
 	}
 	free(m);
 	return ret;

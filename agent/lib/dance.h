@@ -178,6 +178,13 @@ enum dance_ea_op {
 	 */
 	DANCE_EA_PHA_REQUEST = 5,
 	DANCE_EA_PHA_VALIDATE = 6,
+	/*
+	 * danced was the TLS client, and offered post_handshake_auth (its service has a
+	 * certificate): it answers the server's CertificateRequest, which dance_recv()
+	 * reported with ENOMSG, with Certificate (dane_clientid when asked),
+	 * CertificateVerify and Finished, sent on the connection through kTLS.
+	 */
+	DANCE_EA_PHA_ANSWER = 7,
 };
 
 /* dance_ea.flags */
@@ -244,6 +251,7 @@ int dance_ea_forget(struct dance *d, int fd, struct dance_result *res);
 int dance_pha_request(struct dance *d, int fd, unsigned int flags, struct dance_result *res);
 int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
 		       struct dance_result *res);
+int dance_pha_answer(struct dance *d, int fd, struct dance_result *res);
 int dance_shutdown(int fd);
 const char *dance_strerror(int status);
 

@@ -179,7 +179,7 @@ int dance_ea_check(const void *msg, size_t len, const char **why)
 	if (len != DANCE_EA_HDR_LEN + m->request_len + m->auth_len)
 		return -EBADMSG;
 	*why = "unknown exported-authenticator operation";
-	if (m->op < DANCE_EA_REQUEST || m->op > DANCE_EA_PHA_VALIDATE)
+	if (m->op < DANCE_EA_REQUEST || m->op > DANCE_EA_PHA_ANSWER)
 		return -EINVAL;
 	*why = "unknown exported-authenticator flags";
 	if (m->flags & ~(DANCE_EA_DANE | DANCE_EA_NO_DANE | DANCE_EA_REFUSE))
@@ -196,10 +196,13 @@ int dance_ea_check(const void *msg, size_t len, const char **why)
 	    (m->request_len || m->auth_len))
 		return -EINVAL;
 	*why = "post-handshake authentication is asked of a TLS client: no server_name";
-	if ((m->op == DANCE_EA_PHA_REQUEST || m->op == DANCE_EA_PHA_VALIDATE) && m->server_name[0])
+	if (m->op >= DANCE_EA_PHA_REQUEST && m->server_name[0])
 		return -EINVAL;
 	*why = "post-handshake authentication validates the client's answer to a request";
 	if (m->op == DANCE_EA_PHA_VALIDATE && (!m->request_len || !m->auth_len))
+		return -EINVAL;
+	*why = "post-handshake authentication answers the server's request, and only that";
+	if (m->op == DANCE_EA_PHA_ANSWER && (!m->request_len || m->auth_len))
 		return -EINVAL;
 	*why = "an authenticator is validated, not made, from auth_len bytes";
 	if (m->op == DANCE_EA_AUTHENTICATE && m->auth_len)

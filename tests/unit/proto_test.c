@@ -402,8 +402,12 @@ TEST(ea_accepts_each_operation_with_its_data)
 	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN + 100, &why));
 	m->request_len = 50;
 	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN + 150, &why));
-	m->op = DANCE_EA_PHA_VALIDATE + 1;
+	m->op = DANCE_EA_PHA_ANSWER;
 	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN + 150, &why));
+	m->auth_len = 0;
+	EXPECT_EQ(0, dance_ea_check(m, DANCE_EA_HDR_LEN + 50, &why));
+	m->op = DANCE_EA_PHA_ANSWER + 1;
+	EXPECT_EQ(-EINVAL, dance_ea_check(m, DANCE_EA_HDR_LEN + 50, &why));
 	free(m);
 }
 
@@ -529,11 +533,12 @@ static bool oracle_ea(const uint8_t *m, size_t len)
 		return false;
 	memcpy(&e, m, len);
 	takes_data = e.op == DANCE_EA_AUTHENTICATE || e.op == DANCE_EA_VALIDATE ||
-		     e.op == DANCE_EA_PHA_VALIDATE;
-	pha = e.op == DANCE_EA_PHA_REQUEST || e.op == DANCE_EA_PHA_VALIDATE;
+		     e.op == DANCE_EA_PHA_VALIDATE || e.op == DANCE_EA_PHA_ANSWER;
+	pha = e.op >= DANCE_EA_PHA_REQUEST;
 	return (uint64_t)e.request_len + e.auth_len <= DANCE_EA_DATA_MAX &&
 	       (uint64_t)DANCE_EA_HDR_LEN + e.request_len + e.auth_len == len &&
-	       e.op >= DANCE_EA_REQUEST && e.op <= DANCE_EA_PHA_VALIDATE &&
+	       e.op >= DANCE_EA_REQUEST && e.op <= DANCE_EA_PHA_ANSWER &&
+	       (e.op != DANCE_EA_PHA_ANSWER || (e.request_len && !e.auth_len)) &&
 	       (!pha || !e.server_name[0]) &&
 	       (e.op != DANCE_EA_PHA_VALIDATE || (e.request_len && e.auth_len)) &&
 	       !(e.flags & ~(DANCE_EA_DANE | DANCE_EA_NO_DANE | DANCE_EA_REFUSE)) &&

@@ -1125,6 +1125,78 @@ TEST_F(ea, pha_refusals_say_why)
 	peer_close(&v12);
 }
 
+struct danced_client {
+	const char *sock;
+	int fd, ret;
+	struct dance_result r;
+	pthread_t thread;
+};
+
+static void *danced_client_main(void *arg)
+{
+	struct dance_params dp = { .service = "me", .peer_name = "localhost", .client = 1 };
+	struct danced_client *c = arg;
+	struct dance *d = NULL;
+
+	c->ret = dance_open(c->sock, &d);
+	if (!c->ret)
+		c->ret = dance_handshake(d, c->fd, &dp, &c->r);
+	dance_close(d);
+	return NULL;
+}
+
+/*
+ * danced on both ends, each on kTLS: its server asks after the handshake, its client
+ * (which offered post_handshake_auth, having a certificate) answers with its key and
+ * its name in dane_clientid, and its server proves that name by DANE.
+ */
+TEST_F(ea, pha_between_danced_client_and_danced_server_by_dane)
+{
+	struct danced_client c = { .sock = self->e.sock };
+	struct dance_result *cr = calloc(1, sizeof(*cr));
+	struct dance *d2 = NULL;
+	uint8_t b[16];
+	int sfd, rl;
+
+	ASSERT_EQ(0, dance_open(self->e.sock, &d2));
+	c.fd = tcp_connect(self->port);
+	ASSERT_LE(0, c.fd);
+	pthread_create(&c.thread, NULL, danced_client_main, &c);
+	sfd = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, sfd);
+	ASSERT_EQ(0, dance_handshake(self->d, sfd, &(struct dance_params){ 0 }, self->r))
+	TH_LOG("%s", self->r->reason);
+	pthread_join(c.thread, NULL);
+	ASSERT_EQ(0, c.ret) TH_LOG("%s", c.r.reason);
+
+	ASSERT_EQ(0, dance_pha_request(self->d, sfd, DANCE_EA_DANE, self->r))
+	TH_LOG("%s", self->r->reason);
+	rl = self->r->pending_len;
+	memcpy(self->req, self->r->pending, rl);
+	/* The client sees the request first, before any data. */
+	EXPECT_EQ(-1, dance_recv(c.fd, b, sizeof(b), 0));
+	ASSERT_EQ(ENOMSG, errno);
+	ASSERT_EQ(0, dance_pha_answer(d2, c.fd, cr)) TH_LOG("%s", cr->reason);
+	EXPECT_NE(NULL, strstr(cr->reason, "CertificateVerify")) TH_LOG("%s", cr->reason);
+	/* Data the client sends after its answer waits behind it. */
+	ASSERT_EQ(5, send(c.fd, "hello", 5, MSG_NOSIGNAL));
+	EXPECT_EQ(-1, dance_recv(sfd, b, sizeof(b), 0));
+	ASSERT_EQ(ENOMSG, errno);
+	ASSERT_EQ(0, dance_pha_validate(self->d, sfd, self->req, rl, self->r))
+	TH_LOG("%s", self->r->reason);
+	EXPECT_EQ((uint32_t)DANCE_AUTH_PHA_DANE, self->r->auth);
+	EXPECT_STREQ(SENSOR1, self->r->verified_name);
+	ASSERT_EQ(5, dance_recv(sfd, b, sizeof(b), 0));
+	EXPECT_EQ(0, memcmp(b, "hello", 5));
+	ASSERT_EQ(5, send(sfd, "world", 5, MSG_NOSIGNAL));
+	ASSERT_EQ(5, dance_recv(c.fd, b, sizeof(b), 0));
+	EXPECT_EQ(0, memcmp(b, "world", 5));
+	close(sfd);
+	close(c.fd);
+	dance_close(d2);
+	free(cr);
+}
+
 /*
  * A client that resets while danced waits for its TLSA answer: the server's socket is
  * already TCP_CLOSE when danced names it, so no state change will ever come. What
