@@ -1419,6 +1419,7 @@ static const struct cfg_word cfg_client_auth[] = {
 	{ "none", VERIFY_NONE },
 	{ "optional", VERIFY_OPTIONAL },
 	{ "required", VERIFY_REQUIRED },
+	{ "after", VERIFY_AFTER },
 	{ NULL, 0 },
 };
 

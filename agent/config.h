@@ -36,6 +36,9 @@ enum verify_mode {
 	VERIFY_DANE, /* client: the server's TLSA at _port._tcp.host, DNSSEC-secure, or fail */
 	VERIFY_DANE_OR_PKIX, /* client: TLSA when secure records exist; PKIX when the
 				zone is insecure or has none; a DNS failure fails */
+	VERIFY_AFTER, /* server: no CertificateRequest in the handshake; a certificate
+			 proved after it (exported authenticator, post-handshake
+			 authentication) is verified against ca */
 };
 
 /* DANE client authentication of a server service (draft-ietf-dance-client-auth). */

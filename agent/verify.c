@@ -17,10 +17,16 @@
 
 #include "agent.h"
 
+/* Whether this server service verifies X.509 client certificates in the handshake. */
+static bool x509_in_handshake(const struct svc_config *cfg)
+{
+	return cfg->verify == VERIFY_OPTIONAL || cfg->verify == VERIFY_REQUIRED;
+}
+
 /* Whether this server service sends a CertificateRequest to every client. */
 static bool always_requests(const struct svc_config *cfg)
 {
-	return cfg->verify != VERIFY_NONE || cfg->dane == DANE_REQUIRED;
+	return x509_in_handshake(cfg) || cfg->dane == DANE_REQUIRED;
 }
 
 /* A server-role client that named itself in dane_clientid is judged by DANE alone. */
@@ -61,7 +67,7 @@ static int verify_cb(int preverify, X509_STORE_CTX *store)
 			 "(dane = required)");
 		return 0;
 	}
-	if (cfg->verify == VERIFY_NONE)
+	if (!x509_in_handshake(cfg))
 		return 1; /* asked for DANE or by the client's flag: no X.509 policy to apply */
 	return preverify;
 }
@@ -110,9 +116,9 @@ int verify_setup_ctx(SSL_CTX *ctx, const struct svc_config *cfg, char *err, size
 		if (cfg->verify == VERIFY_REQUIRED)
 			mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		/* dane = optional alone asks only clients that set request_client_auth. */
-		if (cfg->dane == DANE_OPTIONAL && cfg->verify == VERIFY_NONE)
+		if (cfg->dane == DANE_OPTIONAL && !x509_in_handshake(cfg))
 			mode = SSL_VERIFY_NONE;
-		if (cfg->ca && cfg->verify != VERIFY_NONE) {
+		if (cfg->ca && x509_in_handshake(cfg)) {
 			STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->ca);
 
 			if (names)
@@ -636,7 +642,7 @@ void verify_identity(struct tls *t, struct dance_result *res)
 			res->tlsa_mtype = m;
 		}
 	} else if (cert && !dane_client(t) && SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE &&
-		   SSL_get_verify_result(ssl) == X509_V_OK && cfg->verify != VERIFY_NONE) {
+		   SSL_get_verify_result(ssl) == X509_V_OK && x509_in_handshake(cfg)) {
 		res->auth = DANCE_AUTH_X509;
 	}
 	if (cert)

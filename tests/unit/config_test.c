@@ -908,7 +908,7 @@ TEST(rejects_bad_words)
 		{ WWW "tls_min = 1.1\n", 4, "tls_min: '1.1' is not one of: 1.2, 1.3" },
 		{ WWW "tls_max = TLSv1.3\n", 4, "tls_max: 'TLSv1.3' is not one of: 1.2, 1.3" },
 		{ WWW "ca = /ca\nclient_auth = yes\n", 5,
-		  "client_auth: 'yes' is not one of: none, optional, required" },
+		  "client_auth: 'yes' is not one of: none, optional, required, after" },
 		{ "[service c]\nrole = client\nca = /ca\nverify = optional\n", 4,
 		  "verify: 'optional' is not one of: required, none, dane, dane-or-pkix" },
 		{ "[service c]\nrole = client\nverify = DANE\n", 3,
@@ -1063,6 +1063,7 @@ TEST(enforces_role_rules)
 		  "[service www]: client_auth = optional needs ca, the CA bundle that client"
 		  " certificates must lead to" },
 		{ WWW "client_auth = required\n", 4, "client_auth = required needs ca" },
+		{ WWW "client_auth = after\n", 4, "client_auth = after needs ca" },
 		{ "[service c]\nrole = client\n", 1,
 		  "[service c]: verify = required (the default) needs ca" },
 		{ "[service c]\nrole = client\nverify = required\n", 3,
@@ -1718,6 +1719,9 @@ TEST(enforces_dane_rules)
 		{ WWW "ca = /ca\nclient_auth = optional\ntls_min = 1.3\ndane = required\n"
 		      "dane_names = example.com\n",
 		  5, "client_auth = optional is never used with dane = required" },
+		{ WWW "ca = /ca\nclient_auth = after\ntls_min = 1.3\ndane = required\n"
+		      "dane_names = example.com\n",
+		  5, "client_auth = after is never used with dane = required" },
 		/* dane = optional falls back to client_auth, which still needs its ca. */
 		{ WWW "client_auth = required\ntls_min = 1.3\ndane = optional\n"
 		      "dane_names = example.com\n",
