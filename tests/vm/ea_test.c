@@ -11,6 +11,8 @@
  * kernel's policy follows the proved name.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -300,10 +302,13 @@ FIXTURE_SETUP(ea)
 			      "dane = optional\ndane_names = " Z "\nclient_auth = optional\n"
 			      "ca = %s\ntls_min = 1.2\nhandshake_timeout = 8s\n"
 			      "[service me]\nrole = client\nverify = none\n"
-			      "identity = " SENSOR1 "\ncertificate = %s\nkey = %s\nca = %s\n",
+			      "identity = " SENSOR1 "\ncertificate = %s\nkey = %s\nca = %s\n"
+			      /* asks nobody in the handshake: proofs come after it */
+			      "[service later]\ncertificate = %s\nkey = %s\nclient_auth = after\n"
+			      "ca = %s\ndane = optional\ndane_names = " Z "\n",
 			      self->f.trust_anchor, self->f.stubs[0].addr, self->e.srv_cert,
 			      self->e.srv_key, self->e.cli_ca, self->ee_cert, self->ee_key,
-			      self->e.ca));
+			      self->e.ca, self->e.srv_cert, self->e.srv_key, self->e.cli_ca));
 	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
 	self->lfd = tcp_listen_any(&self->port);
 	ASSERT_EQ(0, dance_open(self->e.sock, &self->d));
@@ -1195,6 +1200,134 @@ TEST_F(ea, pha_between_danced_client_and_danced_server_by_dane)
 	close(c.fd);
 	dance_close(d2);
 	free(cr);
+}
+
+/*
+ * openssl s_client against dance-echo --pha: its standard input stays open until the
+ * server's verdict line ("OK ..." or "NO ...") is in its output, then closes, so that
+ * s_client ends. @out gets what it printed.
+ */
+static int s_client_pha(int port, char *const extra[], char *out, size_t max)
+{
+	char addr[32], *argv[32];
+	int in[2], from[2], n = 0, i, status = -1;
+	size_t have = 0;
+	struct pollfd pfd;
+	pid_t pid;
+	ssize_t got;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	argv[n++] = "openssl";
+	argv[n++] = "s_client";
+	argv[n++] = "-connect";
+	argv[n++] = addr;
+	argv[n++] = "-servername";
+	argv[n++] = "localhost";
+	argv[n++] = "-tls1_3";
+	for (i = 0; extra[i] && n < 31; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	if (pipe2(in, O_CLOEXEC) || pipe2(from, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (!pid) {
+		dup2(in[0], 0);
+		dup2(from[1], 1);
+		dup2(from[1], 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(from[1]);
+	pfd = (struct pollfd){ .fd = from[0], .events = POLLIN };
+	out[0] = '\0';
+	while (have + 1 < max && poll(&pfd, 1, 30000) == 1) {
+		got = read(from[0], out + have, max - 1 - have);
+		if (got <= 0)
+			break;
+		have += got;
+		out[have] = '\0';
+		if (strstr(out, "OK ") || strstr(out, "NO "))
+			break;
+	}
+	close(in[1]); /* end of input: s_client closes */
+	while (have + 1 < max && poll(&pfd, 1, 10000) == 1) {
+		got = read(from[0], out + have, max - 1 - have);
+		if (got <= 0)
+			break;
+		have += got;
+		out[have] = '\0';
+	}
+	kill(pid, SIGTERM);
+	close(from[0]);
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+/*
+ * A client nobody here wrote: openssl s_client -enable_pha proves its certificate after
+ * the handshake to dance-echo --pha, is refused with one the service's CA did not
+ * issue, and is never asked when it did not offer post_handshake_auth.
+ */
+TEST_F(ea, pha_with_openssl_s_client)
+{
+	char port[16], listen[32], log[160], out[8192], srv[8192];
+	int p = free_port();
+	pid_t server;
+	FILE *f;
+	size_t n;
+
+	snprintf(port, sizeof(port), "%d", p);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", p);
+	snprintf(log, sizeof(log), "%.100s/pha-server.log", self->e.dir);
+	{
+		char *argv[] = { (char *)bin("dance-echo"),
+				 "--handoff",
+				 self->e.sock,
+				 "--listen",
+				 listen,
+				 "--pha",
+				 "--service",
+				 "later",
+				 NULL };
+
+		server = spawn(argv, log);
+	}
+	ASSERT_LT(0, server);
+	ASSERT_EQ(0, wait_connectable(NULL, p, 10000));
+	{
+		char *extra[] = { "-enable_pha", "-cert",	  self->e.cli_cert,
+				  "-key",	 self->e.cli_key, NULL };
+
+		s_client_pha(p, extra, out, sizeof(out));
+		EXPECT_NE(NULL, strstr(out, "OK ")) TH_LOG("%s", out);
+		EXPECT_NE(NULL, strstr(out, " pha-x509")) TH_LOG("%s", out);
+	}
+	{
+		char *extra[] = { "-enable_pha", "-cert",	  self->e.bad_cert,
+				  "-key",	 self->e.bad_key, NULL };
+
+		s_client_pha(p, extra, out, sizeof(out));
+		EXPECT_NE(NULL, strstr(out, "NO client certificate rejected")) TH_LOG("%s", out);
+	}
+	{
+		char *extra[] = { "-cert", self->e.cli_cert, "-key", self->e.cli_key, NULL };
+
+		s_client_pha(p, extra, out, sizeof(out));
+		EXPECT_NE(NULL, strstr(out, "NO pha-not-offered")) TH_LOG("%s", out);
+	}
+	kill(server, SIGTERM);
+	waitpid(server, NULL, 0);
+	f = fopen(log, "r");
+	ASSERT_NE(NULL, f);
+	n = fread(srv, 1, sizeof(srv) - 1, f);
+	srv[n] = '\0';
+	fclose(f);
+	/* Anonymous in the handshake, proved after it. */
+	EXPECT_NE(NULL, strstr(srv, "auth=none cert=- name=-")) TH_LOG("%s", srv);
+	EXPECT_NE(NULL, strstr(srv, "proof status=0 auth=pha-x509")) TH_LOG("%s", srv);
+	EXPECT_NE(NULL, strstr(srv, "proof status=-13 auth=none")) TH_LOG("%s", srv);
+	EXPECT_NE(NULL, strstr(srv, "reason=\"pha-not-offered")) TH_LOG("%s", srv);
 }
 
 /*

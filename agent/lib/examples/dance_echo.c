@@ -33,7 +33,7 @@ static const char usage_text[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    dance-echo --handoff SOCKET --listen ADDR:PORT [--http] [--async] [--once]\n"
-	"               [--service NAME] [--timeout MS] [--prove]\n"
+	"               [--service NAME] [--timeout MS] [--prove | --pha]\n"
 	"    dance-echo --backend SOCKET [--http] [--once]\n"
 	"    dance-echo --handoff SOCKET --connect HOST:PORT --name SERVERNAME\n"
 	"               [--service NAME] [--alpn LIST] [--timeout MS] [--answer-proofs]\n"
@@ -72,6 +72,13 @@ static const char usage_text[] =
 	"    kernel's policy refuses the connection until the proof, the service needs a\n"
 	"    proof window (dancectl policy window) for the exchange to pass.\n"
 	"\n"
+	"    With --pha the proof is TLS 1.3 post-handshake authentication instead (RFC\n"
+	"    8446 section 4.6.2), which any TLS 1.3 client that offers it can give (openssl\n"
+	"    s_client -enable_pha -cert ... -key ...): danced sends the CertificateRequest\n"
+	"    on the connection, the client answers as it reads, and the server writes the\n"
+	"    same \"OK\" or \"NO\" line. A client that did not offer it gets \"NO\n"
+	"    pha-not-offered\"; one that does not answer within 10 seconds, \"NO\".\n"
+	"\n"
 	"    Client role (--connect) connects to HOST:PORT, has danced perform the TLS\n"
 	"    client handshake (verifying SERVERNAME), then copies standard input to the\n"
 	"    connection and the connection to standard output. At the end of standard\n"
@@ -92,6 +99,7 @@ static const char usage_text[] =
 	"    --async              return mode: dance_submit() and one poll loop\n"
 	"    --once               serve one connection, then exit\n"
 	"    --prove              return mode: ask every client to prove a name (see above)\n"
+	"    --pha                return mode: the same, by post-handshake authentication\n"
 	"    --answer-proofs      client role: answer the server's PROVE line\n"
 	"    -h, --help           this text\n"
 	"\n"
@@ -104,7 +112,8 @@ static const char usage_text[] =
 	"        conn=N status=-110 error=\"DESCRIPTION\" reason=\"WHY\"\n"
 	"    and with --prove, before the connection is served:\n"
 	"        conn=N before-proof=refused|allowed\n"
-	"        conn=N proof status=0 auth=ea-dane|ea-x509 name=NAME reason=\"WHY\"\n"
+	"        conn=N proof status=0 auth=ea-dane|ea-x509|pha-dane|pha-x509 name=NAME\n"
+	"            reason=\"WHY\"\n"
 	"            validate_us=US\n"
 	"    (each on one line; \"-\" stands for an empty value). The client role prints\n"
 	"    that line on standard error. Other diagnostics go to standard error.\n"
@@ -124,7 +133,7 @@ static const char usage_text[] =
 struct opts {
 	const char *handoff, *backend, *listen, *connect, *name, *service, *alpn;
 	unsigned int timeout_ms;
-	bool http, async, once, prove, answer_proofs;
+	bool http, async, once, prove, pha, answer_proofs;
 };
 
 /* ---- serving one connection ---------------------------------------------------- */
@@ -187,6 +196,10 @@ static const char *auth_name(uint32_t auth)
 		return "ea-x509";
 	case DANCE_AUTH_EA_DANE:
 		return "ea-dane";
+	case DANCE_AUTH_PHA_X509:
+		return "pha-x509";
+	case DANCE_AUTH_PHA_DANE:
+		return "pha-dane";
 	default:
 		return "none";
 	}
@@ -463,8 +476,10 @@ static int line_decode(const char *line, const char *word, uint8_t *out, size_t 
  * --prove: ask the client for a proof of its name over the connection and have danced
  * judge it. 0 when proved (the connection is then served), else the status.
  */
-static int prove_peer(struct dance *d, int fd, unsigned long serial, struct dance_result *res)
+static int prove_peer(struct dance *d, int fd, unsigned long serial, bool pha,
+		      struct dance_result *res)
 {
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	struct dance_result *ea = malloc(sizeof(*ea));
 	char *line = malloc(LINE_MAX_LEN), answer[DANCE_NAMES_MAX + DANCE_REASON_MAX + 16];
 	uint8_t *req = malloc(DANCE_EA_DATA_MAX), *auth = malloc(DANCE_EA_DATA_MAX);
@@ -480,11 +495,26 @@ static int prove_peer(struct dance *d, int fd, unsigned long serial, struct danc
 	printf("conn=%lu before-proof=%s\n", serial,
 	       n < 0 && errno == EACCES ? "refused" : "allowed");
 	fflush(stdout);
-	ret = dance_ea_request(d, fd, 0, NULL, ea);
+	ret = pha ? dance_pha_request(d, fd, 0, ea) : dance_ea_request(d, fd, 0, NULL, ea);
 	if (ret)
 		goto report;
 	req_len = ea->pending_len;
 	memcpy(req, ea->pending, req_len);
+	if (pha) {
+		/* The client answers as it reads: its answer comes before any data. */
+		n = poll(&pfd, 1, 10000) == 1 ? (int)dance_recv(fd, &probe, 1, MSG_PEEK) : 0;
+		if (n < 0 && errno == ENOMSG) {
+			ret = dance_pha_validate(d, fd, req, req_len, ea);
+		} else {
+			ret = -EPROTO;
+			ea->auth = DANCE_AUTH_NONE;
+			ea->verified_name[0] = '\0';
+			snprintf(ea->reason, sizeof(ea->reason), "%s",
+				 n > 0 ? "the client sent data instead of an answer" :
+					 "no answer from the client in 10 seconds");
+		}
+		goto report;
+	}
 	ret = line_send(fd, "PROVE", req, req_len);
 	if (!ret)
 		ret = line_read(fd, res, line, LINE_MAX_LEN);
@@ -622,7 +652,7 @@ static void *job_run(void *arg)
 	}
 	ret = dance_handshake(d, j->fd, &p, res);
 	print_result(stdout, j->serial, ret, res);
-	if (!ret && j->s->o->prove && prove_peer(d, j->fd, j->serial, res)) {
+	if (!ret && j->s->o->prove && prove_peer(d, j->fd, j->serial, j->s->o->pha, res)) {
 		server_put(j->s, d);
 		close(j->fd);
 		goto out;
@@ -1143,6 +1173,7 @@ int main(int argc, char **argv)
 		{ "async", no_argument, NULL, 'A' },
 		{ "once", no_argument, NULL, '1' },
 		{ "prove", no_argument, NULL, 'P' },
+		{ "pha", no_argument, NULL, 'Q' },
 		{ "answer-proofs", no_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1194,6 +1225,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			o.prove = true;
+			break;
+		case 'Q':
+			o.prove = o.pha = true;
 			break;
 		case 'E':
 			o.answer_proofs = true;
