@@ -35,6 +35,7 @@ struct slot {
 
 static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 static unsigned char clientid[256]; /* ClientName<0..255>: length, then the name */
+static int offer_pha; /* -H */
 
 static double now(void)
 {
@@ -49,7 +50,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: hsrate -p PORT [-c CONCURRENCY] [-t SECONDS | -N COUNT] [-n SERVERNAME]\n"
 		"              [-a CAFILE] [-C CERT -K KEY [-D DANE_NAME [-X CODEPOINT]]]\n"
-		"              [-G GROUPS]\n"
+		"              [-G GROUPS] [-H]\n"
 		"Full TLS 1.3 handshakes plus one HTTP/1.1 request each, against\n"
 		"127.0.0.1:PORT, CONCURRENCY (default 16) at a time for SECONDS (default 5),\n"
 		"or until COUNT connections have ended (-N; errors count too; -t is then a\n"
@@ -58,6 +59,8 @@ static void usage(FILE *f)
 		"  -D      send DANE_NAME in dane_clientid of the Certificate message\n"
 		"  -X      the dane_clientid codepoint (default 65282, danced's default)\n"
 		"  -G      key exchange groups to offer, OpenSSL syntax (default: OpenSSL's)\n"
+		"  -H      offer post_handshake_auth, as curl does: a server may then keep the\n"
+		"          transcript to ask for a certificate later\n"
 		"Prints: conns=N secs=S rate=R/s p50_ms=.. p99_ms=.. errors=E\n");
 }
 
@@ -81,6 +84,7 @@ static int slot_open(struct slot *s, SSL_CTX *ctx, int ep, struct sockaddr_in *a
 	if (connect(s->fd, (struct sockaddr *)addr, sizeof(*addr)) && errno != EINPROGRESS)
 		return -errno;
 	s->ssl = SSL_new(ctx);
+	SSL_set_post_handshake_auth(s->ssl, offer_pha);
 	SSL_set_fd(s->ssl, s->fd);
 	SSL_set_connect_state(s->ssl);
 	SSL_set_tlsext_host_name(s->ssl, name);
@@ -163,7 +167,7 @@ int main(int argc, char **argv)
 	struct sockaddr_in addr = { .sin_family = AF_INET };
 	int port = 0, conc = 16, secs = 5, opt, ep, i, n, errors = 0;
 	long count = 0, opened = 0;
-	bool secs_given = false;
+	bool secs_given = false, pha = false;
 	const char *name = "localhost", *ca = NULL, *cert = NULL, *key = NULL, *dane = NULL;
 	const char *groups = NULL;
 	unsigned int codepoint = 65282;
@@ -173,7 +177,7 @@ int main(int argc, char **argv)
 	struct slot *slots;
 	SSL_CTX *ctx;
 
-	while ((opt = getopt(argc, argv, "p:c:t:N:n:a:C:K:D:X:G:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:c:t:N:n:a:C:K:D:X:G:Hh")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = atoi(optarg);
@@ -209,6 +213,9 @@ int main(int argc, char **argv)
 		case 'G':
 			groups = optarg;
 			break;
+		case 'H':
+			pha = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -224,6 +231,7 @@ int main(int argc, char **argv)
 	}
 	addr.sin_port = htons(port);
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	offer_pha = pha;
 	ctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
