@@ -1409,6 +1409,32 @@ static ssize_t dance_pha_read(int fd, uint8_t *buf, size_t cap, uint8_t first, u
 	return end;
 }
 
+/*
+ * Read the peer's flight behind what @m holds already (the request, when validating),
+ * as the next field (the answer, or the request when answering), and send @m to
+ * danced. Frees @m.
+ */
+static int dance_pha_call(struct dance *d, int fd, struct dance_ea *m, uint8_t first, uint8_t last,
+			  struct dance_result *res)
+{
+	ssize_t n;
+	int ret;
+
+	n = dance_pha_read(fd, m->data + m->request_len, DANCE_EA_DATA_MAX - m->request_len, first,
+			   last, res);
+	if (n > 0) {
+		if (m->request_len)
+			m->auth_len = n;
+		else
+			m->request_len = n;
+		ret = dance_ea_call(d, fd, m, res);
+	} else {
+		ret = n;
+	}
+	free(m);
+	return ret;
+}
+
 /**
  * dance_pha_validate - take the client's answer to a post-handshake request, and judge it
  * @req: the request, as dance_pha_request() returned it
@@ -1430,8 +1456,6 @@ int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
 		       struct dance_result *res)
 {
 	struct dance_ea *m;
-	ssize_t n;
-	int ret;
 
 	if (!res)
 		return -EINVAL;
@@ -1444,16 +1468,7 @@ int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
 	m->op = DANCE_EA_PHA_VALIDATE;
 	m->request_len = req_len;
 	memcpy(m->data, req, req_len);
-	n = dance_pha_read(fd, m->data + req_len, DANCE_EA_DATA_MAX - req_len, DANCE_HS_CERTIFICATE,
-			   DANCE_HS_FINISHED, res);
-	if (n > 0) {
-		m->auth_len = n;
-		ret = dance_ea_call(d, fd, m, res);
-	} else {
-		ret = n;
-	}
-	free(m);
-	return ret;
+	return dance_pha_call(d, fd, m, DANCE_HS_CERTIFICATE, DANCE_HS_FINISHED, res);
 }
 
 /**
@@ -1475,8 +1490,6 @@ int dance_pha_validate(struct dance *d, int fd, const void *req, size_t req_len,
 int dance_pha_answer(struct dance *d, int fd, struct dance_result *res)
 {
 	struct dance_ea *m;
-	ssize_t n;
-	int ret;
 
 	if (!res)
 		return -EINVAL;
@@ -1484,16 +1497,8 @@ int dance_pha_answer(struct dance *d, int fd, struct dance_result *res)
 	if (!m)
 		return dance_fail(res, -ENOMEM, DANCE_RES_FD_KEPT, 0, "out of memory");
 	m->op = DANCE_EA_PHA_ANSWER;
-	n = dance_pha_read(fd, m->data, DANCE_EA_DATA_MAX, DANCE_HS_CERTIFICATE_REQUEST,
-			   DANCE_HS_CERTIFICATE_REQUEST, res);
-	if (n > 0) {
-		m->request_len = n;
-		ret = dance_ea_call(d, fd, m, res);
-	} else {
-		ret = n;
-	}
-	free(m);
-	return ret;
+	return dance_pha_call(d, fd, m, DANCE_HS_CERTIFICATE_REQUEST, DANCE_HS_CERTIFICATE_REQUEST,
+			      res);
 }
 
 /**

@@ -698,25 +698,50 @@ static void *upstream_main(void *arg)
 	return NULL;
 }
 
-TEST_F(ea, danced_client_proves_its_name_and_checks_the_server)
+/*
+ * danced's client role (service me) connects to an OpenSSL server, @u; returns the
+ * client's socket, offloaded, or -1.
+ */
+static int upstream_connect(struct __test_metadata *_metadata, FIXTURE_DATA(ea) * self,
+			    struct upstream *u)
 {
 	struct dance_params dp = { .service = "me", .peer_name = "localhost", .client = 1 };
-	struct upstream u = { .fd = -1 };
+	int fd;
+
+	memset(u, 0, sizeof(*u));
+	u->fd = -1;
+	u->ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_set_min_proto_version(u->ctx, TLS1_3_VERSION);
+	EXPECT_EQ(1, SSL_CTX_use_certificate_chain_file(u->ctx, self->e.srv_cert));
+	EXPECT_EQ(1, SSL_CTX_use_PrivateKey_file(u->ctx, self->e.srv_key, SSL_FILETYPE_PEM));
+	u->lfd = tcp_listen_any(&u->port);
+	if (u->lfd < 0)
+		return -1;
+	pthread_create(&u->thread, NULL, upstream_main, u);
+	fd = tcp_connect(u->port);
+	EXPECT_LE(0, fd);
+	EXPECT_EQ(0, dance_handshake(self->d, fd, &dp, self->r)) TH_LOG("%s", self->r->reason);
+	pthread_join(u->thread, NULL);
+	EXPECT_TRUE(u->ok);
+	return u->ok ? fd : -1;
+}
+
+static void upstream_close(struct upstream *u)
+{
+	SSL_free(u->ssl);
+	SSL_CTX_free(u->ctx);
+	close(u->fd);
+	close(u->lfd);
+}
+
+TEST_F(ea, danced_client_proves_its_name_and_checks_the_server)
+{
+	struct upstream u;
 	struct tea_found found = { 0 };
 	int fd, n, rl;
 
-	u.ctx = SSL_CTX_new(TLS_server_method());
-	SSL_CTX_set_min_proto_version(u.ctx, TLS1_3_VERSION);
-	ASSERT_EQ(1, SSL_CTX_use_certificate_chain_file(u.ctx, self->e.srv_cert));
-	ASSERT_EQ(1, SSL_CTX_use_PrivateKey_file(u.ctx, self->e.srv_key, SSL_FILETYPE_PEM));
-	u.lfd = tcp_listen_any(&u.port);
-	ASSERT_LE(0, u.lfd);
-	pthread_create(&u.thread, NULL, upstream_main, &u);
-	fd = tcp_connect(u.port);
+	fd = upstream_connect(_metadata, self, &u);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, dance_handshake(self->d, fd, &dp, self->r)) TH_LOG("%s", self->r->reason);
-	pthread_join(u.thread, NULL);
-	ASSERT_TRUE(u.ok);
 
 	/* The server asks danced's client for a name (DANE), and checks the answer itself. */
 	n = tea_request(u.ssl, (const uint8_t *)"server asks", 11, true, NULL, self->req,
@@ -779,10 +804,7 @@ TEST_F(ea, danced_client_proves_its_name_and_checks_the_server)
 	EXPECT_EQ(-ENOENT, dance_ea_request(self->d, fd, 0, NULL, self->r));
 	EXPECT_EQ(-ENOENT, dance_ea_forget(self->d, fd, self->r));
 	close(fd);
-	SSL_free(u.ssl);
-	SSL_CTX_free(u.ctx);
-	close(u.fd);
-	close(u.lfd);
+	upstream_close(&u);
 }
 
 /*
@@ -1372,30 +1394,16 @@ TEST_F(ea, a_client_gone_during_the_dns_wait_leaves_no_state)
 /* danced's own client connections too: what it keeps goes when the socket closes. */
 TEST_F(ea, a_danced_client_connection_closed_leaves_no_state)
 {
-	struct dance_params dp = { .service = "me", .peer_name = "localhost", .client = 1 };
-	struct upstream u = { .fd = -1 };
+	struct upstream u;
 	int fd;
 
-	u.ctx = SSL_CTX_new(TLS_server_method());
-	SSL_CTX_set_min_proto_version(u.ctx, TLS1_3_VERSION);
-	ASSERT_EQ(1, SSL_CTX_use_certificate_chain_file(u.ctx, self->e.srv_cert));
-	ASSERT_EQ(1, SSL_CTX_use_PrivateKey_file(u.ctx, self->e.srv_key, SSL_FILETYPE_PEM));
-	u.lfd = tcp_listen_any(&u.port);
-	ASSERT_LE(0, u.lfd);
-	pthread_create(&u.thread, NULL, upstream_main, &u);
-	fd = tcp_connect(u.port);
+	fd = upstream_connect(_metadata, self, &u);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, dance_handshake(self->d, fd, &dp, self->r)) TH_LOG("%s", self->r->reason);
-	pthread_join(u.thread, NULL);
-	ASSERT_TRUE(u.ok);
 	EXPECT_TRUE(status_says(self, "exported authenticators: 1 of 16384"));
 	close(fd);
 	usleep(300000);
 	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384"));
-	SSL_free(u.ssl);
-	SSL_CTX_free(u.ctx);
-	close(u.fd);
-	close(u.lfd);
+	upstream_close(&u);
 }
 
 /*
