@@ -58,7 +58,7 @@ LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)
 LIBDANCE := $(B)/libdance.a
 EXAMPLE := $(B)/dance-echo
 DANCECTL := $(B)/dancectl
-HSRATE := $(B)/hsrate
+DANCE_BENCH := $(B)/dance-bench
 POLICYCOST := $(B)/policycost
 COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so
 COST_KERNEL ?= 6.12
@@ -66,7 +66,7 @@ TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o d
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
 	admit_test dane_test exported_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test dns_test \
-	conn_test handoff_test ea_test)
+	conn_test handoff_test ea_test bench_test)
 VMROOT := $(B)/vm-root
 ASAN_VM_BINS := $(addprefix $(B)/tests/vm/,$(filter $(basename $(notdir $(wildcard tests/vm/*_test.c))),\
 	$(ASAN_VM_TESTS)))
@@ -81,7 +81,7 @@ ifneq ($(INROOT),)
 endif
 
 # Everything, against Debian 13's libraries (in the root on a Debian 12 machine).
-bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(HSRATE) $(POLICYCOST) $(COST_BINS) \
+bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) $(COST_BINS) \
 	$(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 # Against this machine's own libraries: what a Debian 12 machine still builds and tests.
@@ -101,7 +101,7 @@ unit-bins: $(UNIT_TESTS)
 asan-stage:
 	@$(MAKE) --no-print-directory B=$(ASAN_B) SANITIZE=1 asan-bins
 	@rm -rf $(VMROOT)/asan && mkdir -p $(VMROOT)/asan/tests/vm/bin $(VMROOT)/asan/bin
-	cp $(ASAN_B)/danced $(ASAN_B)/dance-echo $(DANCECTL) $(HSRATE) $(VMROOT)/asan/bin/
+	cp $(ASAN_B)/danced $(ASAN_B)/dance-echo $(DANCECTL) $(DANCE_BENCH) $(VMROOT)/asan/bin/
 	cp $(patsubst $(B)/%,$(ASAN_B)/%,$(ASAN_VM_BINS)) $(VMROOT)/asan/tests/vm/bin/
 	cp tests/lsan.supp $(VMROOT)/asan/
 
@@ -151,7 +151,7 @@ $(BPF_USERS): $(BPF_SKEL)
 $(LIBDANCE): $(LIBDANCE_OBJS)
 	$(AR) rcs $@ $^
 
-$(HSRATE): $(B)/obj/bench/hsrate.o
+$(DANCE_BENCH): $(B)/obj/bench/dance_bench.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(POLICYCOST): $(B)/obj/bench/policycost.o
@@ -184,7 +184,7 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # What the guest sees under /danced.
-$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) \
+$(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) \
 		$(COST_BINS) bench/cost-guest \
 		tests/run-tests README.md \
 		tests/demo/guest \
@@ -193,7 +193,7 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLIC
 	cp tests/run-tests $(VMROOT)/tests/
 	cp README.md $(VMROOT)/ # bpf_test runs its bpftool walkthrough
 	cp $(VM_TESTS) $(VMROOT)/tests/vm/bin/
-	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(HSRATE) $(POLICYCOST) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
+	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
 	cp $(COST_BINS) $(VMROOT)/bin/

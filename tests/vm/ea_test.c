@@ -1445,10 +1445,21 @@ TEST_F_TIMEOUT(ea, thousands_of_closed_connections_leave_no_state, 900)
 		 * X25519 alone: the key exchange is not what this measures, and TCG is slow.
 		 * Each client offers post-handshake auth (-H), so a transcript is kept too.
 		 */
-		char *argv[] = {
-			(char *)bin("hsrate"), "-p", port,	 "-N", count,	 "-c", "32", "-n",
-			"localhost",	       "-a", self->e.ca, "-G", "x25519", "-H", NULL
-		};
+		char *argv[] = { (char *)bin("dance-bench"),
+				 "-p",
+				 port,
+				 "-N",
+				 count,
+				 "-c",
+				 "32",
+				 "-n",
+				 "localhost",
+				 "-a",
+				 self->e.ca,
+				 "-G",
+				 "x25519",
+				 "-H",
+				 NULL };
 
 		ret = run(argv, NULL, 0, out, sizeof(out), 850);
 	}
