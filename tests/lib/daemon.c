@@ -189,6 +189,39 @@ pid_t spawn(char *const argv[], const char *log_path)
 	_exit(127);
 }
 
+/*
+ * echo_start - dance-echo in return mode on 127.0.0.1:@port, handing its connections to
+ * @e's danced; the options after @log_path (NULL-terminated) are added. Returns once
+ * the port accepts: the pid, or -1 (the server is then gone).
+ */
+pid_t echo_start(const struct env *e, int port, const char *log_path, ...)
+{
+	char listen[32], *argv[24];
+	const char *arg;
+	va_list ap;
+	pid_t pid;
+	int n = 0;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	argv[n++] = (char *)bin("dance-echo");
+	argv[n++] = "--handoff";
+	argv[n++] = (char *)e->sock;
+	argv[n++] = "--listen";
+	argv[n++] = listen;
+	va_start(ap, log_path);
+	while ((arg = va_arg(ap, const char *)) && n < 23)
+		argv[n++] = (char *)arg;
+	va_end(ap);
+	argv[n] = NULL;
+	pid = spawn(argv, log_path);
+	if (pid > 0 && wait_connectable(NULL, port, 10000)) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+		pid = -1;
+	}
+	return pid;
+}
+
 static long ms_since(const struct timespec *t0)
 {
 	struct timespec t;

@@ -38,6 +38,7 @@ bool log_contains(const struct env *e, const char *needle);
 int run(char *const argv[], const void *in, size_t in_len, char *out, size_t out_max,
 	int timeout_s);
 pid_t spawn(char *const argv[], const char *log_path);
+pid_t echo_start(const struct env *e, int port, const char *log_path, ...);
 int wait_connectable(const char *unix_path, int port, int timeout_ms);
 int tcp_listen_any(int *port);
 int tcp_connect(int port);

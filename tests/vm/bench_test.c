@@ -27,7 +27,7 @@ FIXTURE(bench)
 
 FIXTURE_SETUP(bench)
 {
-	char listen[32], log[160];
+	char log[160];
 
 	signal(SIGPIPE, SIG_IGN);
 	ASSERT_EQ(0, env_init(&self->e));
@@ -37,22 +37,9 @@ FIXTURE_SETUP(bench)
 			      self->e.srv_cert, self->e.srv_key, self->e.cli_ca));
 	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
 	self->port = free_port();
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", self->port);
 	snprintf(log, sizeof(log), "%.100s/echo.log", self->e.dir);
-	{
-		char *argv[] = { (char *)bin("dance-echo"),
-				 "--handoff",
-				 self->e.sock,
-				 "--listen",
-				 listen,
-				 "--http",
-				 "--async",
-				 NULL };
-
-		self->server = spawn(argv, log);
-	}
-	ASSERT_LT(0, self->server);
-	ASSERT_EQ(0, wait_connectable(NULL, self->port, 10000));
+	self->server = echo_start(&self->e, self->port, log, "--http", "--async", NULL);
+	ASSERT_LT(0, self->server) TH_LOG("dance-echo's log: %s", log);
 }
 
 FIXTURE_TEARDOWN(bench)

@@ -1293,30 +1293,15 @@ static int s_client_pha(int port, char *const extra[], char *out, size_t max)
  */
 TEST_F(ea, pha_with_openssl_s_client)
 {
-	char port[16], listen[32], log[160], out[8192], srv[8192];
+	char log[160], out[8192], srv[8192];
 	int p = free_port();
 	pid_t server;
 	FILE *f;
 	size_t n;
 
-	snprintf(port, sizeof(port), "%d", p);
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", p);
 	snprintf(log, sizeof(log), "%.100s/pha-server.log", self->e.dir);
-	{
-		char *argv[] = { (char *)bin("dance-echo"),
-				 "--handoff",
-				 self->e.sock,
-				 "--listen",
-				 listen,
-				 "--pha",
-				 "--service",
-				 "later",
-				 NULL };
-
-		server = spawn(argv, log);
-	}
-	ASSERT_LT(0, server);
-	ASSERT_EQ(0, wait_connectable(NULL, p, 10000));
+	server = echo_start(&self->e, p, log, "--pha", "--service", "later", NULL);
+	ASSERT_LT(0, server) TH_LOG("dance-echo's log: %s", log);
 	{
 		char *extra[] = { "-enable_pha", "-cert",	  self->e.cli_cert,
 				  "-key",	 self->e.cli_key, NULL };
@@ -1415,7 +1400,7 @@ TEST_F(ea, a_danced_client_connection_closed_leaves_no_state)
  */
 TEST_F_TIMEOUT(ea, thousands_of_closed_connections_leave_no_state, 900)
 {
-	char port[16], listen[32], log[160], out[4096], count[16], want[32];
+	char port[16], log[160], out[4096], count[16], want[32];
 	const char *n = getenv("DANCED_EA_CONNS") ?: "2000";
 	pid_t server;
 	int ret, p = free_port();
@@ -1423,22 +1408,9 @@ TEST_F_TIMEOUT(ea, thousands_of_closed_connections_leave_no_state, 900)
 	snprintf(port, sizeof(port), "%d", p);
 	snprintf(count, sizeof(count), "%d", atoi(n) > 0 ? atoi(n) : 2000);
 	snprintf(want, sizeof(want), "conns=%s ", count);
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", p);
 	snprintf(log, sizeof(log), "%.100s/server.log", self->e.dir);
-	{
-		char *argv[] = { (char *)bin("dance-echo"),
-				 "--handoff",
-				 self->e.sock,
-				 "--listen",
-				 listen,
-				 "--http",
-				 "--async",
-				 NULL };
-
-		server = spawn(argv, log);
-	}
-	ASSERT_LT(0, server);
-	ASSERT_EQ(0, wait_connectable(NULL, p, 10000));
+	server = echo_start(&self->e, p, log, "--http", "--async", NULL);
+	ASSERT_LT(0, server) TH_LOG("dance-echo's log: %s", log);
 	EXPECT_TRUE(status_says(self, "exported authenticators: 0 of 16384 connections kept"));
 	{
 		/*
