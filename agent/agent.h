@@ -230,6 +230,7 @@ struct __attribute__((aligned(16))) conn {
 	bool dns_waiting; /* on a lookup's list, or its answer on the way */
 	bool held; /* the BPF policy exempts this socket's I/O (policy_hold()) */
 	bool dns_cached; /* client role: the server's TLSA came from the cache */
+	uint32_t rx, tx; /* TLS bytes received and sent: a timeout says how far it got */
 	uint64_t start_ns, deadline_ns, wait_until_ns;
 	struct admit_ticket ticket;
 	struct sockaddr_storage peer; /* the TCP peer, for limits and logs */

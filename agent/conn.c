@@ -796,6 +796,21 @@ static void conn_stop(struct conn *c)
 	conn_finish(c);
 }
 
+/*
+ * The deadline passed during the handshake. Operators (and tests) need to know who
+ * stalled: the peer that never sent its next flight, or a send that never drained.
+ */
+static void fail_timeout(struct conn *c)
+{
+	const char *state = c->tls.ssl ? SSL_state_string_long(c->tls.ssl) : "not started";
+
+	fail_set(&c->fail, -ETIMEDOUT,
+		 "handshake timed out after %llu ms, waiting %s (TLS state \"%s\", %u bytes "
+		 "received, %u sent)",
+		 (unsigned long long)((c->deadline_ns - c->start_ns) / 1000000),
+		 c->io_send ? "to send to the peer" : "for the peer", state, c->rx, c->tx);
+}
+
 /**
  * conn_run - take the conn as far as it can go now
  *
@@ -821,9 +836,7 @@ static void conn_run(struct conn *c)
 					 "dns-timeout: no answer to the TLSA lookup within the "
 					 "handshake deadline");
 			else
-				fail_set(&c->fail, -ETIMEDOUT, "handshake timed out after %llu ms",
-					 (unsigned long long)((c->deadline_ns - c->start_ns) /
-							      1000000));
+				fail_timeout(c);
 		}
 		if (c->stopping) {
 			conn_stop(c);
@@ -1062,6 +1075,7 @@ void conn_io_done(struct conn *c, int res, unsigned int flags)
 			goto out;
 		}
 		t->out_off += res;
+		c->tx += res;
 		if (t->out_off < t->out_len && !c->stopping) {
 			if (submit_io(c, true, false))
 				conn_finish(c);
@@ -1077,6 +1091,7 @@ void conn_io_done(struct conn *c, int res, unsigned int flags)
 		conn_finish(c);
 		goto out;
 	} else {
+		c->rx += res;
 		tls_received(t, res);
 	}
 	conn_run(c);

@@ -7,6 +7,7 @@
  * configuration written for it, and checks what servers and peers see: results and
  * their reasons, bytes through kTLS, and danced still serving afterwards.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -873,6 +874,9 @@ TEST_F(robust, silent_client_times_out)
 	EXPECT_EQ(-ETIMEDOUT, fd);
 	EXPECT_EQ(-ETIMEDOUT, r->status);
 	EXPECT_NE(NULL, strstr(r->reason, "timed out")) TH_LOG("%s", r->reason);
+	/* The reason says who stalled: the client, which sent nothing at all. */
+	EXPECT_NE(NULL, strstr(r->reason, "waiting for the peer")) TH_LOG("%s", r->reason);
+	EXPECT_NE(NULL, strstr(r->reason, "0 bytes received, 0 sent")) TH_LOG("%s", r->reason);
 	EXPECT_LE(1900, ms_now() - t0);
 	/* danced shut the connection down: the client sees the end. */
 	{
@@ -885,6 +889,48 @@ TEST_F(robust, silent_client_times_out)
 }
 
 /* Beyond max_handshakes, a request is answered "busy" at once. */
+/*
+ * A client that sends its ClientHello and then stalls: the timeout names the peer as the
+ * one that stopped, and how far the handshake got (the server's whole flight went out).
+ */
+TEST_F(robust, stalled_client_timeout_says_where_it_stopped)
+{
+	struct dance_result *r = calloc(1, sizeof(*r));
+	unsigned int rx = 0, tx = 0;
+	const char *counts;
+	SSL *ssl;
+	int cfd, fd;
+
+	robust_start(_metadata, self, "workers = 1");
+	cfd = tcp_connect(self->port);
+	ASSERT_LE(0, cfd);
+	fcntl(cfd, F_SETFL, O_NONBLOCK);
+	ssl = SSL_new(self->cctx);
+	SSL_set_fd(ssl, cfd);
+	/* The ClientHello goes out; the client never reads the answer. */
+	EXPECT_EQ(-1, SSL_connect(ssl));
+	EXPECT_EQ(SSL_ERROR_WANT_READ, SSL_get_error(ssl, -1));
+	fd = accept_handshake(self->lfd, self->d, NULL, r);
+	EXPECT_EQ(-ETIMEDOUT, fd);
+	EXPECT_EQ(-ETIMEDOUT, r->status);
+	EXPECT_NE(NULL, strstr(r->reason, "waiting for the peer")) TH_LOG("%s", r->reason);
+	counts = strstr(r->reason, "bytes received");
+	ASSERT_NE(NULL, counts) TH_LOG("%s", r->reason);
+	while (counts > r->reason && counts[-1] == ' ')
+		counts--;
+	while (counts > r->reason && isdigit((unsigned char)counts[-1]))
+		counts--;
+	ASSERT_EQ(2, sscanf(counts, "%u bytes received, %u sent", &rx, &tx))
+	TH_LOG("%s", r->reason);
+	/* The ClientHello in, the server's flight (a certificate, so hundreds of bytes) out. */
+	EXPECT_LT(100U, rx) TH_LOG("%s", r->reason);
+	EXPECT_LT(rx, tx) TH_LOG("%s", r->reason);
+	EXPECT_EQ(NULL, strstr(r->reason, "not started")) TH_LOG("%s", r->reason);
+	SSL_free(ssl);
+	close(cfd);
+	free(r);
+}
+
 TEST_F(robust, busy_beyond_max_handshakes)
 {
 	struct dance_params p = { 0 };
