@@ -670,6 +670,16 @@ void verify_describe(X509 *cert, struct dance_result *res)
  * Reads this thread's OpenSSL error queue; the caller clears it. The text lives in a
  * per-thread buffer until the next call: copy it at once.
  */
+static bool record_layer_failure(unsigned long e)
+{
+#ifdef SSL_R_RECORD_LAYER_FAILURE
+	return ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_RECORD_LAYER_FAILURE;
+#else
+	(void)e; /* OpenSSL 3.0 names the record's fault itself */
+	return false;
+#endif
+}
+
 const char *verify_failure(SSL *ssl, const struct svc_config *cfg, int *status)
 {
 	static __thread char buf[DANCE_REASON_MAX];
@@ -689,8 +699,19 @@ const char *verify_failure(SSL *ssl, const struct svc_config *cfg, int *status)
 		return buf;
 	}
 	if (e) {
-		snprintf(buf, sizeof(buf), "TLS handshake failed: %s",
-			 ERR_reason_error_string(e) ?: "unknown OpenSSL error");
+		unsigned long first = ERR_peek_error();
+
+		/*
+		 * OpenSSL 3.2's record layer reports every failure of its own as "record layer
+		 * failure" last; the error it raised first says what was wrong with the record.
+		 */
+		if (record_layer_failure(e) && first != e)
+			snprintf(buf, sizeof(buf), "TLS handshake failed: %s (%s)",
+				 ERR_reason_error_string(e) ?: "record layer failure",
+				 ERR_reason_error_string(first) ?: "unknown OpenSSL error");
+		else
+			snprintf(buf, sizeof(buf), "TLS handshake failed: %s",
+				 ERR_reason_error_string(e) ?: "unknown OpenSSL error");
 		return buf;
 	}
 	return "TLS handshake failed";
