@@ -60,7 +60,7 @@ EXAMPLE := $(B)/dance-echo
 DANCECTL := $(B)/dancectl
 DANCE_BENCH := $(B)/dance-bench
 POLICYCOST := $(B)/policycost
-COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so
+COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so $(B)/floor $(B)/nowdt.so $(B)/bulk
 COST_KERNEL ?= 6.12
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o ea.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
@@ -164,7 +164,18 @@ $(B)/inflight: $(B)/obj/bench/inflight.o $(LIBDANCE)
 $(B)/connmem: $(B)/obj/bench/connmem.o $(B)/obj/tests/lib/pki.o $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# After the handshake: server CPU per byte, kTLS (danced's install) against SSL_write.
+$(B)/bulk: $(B)/obj/bench/bulk.o $(AGENT_LIB) $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The library floor: OpenSSL's own handshake cost, for bench/insns to compare against.
+$(B)/floor: $(B)/obj/bench/floor.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(B)/malloc_count.so: bench/malloc_count.c
+	$(CC) $(filter-out -fPIE,$(CFLAGS)) -fPIC -shared -o $@ $<
+
+$(B)/nowdt.so: bench/nowdt.c
 	$(CC) $(filter-out -fPIE,$(CFLAGS)) -fPIC -shared -o $@ $<
 
 $(AGENT_LIB): $(AGENT_OBJS)
@@ -188,7 +199,7 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(
 		$(COST_BINS) bench/cost-guest \
 		tests/run-tests README.md \
 		tests/demo/guest \
-		tests/demo/mkcerts tests/demo/mkzone bench/guest
+		tests/demo/mkcerts tests/demo/mkzone bench/guest bench/setup bench/insns bench/cgsplit
 	@rm -rf $(VMROOT) && mkdir -p $(VMROOT)/tests/vm/bin $(VMROOT)/bin
 	cp tests/run-tests $(VMROOT)/tests/
 	cp README.md $(VMROOT)/ # bpf_test runs its bpftool walkthrough
@@ -196,6 +207,8 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(
 	cp $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) tests/demo/mkcerts tests/demo/mkzone $(VMROOT)/bin/
 	cp tests/demo/guest $(VMROOT)/bin/demo
 	cp bench/guest $(VMROOT)/bin/bench
+	cp bench/setup $(VMROOT)/bin/bench-setup
+	cp bench/insns bench/cgsplit $(VMROOT)/bin/
 	cp $(COST_BINS) $(VMROOT)/bin/
 	cp bench/cost-guest $(VMROOT)/bin/cost
 	@touch $@

@@ -3,7 +3,10 @@
  * bench_test.c - a short smoke of dance-bench, the load generator of bench/, so that
  * it cannot rot between benchmark runs: a few handshakes against danced (through
  * dance-echo --http) and against nginx, read back from its JSON summary; and its
- * errors sorted by kind when the server is not there or refuses.
+ * errors sorted by kind when the server is not there or refuses. And the other tools
+ * `make bench` runs: bulk moves every byte in every mode with danced's kTLS install,
+ * floor completes its handshakes in each authentication mode, and cgsplit reads what
+ * callgrind wrote.
  */
 #include <errno.h>
 #include <signal.h>
@@ -169,6 +172,150 @@ TEST_F(bench, errors_are_sorted_by_kind)
 	EXPECT_EQ(3, field(self->out, "handshake")) TH_LOG("%s", self->out);
 	/* Bad usage. */
 	EXPECT_EQ(2, bench(self, self->port, bad)) TH_LOG("%s", self->out);
+}
+
+/* The value after "key=" in a line of key=value words, or -1. */
+static double word(const char *line, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), " %s=", key);
+	if (!strncmp(line, pat + 1, strlen(pat + 1)))
+		return strtod(line + strlen(pat + 1), NULL);
+	p = strstr(line, pat);
+	return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+/*
+ * bulk, one megabyte each way, every mode, with AES-GCM and ChaCha20-Poly1305: the
+ * receiver checks every byte, so exit 0 means the stream arrived whole through kTLS.
+ */
+TEST_F(bench, bulk_moves_every_byte_in_each_mode)
+{
+	static const char *const modes[] = { "send", "sendfile", "ssl-write", "recv", "ssl-read" };
+	static const char *const suites[] = { "TLS_AES_128_GCM_SHA256",
+					      "TLS_CHACHA20_POLY1305_SHA256" };
+	unsigned int i, j;
+
+	for (j = 0; j < 2; j++) {
+		for (i = 0; i < 5; i++) {
+			char *argv[] = { (char *)bin("bulk"),
+					 "-c",
+					 self->e.srv_cert,
+					 "-k",
+					 self->e.srv_key,
+					 "-m",
+					 (char *)modes[i],
+					 "-s",
+					 (char *)suites[j],
+					 "-M",
+					 "1",
+					 "-f",
+					 "1",
+					 NULL };
+
+			memset(self->out, 0, sizeof(self->out));
+			EXPECT_EQ(0, run(argv, NULL, 0, self->out, sizeof(self->out) - 1, 120))
+			TH_LOG("%s %s: %s", modes[i], suites[j], self->out);
+			EXPECT_EQ(1048576, word(self->out, "bytes")) TH_LOG("%s", self->out);
+			EXPECT_LT(0, word(self->out, "mb_per_cpu_s")) TH_LOG("%s", self->out);
+			EXPECT_NE(NULL, strstr(self->out, suites[j])) TH_LOG("%s", self->out);
+		}
+	}
+}
+
+/* bulk refuses what it cannot do, with its reason and its own exit status. */
+TEST_F(bench, bulk_refuses_bad_input)
+{
+	char bulk[256];
+	char *mode[] = { bulk, "-c", self->e.srv_cert, "-k", self->e.srv_key, "-m", "splice", NULL };
+	char *chunk[] = { bulk, "-c", self->e.srv_cert, "-k", self->e.srv_key, "-b", "3000", NULL };
+	char *key[] = { bulk, "-c", self->e.srv_cert, "-k", self->e.cli_key, "-M", "1", NULL };
+	char *suite[] = { bulk,
+			  "-c",
+			  self->e.srv_cert,
+			  "-k",
+			  self->e.srv_key,
+			  "-s",
+			  "TLS_NO_SUCH_SUITE",
+			  "-M",
+			  "1",
+			  NULL };
+
+	snprintf(bulk, sizeof(bulk), "%s", bin("bulk"));
+	EXPECT_EQ(2, run(mode, NULL, 0, self->out, sizeof(self->out) - 1, 30));
+	EXPECT_NE(NULL, strstr(self->out, "splice")) TH_LOG("%s", self->out);
+	/* A chunk that does not divide the repeated block. */
+	EXPECT_EQ(2, run(chunk, NULL, 0, self->out, sizeof(self->out) - 1, 30));
+	EXPECT_NE(NULL, strstr(self->out, "divides")) TH_LOG("%s", self->out);
+	/* The client's key does not match the server's certificate. */
+	EXPECT_EQ(1, run(key, NULL, 0, self->out, sizeof(self->out) - 1, 30));
+	EXPECT_NE(NULL, strstr(self->out, "server setup")) TH_LOG("%s", self->out);
+	EXPECT_EQ(1, run(suite, NULL, 0, self->out, sizeof(self->out) - 1, 30));
+	EXPECT_NE(NULL, strstr(self->out, "TLS_NO_SUCH_SUITE")) TH_LOG("%s", self->out);
+}
+
+/* floor in each mode, and what its callgrind counts look like through cgsplit. */
+TEST_F(bench, floor_handshakes_in_each_mode_and_cgsplit_reads_callgrind)
+{
+	/* bin() lends one of four buffers: five names need their own. */
+	char floor[256], cgsplit[256];
+	char *none[] = { floor, "-c", self->e.srv_cert, "-k", self->e.srv_key, "-N", "3", "-W",
+			 "0",	NULL };
+	char *x509[] = {
+		floor,		"-c", self->e.srv_cert, "-k", self->e.srv_key, "-m", "x509", "-a",
+		self->e.cli_ca, "-C", self->e.cli_cert, "-K", self->e.cli_key, "-N", "3",    NULL
+	};
+	/* The client's certificate is not from the CA floor is told to trust. */
+	char *wrong_ca[] = {
+		floor,	    "-c", self->e.srv_cert, "-k", self->e.srv_key, "-m", "x509", "-a",
+		self->e.ca, "-C", self->e.cli_cert, "-K", self->e.cli_key, "-N", "1",	 NULL
+	};
+	char cg[200], *vg[] = { "/usr/bin/valgrind",
+				"--tool=callgrind",
+				"--collect-atstart=no",
+				"--toggle-collect=floor_server_*",
+				NULL,
+				floor,
+				"-c",
+				self->e.srv_cert,
+				"-k",
+				self->e.srv_key,
+				"-N",
+				"2",
+				"-W",
+				"1",
+				NULL };
+	char out_file[256], *split[] = { cgsplit, "--per", "2", out_file, NULL };
+
+	snprintf(floor, sizeof(floor), "%s", bin("floor"));
+	snprintf(cgsplit, sizeof(cgsplit), "%s", bin("cgsplit"));
+	EXPECT_EQ(0, run(none, NULL, 0, self->out, sizeof(self->out) - 1, 120))
+	TH_LOG("%s", self->out);
+	EXPECT_NE(NULL, strstr(self->out, "handshakes=3 mode=none")) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, run(x509, NULL, 0, self->out, sizeof(self->out) - 1, 120))
+	TH_LOG("%s", self->out);
+	EXPECT_NE(NULL, strstr(self->out, "mode=x509")) TH_LOG("%s", self->out);
+	EXPECT_EQ(1, run(wrong_ca, NULL, 0, self->out, sizeof(self->out) - 1, 120))
+	TH_LOG("%s", self->out);
+	EXPECT_NE(NULL, strstr(self->out, "handshake 1 failed")) TH_LOG("%s", self->out);
+
+	snprintf(out_file, sizeof(out_file), "%.200s/cg.floor", self->e.dir);
+	snprintf(cg, sizeof(cg), "--callgrind-out-file=%.170s", out_file);
+	vg[4] = cg;
+	ASSERT_EQ(0, run(vg, NULL, 0, self->out, sizeof(self->out) - 1, 600))
+	TH_LOG("%s", self->out);
+	ASSERT_EQ(0, run(split, NULL, 0, self->out, sizeof(self->out) - 1, 60))
+	TH_LOG("%s", self->out);
+	/* A handshake is millions of instructions, nearly all of them OpenSSL's. */
+	EXPECT_LT(1000000, word(self->out, "total")) TH_LOG("%s", self->out);
+	EXPECT_LT(0.9 * word(self->out, "total"), word(self->out, "openssl"))
+	TH_LOG("%s", self->out);
+	/* Not a callgrind file: cgsplit says so and fails. */
+	split[3] = (char *)self->e.srv_cert;
+	EXPECT_EQ(1, run(split, NULL, 0, self->out, sizeof(self->out) - 1, 60));
+	EXPECT_NE(NULL, strstr(self->out, "not a callgrind file")) TH_LOG("%s", self->out);
 }
 
 DANCED_HARNESS_MAIN
