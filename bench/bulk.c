@@ -71,8 +71,7 @@ static const char usage[] =
 	"    bad usage.\n";
 
 enum mode { M_SEND, M_SENDFILE, M_SSL_WRITE, M_RECV, M_SSL_READ };
-static const char *const mode_names[] = { "send", "sendfile", "ssl-write", "recv",
-					  "ssl-read" };
+static const char *const mode_names[] = { "send", "sendfile", "ssl-write", "recv", "ssl-read" };
 
 static struct {
 	enum mode mode;
@@ -263,8 +262,9 @@ static int parse(int argc, char **argv, const char **cert, const char **key)
 			for (i = 0; i < 5 && strcmp(optarg, mode_names[i]); i++)
 				;
 			if (i == 5) {
-				fprintf(stderr, "bulk: -m %s: send, sendfile, ssl-write, recv or "
-						"ssl-read\n",
+				fprintf(stderr,
+					"bulk: -m %s: send, sendfile, ssl-write, recv or "
+					"ssl-read\n",
 					optarg);
 				return 2;
 			}
@@ -382,8 +382,8 @@ int main(int argc, char **argv)
 	if (g.mode == M_RECV || g.mode == M_SSL_READ) {
 		char one = 'k';
 
-		if ((g.mode == M_RECV ? send(fd, &one, 1, MSG_NOSIGNAL) : SSL_write(ssl, &one, 1)) !=
-		    1) {
+		if ((g.mode == M_RECV ? send(fd, &one, 1, MSG_NOSIGNAL) :
+					SSL_write(ssl, &one, 1)) != 1) {
 			fprintf(stderr, "bulk: acknowledgement: %s\n", strerror(errno));
 			goto out;
 		}
