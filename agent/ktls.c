@@ -32,26 +32,27 @@ int (*ktls_setsockopt)(int fd, int level, int name, const void *val,
 
 /*
  * Fetched once: fetching by name per handshake is where OpenSSL 3.0 spends its time.
- * Each worker thread keeps one HMAC context per suite digest, copied from a template
- * whose digest is already set, and re-keys it per derivation: no fetch and (almost) no
- * allocation per handshake. OpenSSL 3.0's KDF contexts cannot be copied, so the key
- * schedule's two functions are written here over HMAC, checked by the RFC 8448 and PRF
- * test vectors.
+ * HMAC is computed here over a digest context each worker thread keeps per suite hash
+ * (RFC 2104: H(K ^ opad || H(K ^ ipad || m))): re-keying an EVP_MAC context costs about
+ * 17,000 instructions in OpenSSL 3.5 (parameter parsing, a digest context per pad), and a
+ * second re-key to wipe it again, where the two digests here cost a few thousand. The key
+ * schedule's two functions are written over it, checked by the RFC 8448 and PRF test
+ * vectors.
  */
-static EVP_MAC *ktls_hmac;
 static int ktls_ex_index = -1;
 
 enum { KTLS_SHA256, KTLS_SHA384, KTLS_NDIGESTS };
 static const char *const ktls_digest_names[KTLS_NDIGESTS] = { "SHA2-256", "SHA2-384" };
 static const size_t ktls_digest_len[KTLS_NDIGESTS] = { 32, 48 };
-static EVP_MAC_CTX *ktls_hmac_tmpl[KTLS_NDIGESTS];
+static const size_t ktls_block_len[KTLS_NDIGESTS] = { 64, 128 };
+static EVP_MD *ktls_md[KTLS_NDIGESTS];
 /* Hash(""), the context of every TLS 1.3 exporter value (ktls_exporter()). */
 static uint8_t ktls_empty_hash[KTLS_NDIGESTS][KTLS_SECRET_MAX];
 static pthread_key_t ktls_hmac_key;
 static bool ktls_hmac_key_made;
 
 struct ktls_hmacs {
-	EVP_MAC_CTX *ctx[KTLS_NDIGESTS];
+	EVP_MD_CTX *ctx[KTLS_NDIGESTS];
 };
 
 static void ktls_hmacs_free(void *p)
@@ -60,7 +61,7 @@ static void ktls_hmacs_free(void *p)
 	int i;
 
 	for (i = 0; h && i < KTLS_NDIGESTS; i++)
-		EVP_MAC_CTX_free(h->ctx[i]);
+		EVP_MD_CTX_free(h->ctx[i]);
 	free(h);
 }
 
@@ -76,8 +77,8 @@ static int ktls_digest_index(const char *digest)
 	return -1;
 }
 
-/* This thread's HMAC context for @digest, or NULL. */
-static EVP_MAC_CTX *ktls_hmac_ctx(int i)
+/* This thread's digest context for hash @i, or NULL. */
+static EVP_MD_CTX *ktls_md_ctx(int i)
 {
 	struct ktls_hmacs *h;
 
@@ -92,30 +93,46 @@ static EVP_MAC_CTX *ktls_hmac_ctx(int i)
 		}
 	}
 	if (!h->ctx[i])
-		h->ctx[i] = EVP_MAC_CTX_dup(ktls_hmac_tmpl[i]);
+		h->ctx[i] = EVP_MD_CTX_new();
 	return h->ctx[i];
 }
 
-/* HMAC(key, a || b || c) into @out (the digest's length). */
-static int ktls_hmac3(EVP_MAC_CTX *m, const uint8_t *key, size_t key_len, const void *a,
-		      size_t a_len, const void *b, size_t b_len, const void *c, size_t c_len,
-		      uint8_t *out, size_t out_max)
+/*
+ * HMAC(key, a || b || c) with hash @i into @out (the digest's length). Keys here are
+ * traffic, exporter and master secrets, never longer than a block, so RFC 2104's hashing
+ * of long keys is not needed (-EINVAL if one were).
+ */
+static int ktls_hmac3(int i, const uint8_t *key, size_t key_len, const void *a, size_t a_len,
+		      const void *b, size_t b_len, const void *c, size_t c_len, uint8_t *out,
+		      size_t out_max)
 {
-	size_t n;
+	EVP_MD_CTX *h = ktls_md_ctx(i);
+	uint8_t pad[128], inner[KTLS_SECRET_MAX];
+	size_t bl, hl, k;
+	int ret = -EIO;
 
-	if (EVP_MAC_init(m, key, key_len, NULL) != 1 || EVP_MAC_update(m, a, a_len) != 1 ||
-	    EVP_MAC_update(m, b, b_len) != 1 || EVP_MAC_update(m, c, c_len) != 1 ||
-	    EVP_MAC_final(m, out, &n, out_max) != 1)
+	if (!h)
 		return -EIO;
-	return 0;
-}
-
-/* The context keeps state derived from the last key: overwrite it with nothing secret. */
-static void ktls_hmac_forget(EVP_MAC_CTX *m)
-{
-	static const uint8_t zero[64];
-
-	EVP_MAC_init(m, zero, sizeof(zero), NULL);
+	bl = ktls_block_len[i];
+	hl = ktls_digest_len[i];
+	if (key_len > bl || out_max < hl)
+		return -EINVAL;
+	for (k = 0; k < bl; k++)
+		pad[k] = (k < key_len ? key[k] : 0) ^ 0x36;
+	if (EVP_DigestInit_ex2(h, ktls_md[i], NULL) != 1 || EVP_DigestUpdate(h, pad, bl) != 1 ||
+	    EVP_DigestUpdate(h, a, a_len) != 1 || EVP_DigestUpdate(h, b, b_len) != 1 ||
+	    EVP_DigestUpdate(h, c, c_len) != 1 || EVP_DigestFinal_ex(h, inner, NULL) != 1)
+		goto out;
+	for (k = 0; k < bl; k++)
+		pad[k] ^= 0x36 ^ 0x5c;
+	if (EVP_DigestInit_ex2(h, ktls_md[i], NULL) != 1 || EVP_DigestUpdate(h, pad, bl) != 1 ||
+	    EVP_DigestUpdate(h, inner, hl) != 1 || EVP_DigestFinal_ex(h, out, NULL) != 1)
+		goto out;
+	ret = 0;
+out:
+	OPENSSL_cleanse(pad, sizeof(pad));
+	OPENSSL_cleanse(inner, sizeof(inner));
+	return ret;
 }
 
 /*
@@ -195,7 +212,6 @@ int ktls_hkdf_expand_label_ctx(const char *digest, const uint8_t *secret, size_t
 {
 	static const char prefix[] = "tls13 ";
 	int i = ktls_digest_index(digest);
-	EVP_MAC_CTX *m = ktls_hmac_ctx(i);
 	uint8_t info[2 + 1 + 255 + 1 + 255], t[KTLS_SECRET_MAX];
 	size_t llen = strlen(label), hlen, done = 0, tlen = 0, n = 0;
 	uint8_t ctr = 0;
@@ -203,7 +219,7 @@ int ktls_hkdf_expand_label_ctx(const char *digest, const uint8_t *secret, size_t
 
 	if (llen + sizeof(prefix) - 1 > 255 || out_len > 0xffff || ctx_len > 255)
 		return -EINVAL;
-	if (!m)
+	if (i < 0)
 		return -EIO;
 	hlen = ktls_digest_len[i];
 	if (out_len > 255 * hlen)
@@ -222,14 +238,13 @@ int ktls_hkdf_expand_label_ctx(const char *digest, const uint8_t *secret, size_t
 	n += ctx_len;
 	while (done < out_len) {
 		ctr++;
-		ret = ktls_hmac3(m, secret, secret_len, t, tlen, info, n, &ctr, 1, t, sizeof(t));
+		ret = ktls_hmac3(i, secret, secret_len, t, tlen, info, n, &ctr, 1, t, sizeof(t));
 		if (ret)
 			break;
 		tlen = hlen;
 		memcpy(out + done, t, out_len - done < hlen ? out_len - done : hlen);
 		done += hlen;
 	}
-	ktls_hmac_forget(m);
 	OPENSSL_cleanse(t, sizeof(t));
 	return ret;
 }
@@ -289,28 +304,26 @@ int ktls_tls12_prf(const char *digest, const uint8_t *secret, size_t secret_len,
 		   uint8_t *out, size_t out_len)
 {
 	int i = ktls_digest_index(digest);
-	EVP_MAC_CTX *m = ktls_hmac_ctx(i);
 	uint8_t seed[128], a[KTLS_SECRET_MAX], t[KTLS_SECRET_MAX];
 	size_t llen = strlen(label), slen, hlen, done = 0;
 	int ret;
 
-	if (!m || llen + seed1_len + seed2_len > sizeof(seed))
+	if (i < 0 || llen + seed1_len + seed2_len > sizeof(seed))
 		return -EIO;
 	hlen = ktls_digest_len[i];
 	memcpy(seed, label, llen);
 	memcpy(seed + llen, seed1, seed1_len);
 	memcpy(seed + llen + seed1_len, seed2, seed2_len);
 	slen = llen + seed1_len + seed2_len;
-	ret = ktls_hmac3(m, secret, secret_len, seed, slen, NULL, 0, NULL, 0, a, sizeof(a));
+	ret = ktls_hmac3(i, secret, secret_len, seed, slen, NULL, 0, NULL, 0, a, sizeof(a));
 	while (!ret && done < out_len) {
-		ret = ktls_hmac3(m, secret, secret_len, a, hlen, seed, slen, NULL, 0, t, sizeof(t));
+		ret = ktls_hmac3(i, secret, secret_len, a, hlen, seed, slen, NULL, 0, t, sizeof(t));
 		if (ret)
 			break;
 		memcpy(out + done, t, out_len - done < hlen ? out_len - done : hlen);
 		done += hlen;
-		ret = ktls_hmac3(m, secret, secret_len, a, hlen, NULL, 0, NULL, 0, a, sizeof(a));
+		ret = ktls_hmac3(i, secret, secret_len, a, hlen, NULL, 0, NULL, 0, a, sizeof(a));
 	}
-	ktls_hmac_forget(m);
 	OPENSSL_cleanse(a, sizeof(a));
 	OPENSSL_cleanse(t, sizeof(t));
 	return ret;
@@ -620,9 +633,7 @@ int ktls_init(void)
 
 	if (ktls_ex_index < 0)
 		ktls_ex_index = SSL_get_ex_new_index(0, "danced ktls_conn", NULL, NULL, NULL);
-	if (!ktls_hmac)
-		ktls_hmac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
-	if (ktls_ex_index < 0 || !ktls_hmac)
+	if (ktls_ex_index < 0)
 		goto fail;
 	if (!ktls_hmac_key_made) {
 		if (pthread_key_create(&ktls_hmac_key, ktls_hmacs_free))
@@ -630,18 +641,10 @@ int ktls_init(void)
 		ktls_hmac_key_made = true;
 	}
 	for (i = 0; i < KTLS_NDIGESTS; i++) {
-		OSSL_PARAM p[] = {
-			OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-							 (char *)ktls_digest_names[i], 0),
-			OSSL_PARAM_construct_end(),
-		};
-
-		if (ktls_hmac_tmpl[i])
+		if (ktls_md[i])
 			continue;
-		ktls_hmac_tmpl[i] = EVP_MAC_CTX_new(ktls_hmac);
-		if (!ktls_hmac_tmpl[i] || EVP_MAC_CTX_set_params(ktls_hmac_tmpl[i], p) != 1 ||
-		    !EVP_Digest("", 0, ktls_empty_hash[i], NULL,
-				i == KTLS_SHA384 ? EVP_sha384() : EVP_sha256(), NULL))
+		ktls_md[i] = EVP_MD_fetch(NULL, ktls_digest_names[i], NULL);
+		if (!ktls_md[i] || !EVP_Digest("", 0, ktls_empty_hash[i], NULL, ktls_md[i], NULL))
 			goto fail;
 	}
 	return 0;
@@ -659,11 +662,9 @@ void ktls_fini(void)
 		pthread_setspecific(ktls_hmac_key, NULL);
 	}
 	for (i = 0; i < KTLS_NDIGESTS; i++) {
-		EVP_MAC_CTX_free(ktls_hmac_tmpl[i]);
-		ktls_hmac_tmpl[i] = NULL;
+		EVP_MD_free(ktls_md[i]);
+		ktls_md[i] = NULL;
 	}
-	EVP_MAC_free(ktls_hmac);
-	ktls_hmac = NULL;
 }
 
 /**
