@@ -29,7 +29,7 @@ enum err_kind {
 	ERR_HANDSHAKE, /* the TLS handshake failed (alert, verification, reset) */
 	ERR_REQUEST, /* the request could not be written */
 	ERR_NO_ANSWER, /* closed or reset before any answer */
-	ERR_UNFINISHED, /* still in flight when the time ran out */
+	ERR_UNFINISHED, /* -N: still in flight when the guard time ran out */
 	ERR_KINDS,
 };
 
@@ -95,10 +95,13 @@ static const char usage_text[] =
 	"\n"
 	"OUTPUT\n"
 	"    One line on standard output:\n"
-	"        conns=N secs=S rate=R/s p50_ms=.. p99_ms=.. errors=E\n"
+	"        conns=N secs=S rate=R/s p50_ms=.. p99_ms=.. errors=E cut_off=K\n"
 	"    and with --json an object: conns, secs, rate, offered_rate (open loop),\n"
 	"    latency_ms {p50, p90, p99, p99_9, max}, errors, errors_by_kind {connect,\n"
-	"    handshake, request, no_answer, unfinished}.\n"
+	"    handshake, request, no_answer, unfinished}, cut_off.\n"
+	"    cut_off counts the connections still in flight when a -t run ended: the\n"
+	"    clock stopped them, they did not fail. With -N, a connection the guard\n"
+	"    time stops is an error (unfinished).\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 when at least one connection was served, 1 when none was or setup failed,\n"
@@ -236,7 +239,7 @@ static int slot_step(struct slot *s)
 }
 
 static void summary_json(FILE *f, size_t done, double secs, double rate, const double *lat,
-			 const long *errs)
+			 const long *errs, long cut_off)
 {
 	long total = 0;
 	int k;
@@ -252,7 +255,7 @@ static void summary_json(FILE *f, size_t done, double secs, double rate, const d
 		done ? lat[done - 1] * 1e3 : 0, total);
 	for (k = 0; k < ERR_KINDS; k++)
 		fprintf(f, "%s\"%s\":%ld", k ? "," : "", err_names[k], errs[k]);
-	fprintf(f, "}}\n");
+	fprintf(f, "},\"cut_off\":%ld}\n", cut_off);
 }
 
 int main(int argc, char **argv)
@@ -266,7 +269,7 @@ int main(int argc, char **argv)
 	};
 	struct sockaddr_in addr = { .sin_family = AF_INET };
 	int port = 0, conc = 16, secs = 5, opt, ep, i, n, version = TLS1_3_VERSION, k;
-	long count = 0, opened = 0, errs[ERR_KINDS] = { 0 }, errors = 0;
+	long count = 0, opened = 0, errs[ERR_KINDS] = { 0 }, errors = 0, cut_off = 0;
 	bool secs_given = false, progress = false;
 	const char *name = "localhost", *ca = NULL, *cert = NULL, *key = NULL, *dane = NULL;
 	const char *groups = NULL, *suites = NULL, *json = NULL;
@@ -455,13 +458,22 @@ int main(int argc, char **argv)
 	t_end = now() - t0;
 	for (i = 0; i < conc; i++)
 		if (slots[i].fd >= 0) {
-			errs[ERR_UNFINISHED]++;
-			errors++;
+			/*
+			 * A run of -t SECONDS ends with connections in flight: cut off by the
+			 * clock, not failed. A run of -N COUNT that ran out of time failed them.
+			 */
+			if (count) {
+				errs[ERR_UNFINISHED]++;
+				errors++;
+			} else {
+				cut_off++;
+			}
 			slot_close(&slots[i], ep);
 		}
 	qsort(lat, done, sizeof(double), cmp);
-	printf("conns=%zu secs=%.2f rate=%.1f/s p50_ms=%.1f p99_ms=%.1f errors=%ld\n", done, t_end,
-	       done / t_end, pct(lat, done, 0.5), pct(lat, done, 0.99), errors);
+	printf("conns=%zu secs=%.2f rate=%.1f/s p50_ms=%.1f p99_ms=%.1f errors=%ld cut_off=%ld\n",
+	       done, t_end, done / t_end, pct(lat, done, 0.5), pct(lat, done, 0.99), errors,
+	       cut_off);
 	if (json) {
 		FILE *f = strcmp(json, "-") ? fopen(json, "w") : stdout;
 
@@ -469,7 +481,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dance-bench: --json %s: %s\n", json, strerror(errno));
 			return 1;
 		}
-		summary_json(f, done, t_end, rate, lat, errs);
+		summary_json(f, done, t_end, rate, lat, errs, cut_off);
 		if (f != stdout)
 			fclose(f);
 	}

@@ -117,6 +117,28 @@ TEST_F(bench, open_loop_keeps_its_rate)
 	EXPECT_LE(0.45, strtod(strstr(self->out, "\"secs\":") + 7, NULL)) TH_LOG("%s", self->out);
 }
 
+/*
+ * A timed run ends with connections in flight: the clock cut them off, they did not
+ * fail. A counted run whose guard time runs out did fail them.
+ */
+TEST_F(bench, a_timed_run_cuts_off_without_errors)
+{
+	char *timed[] = { "-t", "2", "-c", "8", NULL };
+	char *guarded[] = { "-N", "1000000", "-c", "4", "-t", "2", NULL };
+
+	EXPECT_EQ(0, bench(self, self->port, timed)) TH_LOG("%s", self->out);
+	EXPECT_LT(0, field(self->out, "conns")) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, field(self->out, "errors")) TH_LOG("%s", self->out);
+	EXPECT_LE(0, field(self->out, "cut_off")) TH_LOG("%s", self->out);
+	EXPECT_GE(8, field(self->out, "cut_off")) TH_LOG("%s", self->out);
+	/* A million handshakes do not fit in two seconds: the rest in flight are errors. */
+	EXPECT_EQ(0, bench(self, self->port, guarded)) TH_LOG("%s", self->out);
+	EXPECT_LT(0, field(self->out, "unfinished")) TH_LOG("%s", self->out);
+	EXPECT_EQ(field(self->out, "unfinished"), field(self->out, "errors"))
+	TH_LOG("%s", self->out);
+	EXPECT_EQ(0, field(self->out, "cut_off")) TH_LOG("%s", self->out);
+}
+
 TEST_F(bench, counts_handshakes_against_nginx)
 {
 	char conf[256], dir[160], log[200], *extra[] = { "-N", "20", "-c", "4", NULL };
