@@ -130,6 +130,12 @@ static int ktls_hmac3(int i, const uint8_t *key, size_t key_len, const void *a, 
 		goto out;
 	ret = 0;
 out:
+	/*
+	 * The context's chaining state now holds the last digest: the HMAC itself, a key
+	 * or IV. A fresh start overwrites it with the hash's constants; it is cheaper than
+	 * freeing the context, which the next derivation would allocate again.
+	 */
+	EVP_DigestInit_ex2(h, ktls_md[i], NULL);
 	OPENSSL_cleanse(pad, sizeof(pad));
 	OPENSSL_cleanse(inner, sizeof(inner));
 	return ret;
