@@ -390,10 +390,8 @@ int main(int argc, char **argv)
 	}
 	pthread_join(t, NULL);
 	started = false;
-	if (g.err[0]) {
-		fprintf(stderr, "bulk: %s\n", g.err);
-		goto out;
-	}
+	if (g.err[0])
+		goto out; /* said below */
 	printf("mode=%s suite=%s bytes=%zu server_cpu_s=%.3f mb_per_cpu_s=%.1f wall_s=%.3f\n",
 	       mode_names[g.mode], g.suite, g.total, c1 - c0,
 	       c1 > c0 ? g.total / 1048576.0 / (c1 - c0) : 0.0, w1 - w0);

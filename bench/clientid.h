@@ -41,11 +41,9 @@ static inline int bench_clientid_parse(SSL *ssl, unsigned int type, unsigned int
 static inline int bench_clientid_register(SSL_CTX *ctx, unsigned int codepoint,
 					  const unsigned char *name)
 {
-	return SSL_CTX_add_custom_ext(ctx, codepoint,
-				      SSL_EXT_TLS1_3_CERTIFICATE_REQUEST |
-					      SSL_EXT_TLS1_3_CERTIFICATE,
-				      bench_clientid_add, NULL, (void *)name, bench_clientid_parse,
-				      NULL);
+	return SSL_CTX_add_custom_ext(
+		ctx, codepoint, SSL_EXT_TLS1_3_CERTIFICATE_REQUEST | SSL_EXT_TLS1_3_CERTIFICATE,
+		bench_clientid_add, NULL, (void *)name, bench_clientid_parse, NULL);
 }
 
 #endif

@@ -24,6 +24,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "clientid.h"
+
 enum err_kind {
 	ERR_CONNECT, /* socket() or connect() refused */
 	ERR_HANDSHAKE, /* the TLS handshake failed (alert, verification, reset) */
@@ -169,28 +171,6 @@ static void slot_close(struct slot *s, int ep)
 	close(s->fd);
 	s->ssl = NULL;
 	s->fd = -1;
-}
-
-/* dane_clientid in the first CertificateEntry, when a name was given. */
-static int clientid_add(SSL *ssl, unsigned int type, unsigned int context,
-			const unsigned char **out, size_t *outlen, X509 *x, size_t chainidx,
-			int *al, void *arg)
-{
-	(void)ssl, (void)type, (void)x, (void)al, (void)arg;
-	if (!clientid[0] || context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx)
-		return 0;
-	*out = clientid;
-	*outlen = clientid[0] + 1;
-	return 1;
-}
-
-static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
-			  const unsigned char *in, size_t inlen, X509 *x, size_t chainidx, int *al,
-			  void *arg)
-{
-	(void)ssl, (void)type, (void)context, (void)in, (void)inlen, (void)x, (void)chainidx;
-	(void)al, (void)arg;
-	return 1; /* the server's empty one in CertificateRequest */
 }
 
 /* Advance one connection: 1 when it completed, 0 to wait, or -1 - enum err_kind. */
@@ -386,10 +366,7 @@ int main(int argc, char **argv)
 	if (dane) {
 		clientid[0] = strlen(dane);
 		memcpy(clientid + 1, dane, clientid[0]);
-		SSL_CTX_add_custom_ext(ctx, codepoint,
-				       SSL_EXT_TLS1_3_CERTIFICATE_REQUEST |
-					       SSL_EXT_TLS1_3_CERTIFICATE,
-				       clientid_add, NULL, NULL, clientid_parse, NULL);
+		bench_clientid_register(ctx, codepoint, clientid);
 	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (count && conc > count && !rate)

@@ -44,6 +44,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "clientid.h"
+
 #include "../agent/lib/dance.h"
 
 #define HELLO_MAX 2048
@@ -491,29 +493,6 @@ static void msg_cb(int write_p, int version, int type, const void *buf, size_t l
 	}
 }
 
-static int clientid_add(SSL *ssl, unsigned int type, unsigned int context,
-			const unsigned char **out, size_t *outlen, X509 *x, size_t chainidx,
-			int *al, void *arg)
-{
-	const unsigned char *id = SSL_get_app_data(ssl);
-
-	(void)type, (void)x, (void)al, (void)arg;
-	if (!id || context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx)
-		return 0;
-	*out = id;
-	*outlen = id[0] + 1;
-	return 1;
-}
-
-static int clientid_parse(SSL *ssl, unsigned int type, unsigned int context,
-			  const unsigned char *in, size_t inlen, X509 *x, size_t chainidx, int *al,
-			  void *arg)
-{
-	(void)ssl, (void)type, (void)context, (void)in, (void)inlen, (void)x, (void)chainidx;
-	(void)al, (void)arg;
-	return 1; /* the server's empty one in CertificateRequest */
-}
-
 static void ctx_init(void)
 {
 	g.ctx = SSL_CTX_new(TLS_client_method());
@@ -524,9 +503,7 @@ static void ctx_init(void)
 			 SSL_CTX_use_PrivateKey_file(g.ctx, opt.key, SSL_FILETYPE_PEM) != 1))
 		die("%s, %s: %s", opt.cert, opt.key, ERR_reason_error_string(ERR_get_error()));
 	/* The name is each connection's own (its app data), sent when asked for. */
-	SSL_CTX_add_custom_ext(g.ctx, opt.codepoint,
-			       SSL_EXT_TLS1_3_CERTIFICATE_REQUEST | SSL_EXT_TLS1_3_CERTIFICATE,
-			       clientid_add, NULL, NULL, clientid_parse, NULL);
+	bench_clientid_register(g.ctx, opt.codepoint, NULL);
 }
 
 /* A full OpenSSL client; @name in dane_clientid when given. */
