@@ -10,6 +10,13 @@
 
 #include <openssl/ssl.h>
 
+/* Where the ClientName goes: a CertificateEntry of a certificate or a raw public key. */
+#ifdef SSL_EXT_TLS1_3_RAW_PUBLIC_KEY
+#define BENCH_CLIENTID_ENTRY (SSL_EXT_TLS1_3_CERTIFICATE | SSL_EXT_TLS1_3_RAW_PUBLIC_KEY)
+#else
+#define BENCH_CLIENTID_ENTRY SSL_EXT_TLS1_3_CERTIFICATE
+#endif
+
 /* The ClientName (a length byte, then the name): the SSL's app data, else the ext's arg. */
 static inline int bench_clientid_add(SSL *ssl, unsigned int type, unsigned int context,
 				     const unsigned char **out, size_t *outlen, X509 *x,
@@ -18,7 +25,8 @@ static inline int bench_clientid_add(SSL *ssl, unsigned int type, unsigned int c
 	const unsigned char *id = SSL_get_app_data(ssl) ?: arg;
 
 	(void)type, (void)x, (void)al;
-	if (!id || !id[0] || context != SSL_EXT_TLS1_3_CERTIFICATE || chainidx)
+	/* The first entry only: of a certificate chain, or the one raw public key. */
+	if (!id || !id[0] || chainidx || !(context & BENCH_CLIENTID_ENTRY))
 		return 0;
 	*out = id;
 	*outlen = id[0] + 1;
@@ -41,9 +49,10 @@ static inline int bench_clientid_parse(SSL *ssl, unsigned int type, unsigned int
 static inline int bench_clientid_register(SSL_CTX *ctx, unsigned int codepoint,
 					  const unsigned char *name)
 {
-	return SSL_CTX_add_custom_ext(
-		ctx, codepoint, SSL_EXT_TLS1_3_CERTIFICATE_REQUEST | SSL_EXT_TLS1_3_CERTIFICATE,
-		bench_clientid_add, NULL, (void *)name, bench_clientid_parse, NULL);
+	return SSL_CTX_add_custom_ext(ctx, codepoint,
+				      SSL_EXT_TLS1_3_CERTIFICATE_REQUEST | BENCH_CLIENTID_ENTRY,
+				      bench_clientid_add, NULL, (void *)name, bench_clientid_parse,
+				      NULL);
 }
 
 #endif

@@ -5,11 +5,14 @@
  * server answers before it closes, so a connection counts only when the server side
  * finished its handshake too. Closed loop (a fixed number in flight) or open loop (a
  * fixed arrival rate, latency counted from when each connection was due, so that an
- * overloaded server cannot hide its queue). One thread, epoll, non-blocking OpenSSL.
+ * overloaded server cannot hide its queue). One epoll loop per thread (-T), each with
+ * its share of the connections, non-blocking OpenSSL.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +32,7 @@
 enum err_kind {
 	ERR_CONNECT, /* socket() or connect() refused */
 	ERR_HANDSHAKE, /* the TLS handshake failed (alert, verification, reset) */
-	ERR_REQUEST, /* the request could not be written */
+	ERR_REQUEST, /* the request (or, with --no-request, the close_notify) was not sent */
 	ERR_NO_ANSWER, /* closed or reset before any answer */
 	ERR_UNFINISHED, /* -N: still in flight when the guard time ran out */
 	ERR_KINDS,
@@ -38,45 +41,85 @@ enum err_kind {
 static const char *const err_names[ERR_KINDS] = { "connect", "handshake", "request", "no_answer",
 						  "unfinished" };
 
+enum phase {
+	P_HANDSHAKE,
+	P_REQUEST, /* writing the request */
+	P_RESPONSE, /* reading the answer, until the server closes */
+	P_CLOSE_NOTIFY, /* --no-request: sending close_notify */
+	P_CLOSING, /* --no-request: until the server closes in turn */
+};
+
 struct slot {
 	int fd; /* -1: free */
 	SSL *ssl;
-	int phase; /* 0 handshake, 1 request, 2 response */
+	enum phase phase;
 	size_t sent, got;
 	double t0; /* when it was due (open loop) or opened (closed loop) */
 };
 
+/* What every thread shares, set before any starts and read-only after. */
+static struct {
+	SSL_CTX *ctx;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	const char *name;
+	bool request; /* false: --no-request */
+	bool pha; /* --pha */
+	double t0, t_end;
+} cfg;
+
+/* One thread's share of the load and what it measured. */
+struct worker {
+	pthread_t thread;
+	int conc; /* connections in flight at most */
+	double rate; /* open loop: its share of the arrival rate; 0: closed loop */
+	long count; /* -N: its share; 0: until the clock ends it */
+	double *lat; /* seconds, one per connection served */
+	size_t cap;
+	long errs[ERR_KINDS];
+	long cut_off;
+	atomic_long served, errors, in_flight; /* read by the progress line */
+	int status; /* 0, or a negative errno when the thread could not start */
+};
+
+static atomic_int live; /* threads still running */
+
 static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 static unsigned char clientid[256]; /* ClientName<0..255>: length, then the name */
-static int offer_pha; /* --pha */
 
 static const char usage_text[] =
 	"NAME\n"
 	"    dance-bench - TLS handshake load generator\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    dance-bench -p PORT [-c CONCURRENCY] [-r RATE] [-t SECONDS | -N COUNT]\n"
-	"                [-n SERVERNAME] [-a CAFILE] [-V 1.2|1.3] [-s SUITES] [-G GROUPS]\n"
-	"                [-C CERT -K KEY [-D DANE_NAME [-X CODEPOINT]]] [-H]\n"
+	"    dance-bench -p PORT [-A ADDRESS] [-c CONCURRENCY] [-T THREADS] [-r RATE]\n"
+	"                [-t SECONDS | -N COUNT] [-n SERVERNAME] [-a CAFILE] [-V 1.2|1.3]\n"
+	"                [-s SUITES] [-G GROUPS] [-C CERT -K KEY [--rpk]\n"
+	"                [-D DANE_NAME [-X CODEPOINT]]] [-H] [--no-request]\n"
 	"                [--json FILE] [--progress]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Makes full TLS handshakes (no session resumption, no tickets) against\n"
-	"    127.0.0.1:PORT, each followed by one HTTP/1.1 request (\"GET /\",\n"
+	"    ADDRESS:PORT, each followed by one HTTP/1.1 request (\"GET /\",\n"
 	"    \"Connection: close\"); a connection counts when an answer came and the\n"
 	"    server closed, so the server's side of the handshake is in every count.\n"
 	"    Any TLS server that answers HTTP/1.1 will do: danced (dance-echo --http),\n"
-	"    nginx, HAProxy.\n"
+	"    nginx, HAProxy. With --no-request, any TLS server at all.\n"
 	"\n"
 	"    Closed loop (the default): CONCURRENCY connections are always in flight.\n"
 	"    Open loop (-r): a new connection is due every 1/RATE seconds whatever the\n"
 	"    server does, up to CONCURRENCY in flight; latency counts from when each was\n"
 	"    due, so an overloaded server's queue shows in it (no coordinated omission).\n"
+	"    With -T, each of THREADS threads runs its own event loop with an equal share\n"
+	"    of CONCURRENCY, RATE and COUNT: one per core when the client's own crypto\n"
+	"    would otherwise be the bottleneck.\n"
 	"\n"
 	"OPTIONS\n"
-	"    -p PORT          the server's port on 127.0.0.1\n"
+	"    -p PORT          the server's TCP port\n"
+	"    -A ADDRESS       the server's IPv4 or IPv6 address (default 127.0.0.1)\n"
 	"    -c CONCURRENCY   connections in flight (closed loop), or at most (open\n"
 	"                     loop); default 16\n"
+	"    -T THREADS       threads, each with its own share (default 1)\n"
 	"    -r RATE          open loop: connections started per second\n"
 	"    -t SECONDS       run this long (default 5)\n"
 	"    -N COUNT         make exactly COUNT connections, then stop (errors count\n"
@@ -87,10 +130,18 @@ static const char usage_text[] =
 	"    -s SUITES        TLS 1.3 ciphersuites or TLS 1.2 cipher list, OpenSSL syntax\n"
 	"    -G GROUPS        key exchange groups, OpenSSL syntax (default OpenSSL's)\n"
 	"    -C CERT, -K KEY  a client certificate (PEM chain) and key, sent when asked\n"
+	"    --rpk            send CERT's public key alone, as a raw public key (RFC 7250:\n"
+	"                     the client offers only that type); TLS 1.3, OpenSSL 3.2 or\n"
+	"                     later. For DANE servers, whose TLSA record (selector 1,\n"
+	"                     SubjectPublicKeyInfo) names the key\n"
 	"    -D DANE_NAME     name the client in dane_clientid (draft-ietf-dance-client-\n"
 	"                     auth) in its Certificate, for DANE client authentication\n"
 	"    -X CODEPOINT     the dane_clientid codepoint (default 65282, danced's)\n"
 	"    -H, --pha        offer post_handshake_auth, as curl does\n"
+	"    --no-request     send no request: after the handshake the client sends\n"
+	"                     close_notify, and the connection counts when the server\n"
+	"                     closes in turn (so the server's side of the handshake is\n"
+	"                     still in the count)\n"
 	"    --json FILE      write the summary as JSON to FILE (- for standard output)\n"
 	"    --progress       a line on standard error every second\n"
 	"    -h, --help       this text\n"
@@ -99,8 +150,8 @@ static const char usage_text[] =
 	"    One line on standard output:\n"
 	"        conns=N secs=S rate=R/s p50_ms=.. p99_ms=.. errors=E cut_off=K\n"
 	"    and with --json an object: conns, secs, rate, offered_rate (open loop),\n"
-	"    latency_ms {p50, p90, p99, p99_9, max}, errors, errors_by_kind {connect,\n"
-	"    handshake, request, no_answer, unfinished}, cut_off.\n"
+	"    threads, latency_ms {p50, p90, p99, p99_9, max}, errors, errors_by_kind\n"
+	"    {connect, handshake, request, no_answer, unfinished}, cut_off.\n"
 	"    cut_off counts the connections still in flight when a -t run ended: the\n"
 	"    clock stopped them, they did not fail. With -N, a connection the guard\n"
 	"    time stops is an error (unfinished).\n"
@@ -111,9 +162,9 @@ static const char usage_text[] =
 	"\n"
 	"EXAMPLES\n"
 	"    dance-bench -p 8443 -c 32 -t 10 -a ca.pem\n"
-	"    dance-bench -p 8443 -r 200 -c 1000 -t 30 --json result.json\n"
+	"    dance-bench -p 8443 -r 200 -c 1000 -t 30 -T 2 --json result.json\n"
 	"    dance-bench -p 9443 -N 1000 -C sensor.pem -K sensor.key \\\n"
-	"        -D sensor1._device.example.com\n";
+	"        -D sensor1._device.example.com --rpk\n";
 
 static double now(void)
 {
@@ -138,27 +189,28 @@ static double pct(const double *lat, size_t n, double q)
 	return n ? lat[i < n ? i : n - 1] * 1e3 : 0;
 }
 
-static int slot_open(struct slot *s, SSL_CTX *ctx, int ep, struct sockaddr_in *addr,
-		     const char *name, double due)
+static int slot_open(struct slot *s, int ep, double due)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = s };
 	int one = 1;
 
-	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	s->fd = socket(cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0)
 		return -errno;
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(s->fd, (struct sockaddr *)addr, sizeof(*addr)) && errno != EINPROGRESS) {
+	if (connect(s->fd, (struct sockaddr *)&cfg.addr, cfg.addr_len) && errno != EINPROGRESS) {
 		close(s->fd);
 		s->fd = -1;
 		return -errno;
 	}
-	s->ssl = SSL_new(ctx);
-	SSL_set_post_handshake_auth(s->ssl, offer_pha);
+	s->ssl = SSL_new(cfg.ctx);
+	if (!s->ssl)
+		return -ENOMEM;
+	SSL_set_post_handshake_auth(s->ssl, cfg.pha);
 	SSL_set_fd(s->ssl, s->fd);
 	SSL_set_connect_state(s->ssl);
-	SSL_set_tlsext_host_name(s->ssl, name);
-	s->phase = 0;
+	SSL_set_tlsext_host_name(s->ssl, cfg.name);
+	s->phase = P_HANDSHAKE;
 	s->sent = s->got = 0;
 	s->t0 = due;
 	return epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) ? -errno : 0;
@@ -177,49 +229,166 @@ static void slot_close(struct slot *s, int ep)
 static int slot_step(struct slot *s)
 {
 	char buf[4096];
-	int ret, err;
+	int ret = 0, err;
 
 	for (;;) {
-		if (s->phase == 0) {
+		switch (s->phase) {
+		case P_HANDSHAKE:
 			ret = SSL_do_handshake(s->ssl);
 			if (ret == 1) {
-				s->phase = 1;
+				s->phase = cfg.request ? P_REQUEST : P_CLOSE_NOTIFY;
 				continue;
 			}
-		} else if (s->phase == 1) {
+			break;
+		case P_REQUEST:
 			ret = SSL_write(s->ssl, req + s->sent, sizeof(req) - 1 - s->sent);
 			if (ret > 0) {
 				s->sent += ret;
 				if (s->sent == sizeof(req) - 1)
-					s->phase = 2;
+					s->phase = P_RESPONSE;
 				continue;
 			}
-		} else {
+			break;
+		case P_CLOSE_NOTIFY:
+			/* 0: sent, the peer's is yet to come. */
+			ret = SSL_shutdown(s->ssl);
+			if (ret >= 0) {
+				s->phase = P_CLOSING;
+				continue;
+			}
+			break;
+		case P_RESPONSE:
+		case P_CLOSING:
 			ret = SSL_read(s->ssl, buf, sizeof(buf));
 			if (ret > 0) {
 				s->got += ret;
 				continue;
 			}
 			err = SSL_get_error(s->ssl, ret);
-			/* Closed or reset: served only if an answer came first. */
-			if (err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL)
-				return s->got ? 1 : -1 - ERR_NO_ANSWER;
+			/*
+			 * Closed or reset: served if an answer came first, or, with no request,
+			 * if the server closed after the client's close_notify.
+			 */
+			if (err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL) {
+				ERR_clear_error();
+				return s->got || s->phase == P_CLOSING ? 1 : -1 - ERR_NO_ANSWER;
+			}
+			break;
 		}
 		err = SSL_get_error(s->ssl, ret);
 		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 			return 0;
 		ERR_clear_error();
 		/* A non-blocking connect() fails where the handshake first writes. */
-		if (s->phase == 0 && err == SSL_ERROR_SYSCALL && errno == ECONNREFUSED)
+		if (s->phase == P_HANDSHAKE && err == SSL_ERROR_SYSCALL && errno == ECONNREFUSED)
 			return -1 - ERR_CONNECT;
-		return -1 - (s->phase == 0 ? ERR_HANDSHAKE :
-			     s->phase == 1 ? ERR_REQUEST :
-					     ERR_NO_ANSWER);
+		switch (s->phase) {
+		case P_HANDSHAKE:
+			return -1 - ERR_HANDSHAKE;
+		case P_REQUEST:
+		case P_CLOSE_NOTIFY:
+			return -1 - ERR_REQUEST;
+		default:
+			return -1 - ERR_NO_ANSWER;
+		}
 	}
 }
 
-static void summary_json(FILE *f, size_t done, double secs, double rate, const double *lat,
-			 const long *errs, long cut_off)
+static void count_error(struct worker *w, enum err_kind k)
+{
+	w->errs[k]++;
+	atomic_fetch_add_explicit(&w->errors, 1, memory_order_relaxed);
+}
+
+/* One thread: its share of the connections, in its own epoll loop, until the end. */
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event evs[256];
+	struct slot *slots, **free_slots;
+	long opened = 0, done = 0;
+	size_t nfree = 0;
+	double next_due = cfg.t0, t;
+	int ep, i, n;
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	slots = calloc(w->conc, sizeof(*slots));
+	free_slots = calloc(w->conc, sizeof(*free_slots));
+	if (ep < 0 || !slots || !free_slots) {
+		w->status = -errno;
+		goto out;
+	}
+	for (i = 0; i < w->conc; i++) {
+		slots[i].fd = -1;
+		free_slots[nfree++] = &slots[w->conc - 1 - i];
+	}
+	for (;;) {
+		long errors = atomic_load_explicit(&w->errors, memory_order_relaxed);
+
+		t = now();
+		if (t >= cfg.t_end || (w->count && done + errors >= w->count))
+			break;
+		/* Start what is due: everything free (closed loop), or what the clock says. */
+		while (nfree && (!w->count || opened < w->count) && (!w->rate || next_due <= t)) {
+			struct slot *s = free_slots[--nfree];
+
+			opened++;
+			if (slot_open(s, ep, w->rate ? next_due : t)) {
+				if (s->fd >= 0)
+					slot_close(s, ep);
+				count_error(w, ERR_CONNECT);
+				free_slots[nfree++] = s;
+				if (!w->rate)
+					break; /* the server is gone: let the clock move on */
+			}
+			if (w->rate)
+				next_due += 1 / w->rate;
+		}
+		atomic_store_explicit(&w->in_flight, w->conc - nfree, memory_order_relaxed);
+		n = epoll_wait(ep, evs, 256,
+			       w->rate ? (int)((next_due > t ? next_due - t : 0) * 1e3) + 1 : 100);
+		for (i = 0; i < n; i++) {
+			struct slot *s = evs[i].data.ptr;
+			int r = slot_step(s);
+
+			if (!r)
+				continue;
+			if (r > 0) {
+				if ((size_t)done < w->cap)
+					w->lat[done] = now() - s->t0;
+				done++;
+				atomic_fetch_add_explicit(&w->served, 1, memory_order_relaxed);
+			} else {
+				count_error(w, -1 - r);
+			}
+			slot_close(s, ep);
+			free_slots[nfree++] = s;
+		}
+	}
+	for (i = 0; i < w->conc; i++)
+		if (slots[i].fd >= 0) {
+			/*
+			 * A run of -t SECONDS ends with connections in flight: cut off by the
+			 * clock, not failed. A run of -N COUNT that ran out of time failed them.
+			 */
+			if (w->count)
+				count_error(w, ERR_UNFINISHED);
+			else
+				w->cut_off++;
+			slot_close(&slots[i], ep);
+		}
+	atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
+out:
+	free(slots);
+	free(free_slots);
+	if (ep >= 0)
+		close(ep);
+	atomic_fetch_sub(&live, 1);
+	return NULL;
+}
+
+static void summary_json(FILE *f, size_t done, double secs, double rate, int threads,
+			 const double *lat, const long *errs, long cut_off)
 {
 	long total = 0;
 	int k;
@@ -227,15 +396,37 @@ static void summary_json(FILE *f, size_t done, double secs, double rate, const d
 	for (k = 0; k < ERR_KINDS; k++)
 		total += errs[k];
 	fprintf(f,
-		"{\"conns\":%zu,\"secs\":%.3f,\"rate\":%.1f,\"offered_rate\":%.1f,"
+		"{\"conns\":%zu,\"secs\":%.3f,\"rate\":%.1f,\"offered_rate\":%.1f,\"threads\":%d,"
 		"\"latency_ms\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p99_9\":%.2f,"
 		"\"max\":%.2f},\"errors\":%ld,\"errors_by_kind\":{",
-		done, secs, secs > 0 ? done / secs : 0, rate, pct(lat, done, 0.5),
+		done, secs, secs > 0 ? done / secs : 0, rate, threads, pct(lat, done, 0.5),
 		pct(lat, done, 0.9), pct(lat, done, 0.99), pct(lat, done, 0.999),
 		done ? lat[done - 1] * 1e3 : 0, total);
 	for (k = 0; k < ERR_KINDS; k++)
 		fprintf(f, "%s\"%s\":%ld", k ? "," : "", err_names[k], errs[k]);
 	fprintf(f, "},\"cut_off\":%ld}\n", cut_off);
+}
+
+/* ADDRESS and PORT into cfg.addr: 0, or -EINVAL when ADDRESS is not an IP literal. */
+static int set_addr(const char *address, int port)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)&cfg.addr;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&cfg.addr;
+
+	memset(&cfg.addr, 0, sizeof(cfg.addr));
+	if (inet_pton(AF_INET, address, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		cfg.addr_len = sizeof(*in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		cfg.addr_len = sizeof(*in6);
+		return 0;
+	}
+	return -EINVAL;
 }
 
 int main(int argc, char **argv)
@@ -244,31 +435,39 @@ int main(int argc, char **argv)
 		{ "json", required_argument, NULL, 'J' },
 		{ "progress", no_argument, NULL, 'R' },
 		{ "pha", no_argument, NULL, 'H' },
+		{ "rpk", no_argument, NULL, 'P' },
+		{ "no-request", no_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct sockaddr_in addr = { .sin_family = AF_INET };
-	int port = 0, conc = 16, secs = 5, opt, ep, i, n, version = TLS1_3_VERSION, k;
-	long count = 0, opened = 0, errs[ERR_KINDS] = { 0 }, errors = 0, cut_off = 0;
-	bool secs_given = false, progress = false;
-	const char *name = "localhost", *ca = NULL, *cert = NULL, *key = NULL, *dane = NULL;
-	const char *groups = NULL, *suites = NULL, *json = NULL;
+	int port = 0, conc = 16, secs = 5, opt, i, version = TLS1_3_VERSION, k, threads = 1;
+	long count = 0, errs[ERR_KINDS] = { 0 }, errors = 0, cut_off = 0;
+	bool secs_given = false, progress = false, rpk = false;
+	const char *cert = NULL, *key = NULL, *dane = NULL, *address = "127.0.0.1";
+	const char *groups = NULL, *suites = NULL, *json = NULL, *ca = NULL;
 	unsigned int codepoint = 65282;
-	double rate = 0, next_due, next_report, t_end, t0, t;
-	struct epoll_event evs[256];
-	size_t done = 0, cap = 1 << 20, nfree;
-	double *lat = malloc(cap * sizeof(double));
-	struct slot *slots, **free_slots;
+	double rate = 0, next_report, elapsed;
+	size_t done = 0, cap;
+	struct worker *workers;
+	double *lat;
 	SSL_CTX *ctx;
 
-	while ((opt = getopt_long(argc, argv, "p:c:r:t:N:n:a:V:s:C:K:D:X:G:Hh", longopts, NULL)) !=
-	       -1) {
+	cfg.name = "localhost";
+	cfg.request = true;
+	while ((opt = getopt_long(argc, argv, "p:A:c:T:r:t:N:n:a:V:s:C:K:D:X:G:Hh", longopts,
+				  NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			port = atoi(optarg);
 			break;
+		case 'A':
+			address = optarg;
+			break;
 		case 'c':
 			conc = atoi(optarg);
+			break;
+		case 'T':
+			threads = atoi(optarg);
 			break;
 		case 'r':
 			rate = atof(optarg);
@@ -283,7 +482,7 @@ int main(int argc, char **argv)
 			count = atol(optarg);
 			break;
 		case 'n':
-			name = optarg;
+			cfg.name = optarg;
 			break;
 		case 'a':
 			ca = optarg;
@@ -313,7 +512,13 @@ int main(int argc, char **argv)
 			groups = optarg;
 			break;
 		case 'H':
-			offer_pha = 1;
+			cfg.pha = true;
+			break;
+		case 'P':
+			rpk = true;
+			break;
+		case 'Q':
+			cfg.request = false;
 			break;
 		case 'J':
 			json = optarg;
@@ -329,12 +534,18 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || port <= 0 || port > 65535 || conc <= 0 || secs <= 0 || count < 0 ||
-	    !lat || !cert != !key || (dane && (!cert || !*dane || strlen(dane) > 255)) ||
-	    codepoint > 65535 || (dane && version != TLS1_3_VERSION))
+	    threads <= 0 || threads > 256 || !cert != !key ||
+	    (dane && (!cert || !*dane || strlen(dane) > 255)) || codepoint > 65535 ||
+	    (dane && version != TLS1_3_VERSION) || (rpk && (!cert || version != TLS1_3_VERSION)))
 		goto bad_usage;
-	addr.sin_port = htons(port);
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (set_addr(address, port)) {
+		fprintf(stderr, "dance-bench: -A %s: not an IPv4 or IPv6 address\n", address);
+		return 2;
+	}
 	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		goto setup_failed;
+	cfg.ctx = ctx;
 	SSL_CTX_set_min_proto_version(ctx, version);
 	SSL_CTX_set_max_proto_version(ctx, version);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -363,93 +574,98 @@ int main(int argc, char **argv)
 			ERR_reason_error_string(ERR_get_error()));
 		return 1;
 	}
+	if (rpk) {
+#ifdef TLSEXT_cert_type_rpk
+		static const unsigned char rpk_only[] = { TLSEXT_cert_type_rpk };
+
+		/* Only this type: a server that cannot take it must say so, not get X.509. */
+		if (SSL_CTX_set1_client_cert_type(ctx, rpk_only, sizeof(rpk_only)) != 1)
+			goto setup_failed;
+#else
+		fprintf(stderr,
+			"dance-bench: --rpk: %s has no raw public keys (RFC 7250 came in "
+			"OpenSSL 3.2)\n",
+			OpenSSL_version(OPENSSL_VERSION));
+		return 1;
+#endif
+	}
 	if (dane) {
 		clientid[0] = strlen(dane);
 		memcpy(clientid + 1, dane, clientid[0]);
-		bench_clientid_register(ctx, codepoint, clientid);
+		if (bench_clientid_register(ctx, codepoint, clientid) != 1)
+			goto setup_failed;
 	}
-	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (count && conc > count && !rate)
 		conc = count;
+	if (threads > conc)
+		threads = conc;
 	if (count && !secs_given)
 		secs = 600; /* only a guard against a server that stopped answering */
-	slots = calloc(conc, sizeof(*slots));
-	free_slots = calloc(conc, sizeof(*free_slots));
-	if (ep < 0 || !slots || !free_slots) {
-		perror("dance-bench");
-		return 1;
-	}
-	for (i = 0, nfree = 0; i < conc; i++) {
-		slots[i].fd = -1;
-		free_slots[nfree++] = &slots[conc - 1 - i];
-	}
-	t0 = now();
-	t_end = t0 + secs;
-	next_due = t0;
-	next_report = t0 + 1;
-	for (;;) {
-		t = now();
-		if (t >= t_end || (count && (long)done + errors >= count))
-			break;
-		/* Start what is due: everything free (closed loop), or what the clock says. */
-		while (nfree && (!count || opened < count) && (!rate || next_due <= t)) {
-			struct slot *s = free_slots[--nfree];
+	/* Latencies: every connection of a counted run, else up to a million. */
+	cap = count ? (size_t)count : 1 << 20;
+	lat = malloc(cap * sizeof(*lat));
+	workers = calloc(threads, sizeof(*workers));
+	if (!lat || !workers)
+		goto setup_failed;
+	cfg.t0 = now();
+	cfg.t_end = cfg.t0 + secs;
+	atomic_store(&live, threads);
+	for (i = 0; i < threads; i++) {
+		struct worker *w = &workers[i];
 
-			opened++;
-			if (slot_open(s, ctx, ep, &addr, name, rate ? next_due : t)) {
-				if (s->fd >= 0)
-					slot_close(s, ep);
-				errs[ERR_CONNECT]++;
-				errors++;
-				free_slots[nfree++] = s;
-				if (!rate)
-					break; /* the server is gone: let the clock move on */
-			}
-			if (rate)
-				next_due += 1 / rate;
+		/* Equal shares; the first threads take what does not divide. */
+		w->conc = conc / threads + (i < conc % threads);
+		w->count = count ? count / threads + (i < count % threads) : 0;
+		w->rate = rate / threads;
+		w->cap = w->count ? (size_t)w->count : cap / threads;
+		w->lat = malloc(w->cap * sizeof(*w->lat));
+		if (!w->lat || (errno = pthread_create(&w->thread, NULL, worker_main, w))) {
+			perror("dance-bench: a thread");
+			return 1;
 		}
-		n = epoll_wait(ep, evs, 256,
-			       rate ? (int)((next_due > t ? next_due - t : 0) * 1e3) + 1 : 100);
-		for (i = 0; i < n; i++) {
-			struct slot *s = evs[i].data.ptr;
-			int r = slot_step(s);
-
-			if (!r)
-				continue;
-			if (r > 0 && done < cap)
-				lat[done++] = now() - s->t0;
-			if (r < 0) {
-				errs[-1 - r]++;
-				errors++;
-			}
-			slot_close(s, ep);
-			free_slots[nfree++] = s;
-		}
+	}
+	/* The main thread only reports; it wakes often enough that a short run ends soon. */
+	next_report = cfg.t0 + 1;
+	while (atomic_load(&live)) {
+		usleep(20000);
 		if (progress && now() >= next_report) {
+			long served = 0, failed = 0, in_flight = 0;
+
+			for (i = 0; i < threads; i++) {
+				served += atomic_load(&workers[i].served);
+				failed += atomic_load(&workers[i].errors);
+				in_flight += atomic_load(&workers[i].in_flight);
+			}
 			fprintf(stderr,
-				"dance-bench: %.0f s: %zu served, %ld errors, %zu in flight\n",
-				next_report - t0, done, errors, (size_t)conc - nfree);
+				"dance-bench: %.0f s: %ld served, %ld errors, %ld in flight\n",
+				next_report - cfg.t0, served, failed, in_flight);
 			next_report += 1;
 		}
 	}
-	t_end = now() - t0;
-	for (i = 0; i < conc; i++)
-		if (slots[i].fd >= 0) {
-			/*
-			 * A run of -t SECONDS ends with connections in flight: cut off by the
-			 * clock, not failed. A run of -N COUNT that ran out of time failed them.
-			 */
-			if (count) {
-				errs[ERR_UNFINISHED]++;
-				errors++;
-			} else {
-				cut_off++;
-			}
-			slot_close(&slots[i], ep);
+	for (i = 0; i < threads; i++) {
+		struct worker *w = &workers[i];
+		size_t n;
+
+		pthread_join(w->thread, NULL);
+		if (w->status) {
+			fprintf(stderr, "dance-bench: a thread: %s\n", strerror(-w->status));
+			return 1;
 		}
+		n = atomic_load(&w->served);
+		if (n > w->cap)
+			n = w->cap;
+		memcpy(lat + done, w->lat, n * sizeof(*lat));
+		done += n;
+		for (k = 0; k < ERR_KINDS; k++)
+			errs[k] += w->errs[k];
+		errors += atomic_load(&w->errors);
+		cut_off += w->cut_off;
+		free(w->lat);
+	}
+	elapsed = now() - cfg.t0;
 	qsort(lat, done, sizeof(double), cmp);
 	printf("conns=%zu secs=%.2f rate=%.1f/s p50_ms=%.1f p99_ms=%.1f errors=%ld cut_off=%ld\n",
-	       done, t_end, done / t_end, pct(lat, done, 0.5), pct(lat, done, 0.99), errors,
+	       done, elapsed, done / elapsed, pct(lat, done, 0.5), pct(lat, done, 0.99), errors,
 	       cut_off);
 	if (json) {
 		FILE *f = strcmp(json, "-") ? fopen(json, "w") : stdout;
@@ -458,7 +674,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dance-bench: --json %s: %s\n", json, strerror(errno));
 			return 1;
 		}
-		summary_json(f, done, t_end, rate, lat, errs, cut_off);
+		summary_json(f, done, elapsed, rate, threads, lat, errs, cut_off);
 		if (f != stdout)
 			fclose(f);
 	}
@@ -467,6 +683,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dance-bench: %ld %s errors\n", errs[k], err_names[k]);
 	return done ? 0 : 1;
 
+setup_failed:
+	fprintf(stderr, "dance-bench: setup: %s\n",
+		ERR_reason_error_string(ERR_get_error()) ?: strerror(errno ?: ENOMEM));
+	return 1;
 bad_usage:
 	fputs(usage_text, stderr);
 	return 2;

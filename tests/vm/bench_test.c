@@ -2,8 +2,9 @@
 /*
  * bench_test.c - a short smoke of dance-bench, the load generator of bench/, so that
  * it cannot rot between benchmark runs: a few handshakes against danced (through
- * dance-echo --http) and against nginx, read back from its JSON summary; and its
- * errors sorted by kind when the server is not there or refuses. And the other tools
+ * dance-echo --http) and against nginx, read back from its JSON summary, on several
+ * threads, without a request, and with a raw public key named by DANE; and its errors
+ * sorted by kind when the server is not there or refuses. And the other tools
  * `make bench` runs: bulk moves every byte in every mode with danced's kTLS install,
  * floor completes its handshakes in each authentication mode, and cgsplit reads what
  * callgrind wrote.
@@ -17,8 +18,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <openssl/pem.h>
+
 #include "../harness.h"
 #include "../lib/daemon.h"
+#include "../lib/dnsfix.h"
+#include "../lib/pki.h"
 
 FIXTURE(bench)
 {
@@ -55,8 +60,8 @@ FIXTURE_TEARDOWN(bench)
 	env_fini(&self->e);
 }
 
-/* dance-bench against @port with @extra options; its JSON summary lands in out. */
-static int bench(FIXTURE_DATA(bench) * self, int port, char *const extra[])
+/* dance-bench against @port with @extra options; its JSON summary lands in @out. */
+static int bench_run(const struct env *e, char *out, size_t max, int port, char *const extra[])
 {
 	char p[16], *argv[40];
 	int n = 0, i;
@@ -66,7 +71,7 @@ static int bench(FIXTURE_DATA(bench) * self, int port, char *const extra[])
 	argv[n++] = "-p";
 	argv[n++] = p;
 	argv[n++] = "-a";
-	argv[n++] = self->e.ca;
+	argv[n++] = (char *)e->ca;
 	argv[n++] = "-G";
 	argv[n++] = "x25519";
 	argv[n++] = "--json";
@@ -74,9 +79,12 @@ static int bench(FIXTURE_DATA(bench) * self, int port, char *const extra[])
 	for (i = 0; extra[i] && n < 39; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	memset(self->out, 0, sizeof(self->out));
-	return run(argv, NULL, 0, self->out, sizeof(self->out) - 1, 120);
+	memset(out, 0, max);
+	return run(argv, NULL, 0, out, max - 1, 120);
 }
+
+#define bench(self, port, extra) \
+	bench_run(&(self)->e, (self)->out, sizeof((self)->out), port, extra)
 
 /* The integer after "key": in the JSON summary, or -1. */
 static long field(const char *json, const char *key)
@@ -103,6 +111,38 @@ TEST_F(bench, counts_handshakes_against_danced)
 	EXPECT_EQ(0, bench(self, self->port, client_cert)) TH_LOG("%s", self->out);
 	EXPECT_EQ(8, field(self->out, "conns")) TH_LOG("%s", self->out);
 	EXPECT_EQ(0, field(self->out, "errors")) TH_LOG("%s", self->out);
+}
+
+/* Several threads share the load: together they make exactly the count asked. */
+TEST_F(bench, threads_share_the_count)
+{
+	char *two[] = { "-N", "21", "-c", "4", "-T", "2", NULL };
+	char *zero[] = { "-N", "2", "-T", "0", NULL };
+
+	EXPECT_EQ(0, bench(self, self->port, two)) TH_LOG("%s", self->out);
+	EXPECT_EQ(21, field(self->out, "conns")) TH_LOG("%s", self->out);
+	EXPECT_EQ(2, field(self->out, "threads")) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, field(self->out, "errors")) TH_LOG("%s", self->out);
+	EXPECT_EQ(2, bench(self, self->port, zero)) TH_LOG("%s", self->out);
+}
+
+/*
+ * --no-request: the client says close_notify after its handshake, and a connection
+ * counts when the server closes in turn: danced hands the socket back, and dance-echo
+ * reads the alert through kTLS (or among the pending bytes) and closes.
+ */
+TEST_F(bench, no_request_counts_when_the_server_closes)
+{
+	char *quiet[] = { "-N", "10", "-c", "2", "--no-request", NULL };
+	char *tls12[] = { "-N", "2",   "-c", "1",	   "--no-request",
+			  "-V", "1.2", "-s", "AES128-SHA", NULL };
+
+	EXPECT_EQ(0, bench(self, self->port, quiet)) TH_LOG("%s", self->out);
+	EXPECT_EQ(10, field(self->out, "conns")) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, field(self->out, "errors")) TH_LOG("%s", self->out);
+	/* A handshake that fails is still a handshake error, request or not. */
+	EXPECT_EQ(1, bench(self, self->port, tls12)) TH_LOG("%s", self->out);
+	EXPECT_EQ(2, field(self->out, "handshake")) TH_LOG("%s", self->out);
 }
 
 /* Open loop: a fixed arrival rate, counted from when each connection was due. */
@@ -184,6 +224,8 @@ TEST_F(bench, errors_are_sorted_by_kind)
 	char *extra[] = { "-N", "5", "-c", "1", NULL };
 	char *tls12[] = { "-N", "3", "-c", "1", "-V", "1.2", "-s", "AES128-SHA", NULL };
 	char *bad[] = { "-p", "0", NULL };
+	char *rpk_alone[] = { "-N", "1", "--rpk", NULL };
+	char *not_an_address[] = { "-N", "1", "-A", "localhost", NULL };
 
 	/* Nobody listens there. */
 	EXPECT_EQ(1, bench(self, free_port(), extra)) TH_LOG("%s", self->out);
@@ -192,8 +234,11 @@ TEST_F(bench, errors_are_sorted_by_kind)
 	/* A suite danced does not offer: the handshake fails. */
 	EXPECT_EQ(1, bench(self, self->port, tls12)) TH_LOG("%s", self->out);
 	EXPECT_EQ(3, field(self->out, "handshake")) TH_LOG("%s", self->out);
-	/* Bad usage. */
+	/* Bad usage: no port; a raw public key with no key to take it from. */
 	EXPECT_EQ(2, bench(self, self->port, bad)) TH_LOG("%s", self->out);
+	EXPECT_EQ(2, bench(self, self->port, rpk_alone)) TH_LOG("%s", self->out);
+	EXPECT_EQ(2, bench(self, self->port, not_an_address)) TH_LOG("%s", self->out);
+	EXPECT_NE(NULL, strstr(self->out, "not an IPv4 or IPv6 address")) TH_LOG("%s", self->out);
 }
 
 /* The value after "key=" in a line of key=value words, or -1. */
@@ -338,6 +383,132 @@ TEST_F(bench, floor_handshakes_in_each_mode_and_cgsplit_reads_callgrind)
 	split[3] = (char *)self->e.srv_cert;
 	EXPECT_EQ(1, run(split, NULL, 0, self->out, sizeof(self->out) - 1, 60));
 	EXPECT_NE(NULL, strstr(self->out, "not a callgrind file")) TH_LOG("%s", self->out);
+}
+
+/*
+ * DANE over a raw public key (RFC 7250), the cheapest client authentication danced
+ * does: the client's key is in a TLSA record (3 1 1) of a zone Knot DNS signs, and
+ * dance-bench sends that key alone and its name in dane_clientid.
+ */
+FIXTURE(bench_dane)
+{
+	struct env e;
+	struct dnsfix f;
+	int port;
+	pid_t server;
+	char out[8192];
+	char id_cert[160], id_key[160], other_cert[160], other_key[160];
+};
+
+FIXTURE_SETUP(bench_dane)
+{
+	static const char *const names[] = { "sensor1._device." DNSFIX_ZONE, NULL };
+	char zone[1024], tlsa[2][256], dir[160], log[160];
+	X509 *x[2];
+	int i;
+
+	signal(SIGPIPE, SIG_IGN);
+	ASSERT_EQ(0, env_init(&self->e));
+	snprintf(self->id_cert, sizeof(self->id_cert), "%.100s/sensor1.pem", self->e.dir);
+	snprintf(self->id_key, sizeof(self->id_key), "%.100s/sensor1.key", self->e.dir);
+	snprintf(self->other_cert, sizeof(self->other_cert), "%.100s/other.pem", self->e.dir);
+	snprintf(self->other_key, sizeof(self->other_key), "%.100s/other.key", self->e.dir);
+	ASSERT_EQ(0, pki_leaf(NULL, "sensor1", names, 0, self->id_cert, self->id_key));
+	ASSERT_EQ(0, pki_leaf(NULL, "other", names, 0, self->other_cert, self->other_key));
+	x[0] = pki_read_cert(self->id_cert);
+	x[1] = pki_read_cert(self->other_cert);
+	ASSERT_TRUE(x[0] && x[1]);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, dnsfix_tlsa(x[i], 3, 1, 1, tlsa[i], sizeof(tlsa[i])));
+		X509_free(x[i]);
+	}
+	/* sensor1's key, and a name whose record holds another key. */
+	snprintf(zone, sizeof(zone), "sensor1._device IN TLSA %s\nmismatch._device IN TLSA %s\n",
+		 tlsa[0], tlsa[1]);
+	{
+		struct dnsfix_zones z = { .parent = zone };
+
+		snprintf(dir, sizeof(dir), "%.100s/dns", self->e.dir);
+		ASSERT_EQ(0, mkdir(dir, 0700));
+		ASSERT_EQ(0, dnsfix_start(&self->f, dir, 53, &z));
+	}
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "workers = 2\ndns_trust_anchor_file = none\ndns_trust_anchor = %s\n"
+			      "dns_stub = " DNSFIX_ZONE " %s\n"
+			      "[service www]\ncertificate = %s\nkey = %s\ntls_min = 1.3\n"
+			      "dane = required\ndane_names = _device." DNSFIX_ZONE "\n"
+			      "client_certificate_types = rpk, x509\n",
+			      self->f.trust_anchor, self->f.stubs[0].addr, self->e.srv_cert,
+			      self->e.srv_key));
+	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
+	self->port = free_port();
+	snprintf(log, sizeof(log), "%.100s/echo.log", self->e.dir);
+	self->server = echo_start(&self->e, self->port, log, "--http", "--async", NULL);
+	ASSERT_LT(0, self->server) TH_LOG("dance-echo's log: %s", log);
+}
+
+FIXTURE_TEARDOWN(bench_dane)
+{
+	if (self->server > 0) {
+		kill(self->server, SIGTERM);
+		waitpid(self->server, NULL, 0);
+	}
+	danced_stop(&self->e, SIGTERM);
+	dnsfix_fini(&self->f);
+	env_fini(&self->e);
+}
+
+TEST_F(bench_dane, a_raw_public_key_named_by_dane)
+{
+	char *rpk[] = { "-N",
+			"6",
+			"-c",
+			"2",
+			"-C",
+			self->id_cert,
+			"-K",
+			self->id_key,
+			"--rpk",
+			"-D",
+			"sensor1._device." DNSFIX_ZONE,
+			NULL };
+	char *cert[] = { "-N",		"2",  "-c",	    "1",  "-C",
+			 self->id_cert, "-K", self->id_key, "-D", "sensor1._device." DNSFIX_ZONE,
+			 NULL };
+	char *wrong_key[] = { "-N",
+			      "3",
+			      "-c",
+			      "1",
+			      "-C",
+			      self->id_cert,
+			      "-K",
+			      self->id_key,
+			      "--rpk",
+			      "-D",
+			      "mismatch._device." DNSFIX_ZONE,
+			      NULL };
+	char *no_name[] = { "-N",	   "2",	 "-c",	       "1",	"-C",
+			    self->id_cert, "-K", self->id_key, "--rpk", NULL };
+
+	/* The key alone, and the same key in its self-signed certificate. */
+	EXPECT_EQ(0, bench(self, self->port, rpk)) TH_LOG("%s", self->out);
+	EXPECT_EQ(6, field(self->out, "conns")) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, field(self->out, "errors")) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, bench(self, self->port, cert)) TH_LOG("%s", self->out);
+	EXPECT_EQ(2, field(self->out, "conns")) TH_LOG("%s", self->out);
+	/*
+	 * A name whose TLSA record holds another key, and a raw public key that names
+	 * nobody: danced refuses both (after the client's side of the handshake, so the
+	 * client sees its connection end with no answer, or a refusal in the handshake).
+	 */
+	EXPECT_EQ(1, bench(self, self->port, wrong_key)) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, field(self->out, "conns")) TH_LOG("%s", self->out);
+	EXPECT_EQ(3, field(self->out, "errors")) TH_LOG("%s", self->out);
+	EXPECT_EQ(1, bench(self, self->port, no_name)) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, field(self->out, "conns")) TH_LOG("%s", self->out);
+	EXPECT_EQ(2, field(self->out, "errors")) TH_LOG("%s", self->out);
+	EXPECT_TRUE(log_contains(&self->e, "tlsa-mismatch")) TH_LOG("log: %s", self->e.log);
+	EXPECT_TRUE(log_contains(&self->e, "rpk-without-dane")) TH_LOG("log: %s", self->e.log);
 }
 
 DANCED_HARNESS_MAIN
