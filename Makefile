@@ -85,7 +85,7 @@ bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) 
 	$(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
 
 # Against this machine's own libraries: what a Debian 12 machine still builds and tests.
-host-bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(UNIT_TESTS)
+host-bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(DANCE_BENCH) $(UNIT_TESTS)
 
 # What the sanitizer pass needs, built in $(ASAN_B), staged under build/vm-root/asan; and
 # the host's unit tests under the sanitizers, in $(HOST_B)/asan.

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -118,7 +120,8 @@ static const char usage_text[] =
 	"    -p PORT          the server's TCP port\n"
 	"    -A ADDRESS       the server's IPv4 or IPv6 address (default 127.0.0.1)\n"
 	"    -c CONCURRENCY   connections in flight (closed loop), or at most (open\n"
-	"                     loop); default 16\n"
+	"                     loop); default 16. The open-files limit is raised to fit,\n"
+	"                     up to its hard limit\n"
 	"    -T THREADS       threads, each with its own share (default 1)\n"
 	"    -r RATE          open loop: connections started per second\n"
 	"    -t SECONDS       run this long (default 5)\n"
@@ -407,6 +410,21 @@ static void summary_json(FILE *f, size_t done, double secs, double rate, int thr
 	fprintf(f, "},\"cut_off\":%ld}\n", cut_off);
 }
 
+/* Raise the soft open-files limit to fit @need descriptors: 0, or -EMFILE when it cannot. */
+static int fit_open_files(rlim_t need)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return -errno;
+	if (rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max < need)
+		return -EMFILE;
+	rl.rlim_cur = need;
+	return setrlimit(RLIMIT_NOFILE, &rl) ? -errno : 0;
+}
+
 /* ADDRESS and PORT into cfg.addr: 0, or -EINVAL when ADDRESS is not an IP literal. */
 static int set_addr(const char *address, int port)
 {
@@ -454,6 +472,8 @@ int main(int argc, char **argv)
 
 	cfg.name = "localhost";
 	cfg.request = true;
+	/* A server that resets a connection must cost that connection, not the run. */
+	signal(SIGPIPE, SIG_IGN);
 	while ((opt = getopt_long(argc, argv, "p:A:c:T:r:t:N:n:a:V:s:C:K:D:X:G:Hh", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
@@ -601,6 +621,13 @@ int main(int argc, char **argv)
 		threads = conc;
 	if (count && !secs_given)
 		secs = 600; /* only a guard against a server that stopped answering */
+	if (fit_open_files(conc + 3 * threads + 16)) {
+		fprintf(stderr,
+			"dance-bench: -c %d: more descriptors than the open-files limit allows "
+			"(ulimit -n)\n",
+			conc);
+		return 1;
+	}
 	/* Latencies: every connection of a counted run, else up to a million. */
 	cap = count ? (size_t)count : 1 << 20;
 	lat = malloc(cap * sizeof(*lat));

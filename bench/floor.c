@@ -27,7 +27,7 @@ static const char usage[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    floor -c CERT -k KEY [-N COUNT] [-W WARM] [-G GROUPS] [-s SUITES]\n"
-	"          [-m x509 -a CAFILE | -m cert] [-C CERT -K KEY]\n"
+	"          [-m x509 -a CAFILE | -m cert | -m rpk] [-C CERT -K KEY]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Makes COUNT full TLS 1.3 handshakes (no tickets, no resumption) between\n"
@@ -52,8 +52,10 @@ static const char usage[] =
 	"    -m cert          ask for a client certificate and skip the chain check:\n"
 	"                     the key is proved by CertificateVerify, the name is\n"
 	"                     left to DANE (what a DANE server must do in TLS)\n"
+	"    -m rpk           as cert, but the client sends its key alone, a raw\n"
+	"                     public key (RFC 7250; OpenSSL 3.2 or later)\n"
 	"    -a CAFILE        the CA that signs client certificates (-m x509)\n"
-	"    -C CERT, -K KEY  the client's certificate and key (-m x509 or cert)\n"
+	"    -C CERT, -K KEY  the client's certificate and key (-m x509, cert, rpk)\n"
 	"    -h               this text\n"
 	"\n"
 	"OUTPUT\n"
@@ -62,7 +64,7 @@ static const char usage[] =
 	"EXIT STATUS\n"
 	"    0 when every handshake succeeded, 1 when one failed, 2 on bad usage.\n";
 
-enum mode { MODE_NONE, MODE_X509, MODE_CERT };
+enum mode { MODE_NONE, MODE_X509, MODE_CERT, MODE_RPK };
 
 /* The chain check a DANE server skips: the TLSA record decides after the handshake. */
 static int skip_chain(X509_STORE_CTX *store, void *arg)
@@ -201,8 +203,10 @@ int main(int argc, char **argv)
 				mode = MODE_X509;
 			else if (!strcmp(optarg, "cert"))
 				mode = MODE_CERT;
+			else if (!strcmp(optarg, "rpk"))
+				mode = MODE_RPK;
 			else {
-				fprintf(stderr, "floor: -m %s: none, x509 or cert\n", optarg);
+				fprintf(stderr, "floor: -m %s: none, x509, cert or rpk\n", optarg);
 				return 2;
 			}
 			break;
@@ -219,7 +223,7 @@ int main(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		default:
-			fputs("usage: floor -c CERT -k KEY [-N COUNT] [-m none|x509|cert] ...; "
+			fputs("usage: floor -c CERT -k KEY [-N COUNT] [-m none|x509|cert|rpk] ...; "
 			      "floor -h explains\n",
 			      stderr);
 			return 2;
@@ -248,8 +252,22 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-		if (mode == MODE_CERT)
+		if (mode == MODE_CERT || mode == MODE_RPK)
 			SSL_CTX_set_cert_verify_callback(sctx, skip_chain, NULL);
+	}
+	if (mode == MODE_RPK) {
+#ifdef TLSEXT_cert_type_rpk
+		static const unsigned char rpk[] = { TLSEXT_cert_type_rpk };
+
+		/* The client offers only its key; the server takes it. */
+		if (SSL_CTX_set1_client_cert_type(cctx, rpk, sizeof(rpk)) != 1 ||
+		    SSL_CTX_set1_client_cert_type(sctx, rpk, sizeof(rpk)) != 1)
+			goto out;
+#else
+		fprintf(stderr, "floor: -m rpk: %s has no raw public keys (OpenSSL 3.2 or later)\n",
+			OpenSSL_version(OPENSSL_VERSION));
+		goto out;
+#endif
 	}
 	for (i = 0; i < warm + count; i++) {
 		/* Lazy initialisation inside OpenSSL is paid once, not per handshake. */

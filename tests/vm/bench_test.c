@@ -334,6 +334,10 @@ TEST_F(bench, floor_handshakes_in_each_mode_and_cgsplit_reads_callgrind)
 		floor,		"-c", self->e.srv_cert, "-k", self->e.srv_key, "-m", "x509", "-a",
 		self->e.cli_ca, "-C", self->e.cli_cert, "-K", self->e.cli_key, "-N", "3",    NULL
 	};
+	/* The client's key alone, as a raw public key (RFC 7250). */
+	char *rpk[] = { floor, "-c", self->e.srv_cert, "-k", self->e.srv_key, "-m",
+			"rpk", "-C", self->e.cli_cert, "-K", self->e.cli_key, "-N",
+			"2",   NULL };
 	/* The client's certificate is not from the CA floor is told to trust. */
 	char *wrong_ca[] = {
 		floor,	    "-c", self->e.srv_cert, "-k", self->e.srv_key, "-m", "x509", "-a",
@@ -364,6 +368,9 @@ TEST_F(bench, floor_handshakes_in_each_mode_and_cgsplit_reads_callgrind)
 	EXPECT_EQ(0, run(x509, NULL, 0, self->out, sizeof(self->out) - 1, 120))
 	TH_LOG("%s", self->out);
 	EXPECT_NE(NULL, strstr(self->out, "mode=x509")) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, run(rpk, NULL, 0, self->out, sizeof(self->out) - 1, 120))
+	TH_LOG("%s", self->out);
+	EXPECT_NE(NULL, strstr(self->out, "handshakes=2 mode=rpk")) TH_LOG("%s", self->out);
 	EXPECT_EQ(1, run(wrong_ca, NULL, 0, self->out, sizeof(self->out) - 1, 120))
 	TH_LOG("%s", self->out);
 	EXPECT_NE(NULL, strstr(self->out, "handshake 1 failed")) TH_LOG("%s", self->out);
