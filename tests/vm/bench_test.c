@@ -25,6 +25,31 @@
 #include "../lib/dnsfix.h"
 #include "../lib/pki.h"
 
+/*
+ * danced, and dance-echo --http handing it every connection on a port of its own: 0,
+ * or -1 (danced's log, or dance-echo's next to it, says why).
+ */
+static int serve(struct env *e, int *port, pid_t *server)
+{
+	char log[160];
+
+	if (danced_start(e))
+		return -1;
+	*port = free_port();
+	snprintf(log, sizeof(log), "%.100s/echo.log", e->dir);
+	*server = echo_start(e, *port, log, "--http", "--async", NULL);
+	return *server > 0 ? 0 : -1;
+}
+
+static void unserve(struct env *e, pid_t server)
+{
+	if (server > 0) {
+		kill(server, SIGTERM);
+		waitpid(server, NULL, 0);
+	}
+	danced_stop(e, SIGTERM);
+}
+
 FIXTURE(bench)
 {
 	struct env e;
@@ -35,28 +60,18 @@ FIXTURE(bench)
 
 FIXTURE_SETUP(bench)
 {
-	char log[160];
-
 	signal(SIGPIPE, SIG_IGN);
 	ASSERT_EQ(0, env_init(&self->e));
 	ASSERT_EQ(0, env_conf(&self->e,
 			      "workers = 2\n[service www]\ncertificate = %s\nkey = %s\n"
 			      "client_auth = optional\nca = %s\n",
 			      self->e.srv_cert, self->e.srv_key, self->e.cli_ca));
-	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
-	self->port = free_port();
-	snprintf(log, sizeof(log), "%.100s/echo.log", self->e.dir);
-	self->server = echo_start(&self->e, self->port, log, "--http", "--async", NULL);
-	ASSERT_LT(0, self->server) TH_LOG("dance-echo's log: %s", log);
+	ASSERT_EQ(0, serve(&self->e, &self->port, &self->server)) TH_LOG("log: %s", self->e.log);
 }
 
 FIXTURE_TEARDOWN(bench)
 {
-	if (self->server > 0) {
-		kill(self->server, SIGTERM);
-		waitpid(self->server, NULL, 0);
-	}
-	danced_stop(&self->e, SIGTERM);
+	unserve(&self->e, self->server);
 	env_fini(&self->e);
 }
 
@@ -410,7 +425,7 @@ FIXTURE(bench_dane)
 FIXTURE_SETUP(bench_dane)
 {
 	static const char *const names[] = { "sensor1._device." DNSFIX_ZONE, NULL };
-	char zone[1024], tlsa[2][256], dir[160], log[160];
+	char zone[1024], tlsa[2][256], dir[160];
 	X509 *x[2];
 	int i;
 
@@ -447,20 +462,12 @@ FIXTURE_SETUP(bench_dane)
 			      "client_certificate_types = rpk, x509\n",
 			      self->f.trust_anchor, self->f.stubs[0].addr, self->e.srv_cert,
 			      self->e.srv_key));
-	ASSERT_EQ(0, danced_start(&self->e)) TH_LOG("log: %s", self->e.log);
-	self->port = free_port();
-	snprintf(log, sizeof(log), "%.100s/echo.log", self->e.dir);
-	self->server = echo_start(&self->e, self->port, log, "--http", "--async", NULL);
-	ASSERT_LT(0, self->server) TH_LOG("dance-echo's log: %s", log);
+	ASSERT_EQ(0, serve(&self->e, &self->port, &self->server)) TH_LOG("log: %s", self->e.log);
 }
 
 FIXTURE_TEARDOWN(bench_dane)
 {
-	if (self->server > 0) {
-		kill(self->server, SIGTERM);
-		waitpid(self->server, NULL, 0);
-	}
-	danced_stop(&self->e, SIGTERM);
+	unserve(&self->e, self->server);
 	dnsfix_fini(&self->f);
 	env_fini(&self->e);
 }
