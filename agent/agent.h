@@ -232,6 +232,11 @@ struct __attribute__((aligned(16))) conn {
 	bool dns_cached; /* client role: the server's TLSA came from the cache */
 	uint32_t rx, tx; /* TLS bytes received and sent: a timeout says how far it got */
 	uint64_t start_ns, deadline_ns, wait_until_ns;
+	/*
+	 * The offload's own time (the result's offload_us): since mark_ns, the end of the
+	 * TLS handshake or of the TLSA match, plus offload_ns already spent before a DNS wait.
+	 */
+	uint64_t mark_ns, offload_ns;
 	struct admit_ticket ticket;
 	struct sockaddr_storage peer; /* the TCP peer, for limits and logs */
 	struct tls tls;

@@ -553,7 +553,7 @@ static void send_alert(struct conn *c)
 static void conn_finish(struct conn *c)
 {
 	struct dance_result *r;
-	uint64_t cookie;
+	uint64_t cookie, now;
 	socklen_t len = sizeof(cookie);
 	int ret;
 
@@ -588,7 +588,9 @@ static void conn_finish(struct conn *c)
 				c->ch	 ? DANCE_MSG_RESULT :
 					   DANCE_MSG_ACCEPTED);
 	r->id = c->id;
-	r->handshake_us = (now_ns() - c->start_ns) / 1000;
+	now = now_ns();
+	r->handshake_us = (now - c->start_ns) / 1000;
+	r->offload_us = !c->ea_op && c->mark_ns ? (c->offload_ns + now - c->mark_ns) / 1000 : 0;
 	if (c->tls.svc)
 		snprintf(r->service, sizeof(r->service), "%s", c->tls.svc->cfg->name);
 	if (c->ea_op) {
@@ -659,6 +661,7 @@ static void conn_finish(struct conn *c)
 	if (c->fail.status) {
 		c->tls.pending_len = 0;
 		r->flags = 0;
+		r->offload_us = 0;
 		r->auth = DANCE_AUTH_NONE;
 		r->verified_name[0] = '\0';
 		if (c->ea_op) {
@@ -872,6 +875,7 @@ static void conn_run(struct conn *c)
 			}
 			v = tls_handshake(t);
 			if (v == V_DONE) {
+				c->mark_ns = now_ns(); /* the offload starts */
 				c->phase = PHASE_DRAIN;
 				continue;
 			}
@@ -895,6 +899,8 @@ static void conn_run(struct conn *c)
 				return;
 			}
 			/* V_LOOKUP: the client's TLSA, with kTLS installed and the SSL gone */
+			c->offload_ns = now_ns() - c->mark_ns; /* the wait is not the offload's */
+			c->mark_ns = 0;
 			c->phase = PHASE_DANE;
 			ret = dns_ask(c, c->dane.name);
 			if (ret == -EINPROGRESS) {
@@ -909,8 +915,10 @@ static void conn_run(struct conn *c)
 		case PHASE_DANE:
 			ret = verify_dane_match(c->st, t->svc, &c->dane, c->dw.answer, c->res,
 						&c->fail);
-			if (!ret)
+			if (!ret) {
 				c->res->dns_cached = c->dw.cached;
+				c->mark_ns = now_ns(); /* the rest of the offload */
+			}
 			if (!ret && c->ea)
 				c->res->auth = c->ea->op == DANCE_EA_PHA_VALIDATE ?
 						       DANCE_AUTH_PHA_DANE :

@@ -37,7 +37,8 @@
 #include <sys/types.h>
 
 #define DANCE_MAGIC 0x434e4144u /* "DANC" in memory on little-endian hosts */
-#define DANCE_PROTO_VERSION 3 /* 2: group, peer_cert_type; 3: exported authenticators */
+/* 2: group, peer_cert_type; 3: exported authenticators; 4: offload_us */
+#define DANCE_PROTO_VERSION 4
 
 #define DANCE_NAME_MAX 64 /* service names, cipher names */
 #define DANCE_HOST_MAX 256 /* DNS names: 253 octets and a NUL, rounded */
@@ -116,6 +117,13 @@ struct dance_result {
 	uint16_t cipher; /* IANA cipher suite value */
 	uint32_t auth; /* enum dance_auth */
 	uint32_t handshake_us; /* time from request to result (of an EA operation: its own) */
+	/*
+	 * What the offload itself took: from the end of the TLS handshake to this result,
+	 * less the TLSA lookup's wait and match (DANE): draining to a record boundary, the
+	 * kTLS keys, the BPF map writes, the result. 0 when the handshake failed, and for
+	 * exported-authenticator operations.
+	 */
+	uint32_t offload_us;
 	uint32_t pending_len;
 	char reason[DANCE_REASON_MAX]; /* "ok", or why not, for people */
 	char service[DANCE_NAME_MAX];
@@ -132,7 +140,7 @@ struct dance_result {
 	uint8_t dns_cached; /* DANE: 1 when the TLSA answer came from danced's cache */
 	uint8_t peer_cert_type; /* what the peer authenticated with (RFC 7250 values):
 				   DANCE_CERT_X509, or DANCE_CERT_RPK, a raw public key */
-	uint8_t reserved[3]; /* zero; keeps the struct free of padding on the wire */
+	uint8_t reserved[7]; /* zero; keeps the struct free of padding on the wire */
 	uint8_t pending[DANCE_PENDING_MAX]; /* on the wire: only pending_len bytes */
 };
 

@@ -692,6 +692,9 @@ TEST_F(auth, verified_client_is_named_in_the_result)
 	TH_LOG("%s", self->r->peer_subject);
 	EXPECT_STREQ("client.example.test", self->r->peer_names);
 	EXPECT_NE(0U, self->r->cookie);
+	/* The offload (kTLS keys, BPF maps, result) took time, and less than the whole. */
+	EXPECT_LT(0U, self->r->offload_us);
+	EXPECT_GT(self->r->handshake_us, self->r->offload_us);
 }
 
 /* ---- key exchange groups ---------------------------------------------------------- */
@@ -876,6 +879,7 @@ TEST_F(robust, silent_client_times_out)
 	/* The reason says who stalled: the client, which sent nothing at all. */
 	EXPECT_NE(NULL, strstr(r->reason, "waiting for the peer")) TH_LOG("%s", r->reason);
 	EXPECT_NE(NULL, strstr(r->reason, "0 bytes received, 0 sent")) TH_LOG("%s", r->reason);
+	EXPECT_EQ(0U, r->offload_us); /* nothing was offloaded */
 	EXPECT_LE(1900, ms_now() - t0);
 	/* danced shut the connection down: the client sees the end. */
 	{

@@ -108,7 +108,7 @@ static const char usage_text[] =
 	"    line per connection on standard output as its handshake ends:\n"
 	"        conn=N status=0 version=TLSv1.3 cipher=NAME service=S sni=S alpn=S\n"
 	"            peer=\"SUBJECT\" auth=none|x509|dane name=VERIFIED_NAME\n"
-	"            pending=BYTES handshake_us=US\n"
+	"            pending=BYTES handshake_us=US offload_us=US\n"
 	"        conn=N status=-110 error=\"DESCRIPTION\" reason=\"WHY\"\n"
 	"    and with --prove, before the connection is served:\n"
 	"        conn=N before-proof=refused|allowed\n"
@@ -225,12 +225,12 @@ static void print_result(FILE *f, unsigned long serial, int status, const struct
 		fprintf(f,
 			"conn=%lu status=0 version=%s cipher=%s group=%s service=%s sni=%s "
 			"alpn=%s peer=\"%s\" auth=%s cert=%s name=%s pending=%u "
-			"handshake_us=%u\n",
+			"handshake_us=%u offload_us=%u\n",
 			serial, version_name(res->tls_version, vbuf, sizeof(vbuf)),
 			or_dash(res->cipher_name), or_dash(res->group), or_dash(res->service),
 			or_dash(res->sni), or_dash(res->alpn), or_dash(res->peer_subject),
 			auth_name(res->auth), cert_type_name(res), or_dash(res->verified_name),
-			res->pending_len, res->handshake_us);
+			res->pending_len, res->handshake_us, res->offload_us);
 	}
 	fflush(f);
 }
