@@ -66,8 +66,13 @@ TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o d
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
 	admit_test dane_test exported_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test dns_test \
-	conn_test handoff_test ea_test bench_test)
+	conn_test handoff_test ea_test bench_test kernel_test)
 VMROOT := $(B)/vm-root
+# The test module (Kbuild, tests/kmod), for every guest kernel whose headers the Debian 13
+# root holds: the kernels' own gcc 14 builds it, so only inside the root.
+KMOD_SRCS := Kbuild tests/kmod/dance_hs.c tests/kmod/dance_hs.h
+KMODS := $(foreach h,$(wildcard /usr/src/linux-headers-*-cloud-amd64),\
+	$(B)/kmod/$(patsubst linux-headers-%,%,$(notdir $(h)))/dance_hs.ko)
 ASAN_VM_BINS := $(addprefix $(B)/tests/vm/,$(filter $(basename $(notdir $(wildcard tests/vm/*_test.c))),\
 	$(ASAN_VM_TESTS)))
 
@@ -82,7 +87,13 @@ endif
 
 # Everything, against Debian 13's libraries (in the root on a Debian 12 machine).
 bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) $(COST_BINS) \
-	$(UNIT_TESTS) $(VM_TESTS) $(VMROOT)/.stamp
+	$(UNIT_TESTS) $(VM_TESTS) $(KMODS) $(VMROOT)/.stamp
+
+# Kbuild writes its objects beside the sources: one copy of them per kernel, in build/.
+$(B)/kmod/%/dance_hs.ko: $(KMOD_SRCS)
+	@rm -rf $(@D) && mkdir -p $(@D)/tests/kmod
+	@cp Kbuild $(@D)/ && cp tests/kmod/dance_hs.c tests/kmod/dance_hs.h $(@D)/tests/kmod/
+	$(MAKE) -s -C /usr/src/linux-headers-$* M=$(CURDIR)/$(@D) W=1 KCFLAGS=-Werror modules
 
 # Against this machine's own libraries: what a Debian 12 machine still builds and tests.
 host-bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(DANCE_BENCH) $(UNIT_TESTS)
@@ -196,7 +207,7 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TESTLIB_OBJS) $(AGENT_LIB) $(LIBDANCE)
 
 # What the guest sees under /danced.
 $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) \
-		$(COST_BINS) bench/cost-guest \
+		$(COST_BINS) bench/cost-guest $(KMODS) \
 		tests/run-tests README.md \
 		tests/demo/guest \
 		tests/demo/mkcerts tests/demo/mkzone bench/guest bench/setup bench/insns bench/cgsplit
@@ -211,6 +222,8 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(
 	cp bench/insns bench/cgsplit $(VMROOT)/bin/
 	cp $(COST_BINS) $(VMROOT)/bin/
 	cp bench/cost-guest $(VMROOT)/bin/cost
+	@for k in $(KMODS); do r=$$(basename $$(dirname $$k)); mkdir -p $(VMROOT)/kmod/$$r && \
+		cp $$k $(VMROOT)/kmod/$$r/ || exit 1; done
 	@touch $@
 
 deps:
