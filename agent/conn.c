@@ -588,9 +588,6 @@ static void conn_finish(struct conn *c)
 				c->ch	 ? DANCE_MSG_RESULT :
 					   DANCE_MSG_ACCEPTED);
 	r->id = c->id;
-	now = now_ns();
-	r->handshake_us = (now - c->start_ns) / 1000;
-	r->offload_us = !c->ea_op && c->mark_ns ? (c->offload_ns + now - c->mark_ns) / 1000 : 0;
 	if (c->tls.svc)
 		snprintf(r->service, sizeof(r->service), "%s", c->tls.svc->cfg->name);
 	if (c->ea_op) {
@@ -661,7 +658,6 @@ static void conn_finish(struct conn *c)
 	if (c->fail.status) {
 		c->tls.pending_len = 0;
 		r->flags = 0;
-		r->offload_us = 0;
 		r->auth = DANCE_AUTH_NONE;
 		r->verified_name[0] = '\0';
 		if (c->ea_op) {
@@ -679,6 +675,11 @@ static void conn_finish(struct conn *c)
 		if (c->tls.peer_closed)
 			r->flags |= DANCE_RES_PEER_CLOSED;
 	}
+	/* Read last: the BPF map writes above are the offload's too. */
+	now = now_ns();
+	r->handshake_us = (now - c->start_ns) / 1000;
+	if (!r->status && !c->ea_op && c->mark_ns)
+		r->offload_us = (c->offload_ns + now - c->mark_ns) / 1000;
 	c->rmsg.msg_iov = c->riov;
 	c->rmsg.msg_iovlen = r->pending_len ? 2 : 1;
 	c->riov[0].iov_base = r;
