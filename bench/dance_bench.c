@@ -309,7 +309,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct epoll_event evs[256];
 	struct slot *slots, **free_slots;
-	long opened = 0, done = 0;
+	long opened = 0;
 	size_t nfree = 0;
 	double next_due = cfg.t0, t;
 	int ep, i, n;
@@ -326,10 +326,11 @@ static void *worker_main(void *arg)
 		free_slots[nfree++] = &slots[w->conc - 1 - i];
 	}
 	for (;;) {
+		long served = atomic_load_explicit(&w->served, memory_order_relaxed);
 		long errors = atomic_load_explicit(&w->errors, memory_order_relaxed);
 
 		t = now();
-		if (t >= cfg.t_end || (w->count && done + errors >= w->count))
+		if (t >= cfg.t_end || (w->count && served + errors >= w->count))
 			break;
 		/* Start what is due: everything free (closed loop), or what the clock says. */
 		while (nfree && (!w->count || opened < w->count) && (!w->rate || next_due <= t)) {
@@ -357,10 +358,11 @@ static void *worker_main(void *arg)
 			if (!r)
 				continue;
 			if (r > 0) {
-				if ((size_t)done < w->cap)
-					w->lat[done] = now() - s->t0;
-				done++;
-				atomic_fetch_add_explicit(&w->served, 1, memory_order_relaxed);
+				long k = atomic_fetch_add_explicit(&w->served, 1,
+								   memory_order_relaxed);
+
+				if ((size_t)k < w->cap)
+					w->lat[k] = now() - s->t0;
 			} else {
 				count_error(w, -1 - r);
 			}
@@ -697,17 +699,21 @@ int main(int argc, char **argv)
 	if (json) {
 		FILE *f = strcmp(json, "-") ? fopen(json, "w") : stdout;
 
-		if (!f) {
+		if (f) {
+			summary_json(f, done, elapsed, rate, threads, lat, errs, cut_off);
+			if (f != stdout)
+				fclose(f);
+		} else {
 			fprintf(stderr, "dance-bench: --json %s: %s\n", json, strerror(errno));
-			return 1;
+			done = 0; /* the run's figures are lost: a failed run */
 		}
-		summary_json(f, done, elapsed, rate, threads, lat, errs, cut_off);
-		if (f != stdout)
-			fclose(f);
 	}
 	for (k = 0; progress && k < ERR_KINDS; k++)
 		if (errs[k])
 			fprintf(stderr, "dance-bench: %ld %s errors\n", errs[k], err_names[k]);
+	free(lat);
+	free(workers);
+	SSL_CTX_free(ctx);
 	return done ? 0 : 1;
 
 setup_failed:

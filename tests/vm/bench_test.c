@@ -10,6 +10,7 @@
  * callgrind wrote.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -472,53 +473,42 @@ FIXTURE_TEARDOWN(bench_dane)
 	env_fini(&self->e);
 }
 
+/* dance-bench, @n connections as sensor1: its key alone (@rpk) or its certificate. */
+static int as_sensor(FIXTURE_DATA(bench_dane) * self, const char *n, bool rpk, const char *name)
+{
+	char *argv[12] = { "-N", (char *)n, "-c", "2", "-C", self->id_cert, "-K", self->id_key };
+	int k = 8;
+
+	if (rpk)
+		argv[k++] = "--rpk";
+	if (name) {
+		argv[k++] = "-D";
+		argv[k++] = (char *)name;
+	}
+	argv[k] = NULL;
+	return bench(self, self->port, argv);
+}
+
 TEST_F(bench_dane, a_raw_public_key_named_by_dane)
 {
-	char *rpk[] = { "-N",
-			"6",
-			"-c",
-			"2",
-			"-C",
-			self->id_cert,
-			"-K",
-			self->id_key,
-			"--rpk",
-			"-D",
-			"sensor1._device." DNSFIX_ZONE,
-			NULL };
-	char *cert[] = { "-N",		"2",  "-c",	    "1",  "-C",
-			 self->id_cert, "-K", self->id_key, "-D", "sensor1._device." DNSFIX_ZONE,
-			 NULL };
-	char *wrong_key[] = { "-N",
-			      "3",
-			      "-c",
-			      "1",
-			      "-C",
-			      self->id_cert,
-			      "-K",
-			      self->id_key,
-			      "--rpk",
-			      "-D",
-			      "mismatch._device." DNSFIX_ZONE,
-			      NULL };
-	char *no_name[] = { "-N",	   "2",	 "-c",	       "1",	"-C",
-			    self->id_cert, "-K", self->id_key, "--rpk", NULL };
-
 	/* The key alone, and the same key in its self-signed certificate. */
-	EXPECT_EQ(0, bench(self, self->port, rpk)) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, as_sensor(self, "6", true, "sensor1._device." DNSFIX_ZONE))
+	TH_LOG("%s", self->out);
 	EXPECT_EQ(6, field(self->out, "conns")) TH_LOG("%s", self->out);
 	EXPECT_EQ(0, field(self->out, "errors")) TH_LOG("%s", self->out);
-	EXPECT_EQ(0, bench(self, self->port, cert)) TH_LOG("%s", self->out);
+	EXPECT_EQ(0, as_sensor(self, "2", false, "sensor1._device." DNSFIX_ZONE))
+	TH_LOG("%s", self->out);
 	EXPECT_EQ(2, field(self->out, "conns")) TH_LOG("%s", self->out);
 	/*
 	 * A name whose TLSA record holds another key, and a raw public key that names
 	 * nobody: danced refuses both (after the client's side of the handshake, so the
 	 * client sees its connection end with no answer, or a refusal in the handshake).
 	 */
-	EXPECT_EQ(1, bench(self, self->port, wrong_key)) TH_LOG("%s", self->out);
+	EXPECT_EQ(1, as_sensor(self, "3", true, "mismatch._device." DNSFIX_ZONE))
+	TH_LOG("%s", self->out);
 	EXPECT_EQ(0, field(self->out, "conns")) TH_LOG("%s", self->out);
 	EXPECT_EQ(3, field(self->out, "errors")) TH_LOG("%s", self->out);
-	EXPECT_EQ(1, bench(self, self->port, no_name)) TH_LOG("%s", self->out);
+	EXPECT_EQ(1, as_sensor(self, "2", true, NULL)) TH_LOG("%s", self->out);
 	EXPECT_EQ(0, field(self->out, "conns")) TH_LOG("%s", self->out);
 	EXPECT_EQ(2, field(self->out, "errors")) TH_LOG("%s", self->out);
 	EXPECT_TRUE(log_contains(&self->e, "tlsa-mismatch")) TH_LOG("log: %s", self->e.log);

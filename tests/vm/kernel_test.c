@@ -66,11 +66,20 @@ struct nlbuf {
 	char data[4096];
 };
 
+/* Each attribute @a in the @len bytes at @start, stopping at the first malformed one. */
+#define for_each_nla(a, start, len, left)                                                  \
+	for ((a) = (struct nlattr *)(start), (left) = (len);                               \
+	     (left) >= NLA_HDRLEN && (a)->nla_len >= NLA_HDRLEN && (a)->nla_len <= (left); \
+	     (left) -= NLA_ALIGN((a)->nla_len),                                            \
+	    (a) = (struct nlattr *)((char *)(a) + NLA_ALIGN((a)->nla_len)))
+#define nla_data(a) ((void *)((char *)(a) + NLA_HDRLEN))
+#define nla_payload(a) ((a)->nla_len - NLA_HDRLEN)
+
 /* The family's id and the id of its group @group, from the controller: 0, or -errno. */
 static int genl_resolve(int fd, const char *family, const char *group, int *fam_id, int *grp_id)
 {
 	struct nlbuf req = { 0 }, resp;
-	struct nlattr *a = (struct nlattr *)req.data, *ga, *x;
+	struct nlattr *a = (struct nlattr *)req.data, *g, *x;
 	int len, left, gleft, xleft;
 
 	req.n.nlmsg_type = GENL_ID_CTRL;
@@ -79,7 +88,7 @@ static int genl_resolve(int fd, const char *family, const char *group, int *fam_
 	req.g.version = 1;
 	a->nla_type = CTRL_ATTR_FAMILY_NAME;
 	a->nla_len = NLA_HDRLEN + strlen(family) + 1;
-	strcpy((char *)a + NLA_HDRLEN, family);
+	strcpy(nla_data(a), family);
 	req.n.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN) + NLA_ALIGN(a->nla_len);
 	if (send(fd, &req, req.n.nlmsg_len, 0) < 0)
 		return -errno;
@@ -89,28 +98,24 @@ static int genl_resolve(int fd, const char *family, const char *group, int *fam_
 	if (resp.n.nlmsg_type == NLMSG_ERROR)
 		return ((struct nlmsgerr *)NLMSG_DATA(&resp.n))->error ?: -EPROTO;
 	*fam_id = *grp_id = -1;
-	left = len - NLMSG_LENGTH(GENL_HDRLEN);
-	for (a = (struct nlattr *)resp.data; left >= NLA_HDRLEN && a->nla_len <= left;
-	     left -= NLA_ALIGN(a->nla_len), a = (void *)((char *)a + NLA_ALIGN(a->nla_len))) {
+	for_each_nla(a, resp.data, len - (int)NLMSG_LENGTH(GENL_HDRLEN), left)
+	{
 		if (a->nla_type == CTRL_ATTR_FAMILY_ID)
-			*fam_id = *(uint16_t *)((char *)a + NLA_HDRLEN);
+			*fam_id = *(uint16_t *)nla_data(a);
 		if ((a->nla_type & NLA_TYPE_MASK) != CTRL_ATTR_MCAST_GROUPS)
 			continue;
-		gleft = a->nla_len - NLA_HDRLEN;
-		for (ga = (void *)((char *)a + NLA_HDRLEN); gleft >= NLA_HDRLEN;
-		     gleft -= NLA_ALIGN(ga->nla_len),
-		    ga = (void *)((char *)ga + NLA_ALIGN(ga->nla_len))) {
-			int id = -1;
+		/* A list of groups, each a nest of its name and id. */
+		for_each_nla(g, nla_data(a), nla_payload(a), gleft)
+		{
 			const char *name = NULL;
+			int id = -1;
 
-			xleft = ga->nla_len - NLA_HDRLEN;
-			for (x = (void *)((char *)ga + NLA_HDRLEN); xleft >= NLA_HDRLEN;
-			     xleft -= NLA_ALIGN(x->nla_len),
-			    x = (void *)((char *)x + NLA_ALIGN(x->nla_len))) {
+			for_each_nla(x, nla_data(g), nla_payload(g), xleft)
+			{
 				if (x->nla_type == CTRL_ATTR_MCAST_GRP_NAME)
-					name = (char *)x + NLA_HDRLEN;
+					name = nla_data(x);
 				if (x->nla_type == CTRL_ATTR_MCAST_GRP_ID)
-					id = *(uint32_t *)((char *)x + NLA_HDRLEN);
+					id = *(uint32_t *)nla_data(x);
 			}
 			if (name && !strcmp(name, group))
 				*grp_id = id;
