@@ -27,7 +27,7 @@ KERNELS := $(shell awk '$$1 == "kernel" { print $$2 }' tests/vm/kernels 2>/dev/n
 KERNEL ?= $(firstword $(KERNELS))
 
 CC ?= gcc
-PKGS := libssl libcrypto liburing inih libunbound libbpf
+PKGS := libssl libcrypto liburing inih libunbound libbpf libnl-genl-3.0 libkeyutils
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
@@ -51,7 +51,7 @@ endif
 
 # The daemon's stages, in an archive so that a test links only the stages it uses.
 AGENT_OBJS := $(addprefix $(B)/obj/agent/,ktls.o config.o log.o admit.o handshake.o verify.o conn.o \
-	handoff.o loop.o frontdoor.o dane.o policy.o exported.o)
+	handoff.o loop.o frontdoor.o dane.o policy.o exported.o kernel.o)
 AGENT_LIB := $(B)/libdanced.a
 DANCED := $(B)/danced
 LIBDANCE_OBJS := $(addprefix $(B)/obj/agent/lib/,dance.o proto.o)

@@ -9,6 +9,8 @@
  *     (server role: the client's TLSA, decided with kTLS installed) -> policy.c (the
  *     identity into the BPF maps) -> conn.c (exactly one result)
  *   -> handoff.c (result back on the channel) or frontdoor.c (socket to a backend)
+ *   kernel.c: the kernel's own requests (net/handshake) enter at admit.c and leave
+ *   with one DONE, the socket staying the kernel's
  *
  * conn.c alone sets a conn's phase, submits its ring operations, arms its deadline and
  * finishes it. Stages take what they need and return a verdict; asynchronous services
@@ -34,6 +36,7 @@ struct worker;
 struct channel;
 struct backend_pool;
 struct conn;
+struct nl_sock;
 
 /* ---- what a stage says ------------------------------------------------------------ */
 
@@ -168,6 +171,14 @@ struct tls {
 	bool dane_sent; /* server: the client sent dane_clientid */
 	bool server_wants_dane; /* client: the CertificateRequest carried it */
 	bool flag_echo; /* server: echo request_client_auth in the CertificateRequest */
+	/*
+	 * A kernel request (kernel.c): TLS 1.3 only, and every recv stops at a record's end,
+	 * because nothing read past the handshake could be handed to the kernel consumer.
+	 */
+	bool kernel;
+	bool no_own_cert; /* the kernel asked for an anonymous client */
+	X509 *own_cert; /* the kernel's request named these keys; NULL: the service's */
+	EVP_PKEY *own_key;
 	uint8_t dane_name_len;
 	char dane_name[DANCE_HOST_MAX]; /* what the client sent, checked later */
 };
@@ -230,6 +241,7 @@ struct __attribute__((aligned(16))) conn {
 	bool dns_waiting; /* on a lookup's list, or its answer on the way */
 	bool held; /* the BPF policy exempts this socket's I/O (policy_hold()) */
 	bool dns_cached; /* client role: the server's TLSA came from the cache */
+	bool kernel; /* a kernel request (kernel.c): answered by DONE, the socket is not ours */
 	uint32_t rx, tx; /* TLS bytes received and sent: a timeout says how far it got */
 	uint64_t start_ns, deadline_ns, wait_until_ns;
 	/*
@@ -313,6 +325,7 @@ enum op {
 	OP_WAKE, /* eventfd: another thread has work for this worker */
 	OP_TICK, /* a second passed while front-door sockets wait */
 	OP_IGNORE, /* completions nobody needs (timeout removals, cancellations) */
+	OP_KERNEL, /* the kernel announced handshake requests (kernel.c) */
 	OP_MAX,
 };
 
@@ -365,6 +378,9 @@ struct worker {
 	pthread_mutex_t mail_lock; /* the mailbox: conns with a DNS answer for this worker */
 	struct conn *mail;
 	bool mail_armed; /* a wake is on its way */
+	struct nl_sock *kmc,
+		*kcmd; /* kernel.c: READY comes on one, ACCEPT and DONE go on the other */
+	bool kernel_armed;
 	uint64_t refusal_sec; /* refusal lines logged this second, and held back */
 	unsigned int refusals_logged, refusals_held;
 } __attribute__((aligned(16)));
@@ -425,6 +441,7 @@ void loop_buf_return(struct worker *w, unsigned int bid);
 /* handoff.c: servers hand sockets in, results go back */
 int listen_unix(const char *path, unsigned int mode, int backlog);
 int handoff_listen(struct agent *a, const struct config *cfg);
+int socket_check(int fd, struct sockaddr_storage *peer, struct fail *f);
 void handoff_arm_accept(struct worker *w, int lfd, void *obj, enum op op);
 void handoff_accepted(struct worker *w, int res, struct backend_pool *pool);
 void handoff_recv_done(struct channel *ch, int res);
@@ -446,6 +463,17 @@ void frontdoor_ready(struct channel *ch, const struct dance_ready *r);
 void frontdoor_backend_gone(struct channel *ch);
 void frontdoor_arm_listeners(struct worker *w);
 void frontdoor_pump(struct worker *w, bool stop);
+
+/* kernel.c: the kernel's handshake requests (net/handshake) */
+int kernel_probe(void);
+int kernel_tlshd(void);
+int kernel_init(const struct config *cfg, char *err, size_t errlen);
+int kernel_worker_init(struct worker *w);
+void kernel_worker_fini(struct worker *w);
+void kernel_arm(struct worker *w);
+void kernel_ready(struct worker *w, int res);
+int32_t kernel_peer(struct conn *c);
+void kernel_done(struct conn *c, int32_t peer);
 
 /* admit.c: limits before any work */
 int admit_init(const struct config *cfg);

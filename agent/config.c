@@ -1474,6 +1474,7 @@ enum {
 	DK_BPF_POLICY,
 	DK_BPF_PIN_PATH,
 	DK_EXPORTED_AUTHENTICATORS,
+	DK_KERNEL_SHARE_WITH_TLSHD,
 	DK_COUNT
 };
 
@@ -1527,6 +1528,8 @@ static const struct cfg_key cfg_danced_keys[DK_COUNT] = {
 			      DOFF(bpf_pin_path) },
 	[DK_EXPORTED_AUTHENTICATORS] = { "exported_authenticators", cfg_parse_uint, cfg_print_uint,
 					 DOFF(exported_authenticators), 0, 1000000 },
+	[DK_KERNEL_SHARE_WITH_TLSHD] = { "kernel_share_with_tlshd", cfg_parse_bool, cfg_print_bool,
+					 DOFF(kernel_share_with_tlshd) },
 };
 
 enum {
@@ -1556,6 +1559,7 @@ enum {
 	SK_DANE_TLS12_LEGACY,
 	SK_REQUEST_CLIENT_AUTH,
 	SK_IDENTITY,
+	SK_KERNEL,
 	SK_COUNT
 };
 
@@ -1622,6 +1626,7 @@ static const struct cfg_key cfg_svc_keys[SK_COUNT] = {
 	[SK_IDENTITY] = { "identity", cfg_parse_identity, cfg_print_chars, SOFF(identity),
 			  .roles = CFG_CLIENT, .instead = "dane and dane_names",
 			  .unset = "no dane_clientid is sent" },
+	[SK_KERNEL] = { "kernel", cfg_parse_bool, cfg_print_bool, SOFF(kernel), .roles = BOTH },
 };
 
 static const struct cfg_table cfg_danced = { cfg_danced_keys, DK_COUNT };
@@ -2174,6 +2179,45 @@ static bool cfg_addr_collides(const struct sockaddr_storage *a, const struct soc
 		b4->sin_addr.s_addr == INADDR_ANY);
 }
 
+/*
+ * kernel = yes: one service per role answers the kernel's requests, which are TLS 1.3
+ * only (as tlshd's are), and the ACCEPT and DONE commands need CAP_NET_ADMIN, which
+ * user = drops.
+ */
+static int cfg_finish_kernel(struct cfg_load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct svc_config *s, *by_role[2] = { NULL, NULL };
+	size_t i;
+	int line;
+
+	for (i = 0; i < cfg->n_svcs; i++) {
+		s = &cfg->svcs[i];
+		if (!s->kernel)
+			continue;
+		line = ld->svc[i].key_line[SK_KERNEL];
+		if (by_role[s->role])
+			return cfg_error(ld, line,
+					 "[service %s]: kernel = yes: [service %s] already serves"
+					 " the kernel's %s-role requests; one service per role",
+					 s->name, by_role[s->role]->name,
+					 s->role == ROLE_SERVER ? "server" : "client");
+		by_role[s->role] = s;
+		if (s->tls_max != TLS1_3_VERSION)
+			return cfg_error(ld, line,
+					 "[service %s]: kernel = yes needs TLS 1.3 (tls_max = 1.3):"
+					 " the kernel's handshakes are TLS 1.3 only",
+					 s->name);
+		if (cfg->user)
+			return cfg_error(ld, line,
+					 "[service %s]: kernel = yes needs CAP_NET_ADMIN for the"
+					 " kernel's handshake commands, and user = %s drops it;"
+					 " remove user from [danced]",
+					 s->name, cfg->user);
+	}
+	return 0;
+}
+
 static int cfg_finish_across(struct cfg_load *ld)
 {
 	struct config *cfg = ld->cfg;
@@ -2231,7 +2275,7 @@ static int cfg_finish_across(struct cfg_load *ld)
 	}
 	if (!def && servers == 1 && !ld->svc[only_server - cfg->svcs].key_line[SK_DEFAULT])
 		only_server->is_default = true;
-	return 0;
+	return cfg_finish_kernel(ld);
 }
 
 static int cfg_finish(struct cfg_load *ld)

@@ -98,6 +98,7 @@ struct svc_config {
 	   certificates: what a server can present, what a client takes. */
 	uint8_t client_cert_types[2], server_cert_types[2];
 	uint8_t n_client_cert_types, n_server_cert_types;
+	bool kernel; /* serve the kernel's net/handshake requests of this role; default no */
 };
 
 struct config {
@@ -137,6 +138,8 @@ struct config {
 	unsigned int exported_authenticators; /* connections whose RFC 9261 exporter values
 						 are kept (the most recent); 0: none; default
 						 16384 */
+	bool kernel_share_with_tlshd; /* serve the kernel's requests while tlshd runs too;
+					 default no: refuse to start */
 	bool bpf_policy; /* load and feed the kernel's name policy (bpf/); default yes */
 	char *bpf_pin_path; /* where its maps and links are pinned; default /sys/fs/bpf/danced */
 	struct svc_config svcs[CFG_MAX_SERVICES];

@@ -163,6 +163,8 @@ static void conn_free(struct conn *c)
 
 	if (c->fd >= 0)
 		close(c->fd);
+	X509_free(c->tls.own_cert);
+	EVP_PKEY_free(c->tls.own_key);
 	if (c->tls.pending) {
 		OPENSSL_cleanse(c->tls.pending, c->tls.pending_len);
 		free(c->tls.pending);
@@ -299,9 +301,10 @@ static void conn_log(struct conn *c, const char *verb)
 		if (!log_enabled(6))
 			return;
 		log_info(
-			"handshake ok id=%llu service=%s peer=%s %s %s group=%s sni=\"%s\" alpn=%s "
+			"%shandshake ok id=%llu service=%s peer=%s %s %s group=%s sni=\"%s\" alpn=%s "
 			"auth=%s%s%s%s subject=\"%s\" pending=%u us=%u",
-			(unsigned long long)c->id, svc, log_addr(&c->peer, addr, sizeof(addr)),
+			c->kernel ? "kernel " : "", (unsigned long long)c->id, svc,
+			log_addr(&c->peer, addr, sizeof(addr)),
 			r->tls_version == 0x0304 ? "TLSv1.3" : "TLSv1.2", r->cipher_name,
 			r->group[0] ? r->group : "-", log_printable(r->sni, sni, sizeof(sni)),
 			r->alpn[0] ? r->alpn : "-", auth_word(r),
@@ -331,9 +334,10 @@ static void conn_log(struct conn *c, const char *verb)
 			   c->fail.status, log_printable(c->fail.why, why, sizeof(why)),
 			   (unsigned long long)((now_ns() - c->start_ns) / 1000));
 	else
-		log_notice("request refused id=%llu peer=%s status=%d reason=\"%s\"",
-			   (unsigned long long)c->id, log_addr(&c->peer, addr, sizeof(addr)),
-			   c->fail.status, log_printable(c->fail.why, why, sizeof(why)));
+		log_notice("%srequest refused id=%llu peer=%s status=%d reason=\"%s\"",
+			   c->kernel ? "kernel " : "", (unsigned long long)c->id,
+			   log_addr(&c->peer, addr, sizeof(addr)), c->fail.status,
+			   log_printable(c->fail.why, why, sizeof(why)));
 }
 
 /* ---- the ring -------------------------------------------------------------------------- */
@@ -577,6 +581,12 @@ static void conn_finish(struct conn *c)
 		c->phase = PHASE_DONE;
 		if (c->held)
 			policy_release(c->fd);
+		if (c->kernel) {
+			if (!c->fail.status)
+				fail_set(&c->fail, -ENOMEM, "out of memory for the result");
+			kernel_done(c, 0);
+			return;
+		}
 		if (c->ch)
 			shutdown(c->ch->fd, SHUT_RDWR);
 		/* An exported-authenticator operation never harms the connection it names. */
@@ -650,6 +660,12 @@ static void conn_finish(struct conn *c)
 			}
 		}
 	}
+	/* Nothing can carry plaintext to a kernel consumer: failing is better than losing it. */
+	if (c->kernel && !c->fail.status && c->tls.pending_len)
+		fail_set(&c->fail, -EPROTO,
+			 "%u bytes of application data came before the kernel had the socket,"
+			 " and danced cannot hand them to a kernel consumer",
+			 c->tls.pending_len);
 	r->status = c->fail.status;
 	if (c->fail.status || !c->ea_op || !r->reason[0])
 		snprintf(r->reason, sizeof(r->reason), "%s", c->fail.status ? c->fail.why : "ok");
@@ -668,7 +684,8 @@ static void conn_finish(struct conn *c)
 		if (c->held)
 			policy_release(c->fd);
 		c->held = false;
-		if (c->touched && c->fd >= 0)
+		/* A kernel consumer's socket is the consumer's to end, after DONE. */
+		if (c->touched && c->fd >= 0 && !c->kernel)
 			shutdown(c->fd, SHUT_RDWR);
 	} else {
 		r->pending_len = c->tls.pending_len;
@@ -687,6 +704,14 @@ static void conn_finish(struct conn *c)
 	c->riov[1].iov_base = c->tls.pending;
 	c->riov[1].iov_len = r->pending_len;
 
+	if (c->kernel) {
+		int32_t peer = kernel_peer(c);
+
+		c->phase = PHASE_DONE;
+		conn_log(c, "kernel handshake failed");
+		kernel_done(c, peer);
+		return;
+	}
 	if (c->ch) {
 		c->phase = PHASE_DONE;
 		if (r->status || c->ea)
@@ -755,7 +780,7 @@ static enum verdict conn_offload(struct conn *c)
 
 	/* RFC 9261's four values, before kTLS takes the secrets and wipes them. */
 	len = sizeof(c->cookie);
-	if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &c->cookie, &len))
+	if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &c->cookie, &len) && !c->kernel)
 		exported_keep(t->ssl, &t->kc, c->cookie, t->svc->cfg->name, !t->client);
 	ret = ktls_install(&t->kc, t->ssl, c->fd, &why);
 	if (ret) {
@@ -980,6 +1005,7 @@ void conn_start(struct conn *c, struct svc *svc, bool svc_fixed, unsigned int ti
 	t->peer_name = c->peer_name;
 	t->peer_alpn = c->alpn;
 	t->fail = &c->fail;
+	t->kernel = c->kernel;
 	c->phase = PHASE_HANDSHAKE;
 	arm_deadline(c);
 	ret = policy_hold(c->fd);

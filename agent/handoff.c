@@ -220,7 +220,7 @@ void channel_free_all(struct worker *w)
  * What danced can work with: a connected TCP socket. One TCP_INFO answers "a socket?",
  * "TCP?" and "established?" at once; the ULP check happens when danced puts its own on.
  */
-static int socket_check(int fd, struct sockaddr_storage *peer, struct fail *f)
+int socket_check(int fd, struct sockaddr_storage *peer, struct fail *f)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);

@@ -663,6 +663,30 @@ const char *tls_client_tlsa_name(const struct tls *t, const struct sockaddr_stor
  * Return: 0, or a negative errno with @f saying why: -ENOMEM, -EALREADY when the socket
  * already carries an upper-layer protocol, or the ULP's own errno.
  */
+/*
+ * A kernel request's own terms: TLS 1.3, as the kernel's consumers and tlshd expect, and
+ * the certificate and key the request named, or none for an anonymous client.
+ */
+static int tls_begin_kernel(struct tls *t, struct fail *f)
+{
+	if (!SSL_set_min_proto_version(t->ssl, TLS1_3_VERSION))
+		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
+	if (t->no_own_cert) {
+		SSL_certs_clear(t->ssl);
+		return 0;
+	}
+	if (!t->own_cert)
+		return 0;
+	if (SSL_use_certificate(t->ssl, t->own_cert) != 1 ||
+	    SSL_use_PrivateKey(t->ssl, t->own_key) != 1 || SSL_check_private_key(t->ssl) != 1) {
+		ERR_clear_error();
+		return fail_set(f, -EKEYREJECTED,
+				"the certificate and private key the kernel's request named do not"
+				" belong together, or OpenSSL cannot use them");
+	}
+	return 0;
+}
+
 int tls_begin(struct tls *t, int fd, struct fail *f)
 {
 	const struct svc_config *cfg = t->svc->cfg;
@@ -681,6 +705,11 @@ int tls_begin(struct tls *t, int fd, struct fail *f)
 	SSL_set_app_data(t->ssl, t);
 	if (ktls_conn_attach(&t->kc, t->ssl))
 		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
+	if (t->kernel) {
+		ret = tls_begin_kernel(t, f);
+		if (ret)
+			return ret;
+	}
 	/*
 	 * Post-handshake authentication needs the transcript: a server keeps it for
 	 * clients that offer it; a client with a certificate offers it, and keeps it.
@@ -707,7 +736,8 @@ int tls_begin(struct tls *t, int fd, struct fail *f)
 		size_t n = alpn_wire(alpn, wire, sizeof(wire));
 
 		SSL_set_connect_state(t->ssl);
-		if (!SSL_set_tlsext_host_name(t->ssl, t->peer_name) ||
+		/* A kernel request may name no peer (verify = none then): no SNI. */
+		if ((t->peer_name[0] && !SSL_set_tlsext_host_name(t->ssl, t->peer_name)) ||
 		    (cfg->verify == VERIFY_REQUIRED && !SSL_set1_host(t->ssl, t->peer_name)) ||
 		    (n && SSL_set_alpn_protos(t->ssl, wire, n)))
 			return fail_set(f, -ENOMEM, "out of memory for the TLS session");
@@ -782,6 +812,9 @@ enum verdict tls_handshake(struct tls *t)
 	err = SSL_get_error(t->ssl, ret);
 	if (err == SSL_ERROR_WANT_READ && t->out_len == t->out_off) {
 		t->want = TLS_BUF_SIZE - t->in_len;
+		/* Never a byte past the record in progress (a header, at a boundary). */
+		if (t->kernel && (rec_missing(&t->rt) ?: 5) < t->want)
+			t->want = rec_missing(&t->rt) ?: 5;
 		return V_READ;
 	}
 	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)

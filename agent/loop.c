@@ -205,6 +205,9 @@ static void handle_cqe(struct worker *w, uint64_t data, int res, unsigned int fl
 		w->tick_armed = false;
 		frontdoor_pump(w, false);
 		break;
+	case OP_KERNEL:
+		kernel_ready(w, res);
+		break;
 	case OP_IGNORE:
 		break;
 	default:
@@ -236,6 +239,7 @@ static void *worker_main(void *arg)
 
 	handoff_arm_accept(w, agent.handoff_fd, w, OP_CHAN_ACCEPT);
 	frontdoor_arm(w);
+	kernel_arm(w);
 	arm_wake(w);
 	while (!w->ring_dead) {
 		if (atomic_load(&agent.stopping)) {
@@ -355,8 +359,9 @@ int loop_init(struct agent *a)
 			free(w->scratch);
 			goto fail;
 		}
-		ret = frontdoor_listen(a, w);
+		ret = frontdoor_listen(a, w) ?: kernel_worker_init(w);
 		if (ret) {
+			frontdoor_close(w);
 			close(w->wake_fd);
 			io_uring_queue_exit(&w->ring);
 			bufs_fini(w);
@@ -367,6 +372,7 @@ int loop_init(struct agent *a)
 	return 0;
 fail:
 	while (i--) {
+		kernel_worker_fini(&a->workers[i]);
 		frontdoor_close(&a->workers[i]);
 		close(a->workers[i].wake_fd);
 		io_uring_queue_exit(&a->workers[i].ring);
@@ -430,6 +436,7 @@ void loop_stop(struct agent *a)
 		bufs_fini(w);
 		conn_free_all(w);
 		conn_pool_fini(w);
+		kernel_worker_fini(w); /* after the workers' last DONE */
 	}
 	/* The pools' lists of backends point at channels that go now. */
 	for (i = 0; i < a->n_pools; i++)

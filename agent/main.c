@@ -109,6 +109,24 @@ static void usage(FILE *f)
 		DEFAULT_CONFIG);
 }
 
+/* What the kernel's handshake upcall needs here, for -V and -n. */
+static void kernel_print(FILE *f, const char *prefix)
+{
+	int family = kernel_probe(), pid = kernel_tlshd();
+
+	if (family >= 0)
+		fprintf(f, "%skernel handshake requests (net/handshake): yes, family %d\n", prefix,
+			family);
+	else
+		fprintf(f, "%skernel handshake requests (net/handshake): no (%s)\n", prefix,
+			family == -ENOENT ? "the kernel has no handshake family: Linux 6.5 or"
+					    " later with CONFIG_NET_HANDSHAKE" :
+					    strerror(-family));
+	if (pid)
+		fprintf(f, "%stlshd is running (pid %d): it takes the kernel's requests too\n",
+			prefix, pid);
+}
+
 /*
  * What this danced can do that depends on the OpenSSL it was built with and runs on,
  * for -V and -n: an operator on Debian 12 must see what is missing, not find out.
@@ -126,6 +144,7 @@ static void features_print(FILE *f, const char *prefix)
 		pq ? "yes" : "no (needs OpenSSL 3.5)");
 	fprintf(f, "%sraw public keys (RFC 7250, DANE-EE 3 1 x): %s\n", prefix,
 		OPENSSL_VERSION_NUMBER >= 0x30200000L ? "yes" : "no (needs OpenSSL 3.2)");
+	kernel_print(f, prefix);
 }
 
 /* Knobs for tests only (see -h): a tiny ring, and a ring that fails on purpose. */
@@ -388,10 +407,16 @@ int main(int argc, char **argv)
 	if (load(path, &st))
 		return 1;
 	if (check) {
+		char err[512];
+
+		/* A kernel = yes that could not be served would stop the start: say so now. */
+		ret = kernel_init(st->cfg, err, sizeof(err));
+		if (ret)
+			log_err("%s: %s", path, err);
 		config_print(st->cfg, stdout);
 		features_print(stdout, "# ");
 		state_put(st);
-		return 0;
+		return ret ? 1 : 0;
 	}
 	agent.state = st;
 	agent.n_workers = st->cfg->workers;
@@ -424,6 +449,11 @@ int main(int argc, char **argv)
 		ret = exported_init(st->cfg, err, sizeof(err));
 		if (ret) {
 			log_err("%s", err);
+			goto out_state;
+		}
+		ret = kernel_init(st->cfg, err, sizeof(err));
+		if (ret) {
+			log_err("%s: %s", path, err);
 			goto out_state;
 		}
 	}

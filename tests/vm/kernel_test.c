@@ -28,9 +28,19 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 
+#include <keyutils.h>
+#include <linux/tls.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
 #include "../harness.h"
-#include "../lib/daemon.h"
 #include "../kmod/dance_hs.h"
+#include "../lib/daemon.h"
+#include "../lib/dnsfix.h"
+#include "../lib/pki.h"
+#include "../../agent/lib/dance.h"
 
 /* Load dance_hs.ko for the running kernel, from beside the binaries: 0, or -errno. */
 static int module_load(void)
@@ -340,6 +350,773 @@ TEST_F(upcall, a_consumer_that_goes_away_cancels_its_request)
 	EXPECT_EQ(-ETIME, r.status);
 	close(fd);
 	close(nl);
+}
+
+/* ---- danced as the agent ----------------------------------------------------------- */
+
+#define DEVICES "_device.fixture.example"
+#define SENSOR "sensor1." DEVICES
+
+FIXTURE(agent)
+{
+	struct env e;
+	struct dnsfix f;
+	int dev, lfd, port;
+	char id_cert[160], id_key[160], other_cert[160], other_key[160];
+};
+
+/* The kernel's handshake tracepoints count every DONE the kernel took, and refused. */
+static int trace_done(bool on)
+{
+	static const char *const ev[] = { "handshake_cmd_done", "handshake_cmd_done_err" };
+	char path[160];
+	size_t i;
+	int fd;
+
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/sys/kernel/tracing/events/handshake/%s/enable",
+			 ev[i]);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, on ? "1" : "0", 1) != 1) {
+			if (fd >= 0)
+				close(fd);
+			return -errno;
+		}
+		close(fd);
+	}
+	/* Opening the buffer for writing with O_TRUNC empties it. */
+	fd = open("/sys/kernel/tracing/trace", O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+/* How many trace lines name @event ("handshake_cmd_done:" or "..._err:"). */
+static int trace_count(const char *event)
+{
+	FILE *f = fopen("/sys/kernel/tracing/trace", "re");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, event))
+			n++;
+	fclose(f);
+	return n;
+}
+
+FIXTURE_SETUP(agent)
+{
+	static const char *const names[] = { SENSOR, NULL };
+	char zone[1024], bogus[512], tlsa[2][256], dir[160];
+	X509 *x[2];
+	int i;
+
+	signal(SIGPIPE, SIG_IGN);
+	self->dev = self->lfd = -1;
+	ASSERT_EQ(0, module_load());
+	self->dev = open("/dev/dance_hs", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, self->dev) TH_LOG("/dev/dance_hs: %s", strerror(errno));
+	ASSERT_EQ(0, env_init(&self->e));
+	snprintf(self->id_cert, sizeof(self->id_cert), "%.100s/sensor1.pem", self->e.dir);
+	snprintf(self->id_key, sizeof(self->id_key), "%.100s/sensor1.key", self->e.dir);
+	snprintf(self->other_cert, sizeof(self->other_cert), "%.100s/other.pem", self->e.dir);
+	snprintf(self->other_key, sizeof(self->other_key), "%.100s/other.key", self->e.dir);
+	ASSERT_EQ(0, pki_leaf(NULL, "sensor1", names, 0, self->id_cert, self->id_key));
+	ASSERT_EQ(0, pki_leaf(NULL, "other", names, 0, self->other_cert, self->other_key));
+	x[0] = pki_read_cert(self->id_cert);
+	x[1] = pki_read_cert(self->other_cert);
+	ASSERT_TRUE(x[0] && x[1]);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, dnsfix_tlsa(x[i], 3, 1, 1, tlsa[i], sizeof(tlsa[i])));
+		X509_free(x[i]);
+	}
+	/* sensor1's key; a record for another key; and sensor1's key in a bogus zone. */
+	snprintf(zone, sizeof(zone), "sensor1._device IN TLSA %s\nmismatch._device IN TLSA %s\n",
+		 tlsa[0], tlsa[1]);
+	snprintf(bogus, sizeof(bogus), "sensor1._device IN TLSA %s\n", tlsa[0]);
+	{
+		struct dnsfix_zones z = { .parent = zone, .bogus = bogus };
+
+		snprintf(dir, sizeof(dir), "%.100s/dns", self->e.dir);
+		ASSERT_EQ(0, mkdir(dir, 0700));
+		ASSERT_EQ(0, dnsfix_start(&self->f, dir, 53, &z));
+	}
+	self->lfd = tcp_listen_any(&self->port);
+	ASSERT_LE(0, self->lfd);
+	ASSERT_EQ(0, trace_done(true)) TH_LOG("tracefs: %s", strerror(errno));
+}
+
+FIXTURE_TEARDOWN(agent)
+{
+	if (self->e.pid > 0)
+		danced_stop(&self->e, SIGTERM);
+	trace_done(false);
+	close(self->lfd);
+	close(self->dev);
+	dnsfix_fini(&self->f);
+	env_fini(&self->e);
+}
+
+/*
+ * danced with a kernel = yes server service (its lines @server) and client service
+ * (@client), either NULL for none, and @more sections: 0, or -errno.
+ */
+static int agent_up(FIXTURE_DATA(agent) * self, const char *server, const char *client,
+		    const char *more)
+{
+	char srv[1024] = "", cli[1024] = "";
+	int ret;
+
+	if (server)
+		snprintf(srv, sizeof(srv),
+			 "[service kserver]\nkernel = yes\ncertificate = %s\nkey = %s\n%s\n",
+			 self->e.srv_cert, self->e.srv_key, server);
+	if (client)
+		snprintf(cli, sizeof(cli),
+			 "[service kclient]\nrole = client\nkernel = yes\nca = %s\n%s\n",
+			 self->e.ca, client);
+	ret = env_conf(&self->e,
+		       "workers = 2\ndns_trust_anchor_file = none\ndns_trust_anchor = %s\n"
+		       "dns_stub = " DNSFIX_ZONE " %s\n%s%s%s",
+		       self->f.trust_anchor, self->f.stubs[0].addr, srv, cli, more ?: "");
+	return ret ?: danced_start(&self->e);
+}
+
+/* A connected TCP pair through the fixture's listener: 0, or -errno. */
+static int tcp_pair(FIXTURE_DATA(agent) * self, int *c, int *s)
+{
+	*c = tcp_connect(self->port);
+	if (*c < 0)
+		return *c;
+	*s = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (*s < 0) {
+		close(*c);
+		return -errno;
+	}
+	return 0;
+}
+
+/*
+ * A request, retried while the kernel has its few pending places taken (-EAGAIN):
+ * 0 with r->status, or the errno the submission failed with.
+ */
+static int upcall_retry(int dev, struct dance_hs_request *r)
+{
+	long t0 = ms_now();
+	int ret;
+
+	while ((ret = upcall(dev, r)) == -EAGAIN && ms_now() - t0 < 60000)
+		usleep(5000);
+	return ret;
+}
+
+static void *retry_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->ret = upcall_retry(w->dev, &w->r);
+	return NULL;
+}
+
+/* Both ends of a pair through the kernel at once: @cr on one thread, @sr on another. */
+static void both(int dev, struct waiter *cw, struct waiter *sw)
+{
+	pthread_t t;
+
+	cw->dev = sw->dev = dev;
+	cw->ret = sw->ret = -EINPROGRESS;
+	if (pthread_create(&t, NULL, retry_main, sw)) {
+		sw->ret = -errno;
+		retry_main(cw);
+		return;
+	}
+	retry_main(cw);
+	pthread_join(t, NULL);
+}
+
+static struct dance_hs_request kreq(int fd, unsigned int role, unsigned int auth)
+{
+	struct dance_hs_request r = { .fd = fd, .role = role, .auth = auth };
+
+	if (role == C)
+		strcpy(r.peername, "localhost");
+	r.timeout_ms = 20000;
+	r.wait_ms = 60000;
+	return r;
+}
+
+/* Is kTLS in both directions on @fd, TLS 1.3? */
+static bool ktls_both(int fd)
+{
+	struct tls_crypto_info ci;
+	socklen_t len = sizeof(ci);
+
+	if (getsockopt(fd, SOL_TLS, TLS_TX, &ci, &len) || ci.version != TLS_1_3_VERSION)
+		return false;
+	len = sizeof(ci);
+	return !getsockopt(fd, SOL_TLS, TLS_RX, &ci, &len) && ci.version == TLS_1_3_VERSION;
+}
+
+/*
+ * @n bytes of application data from a kTLS socket, skipping any other record (a TLS 1.3
+ * server's session tickets come as handshake records): 0, or -errno.
+ */
+static int ktls_read(int fd, char *buf, size_t n)
+{
+	struct timeval tv = { .tv_sec = 10 };
+	size_t got = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < n) {
+		char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+		struct iovec iov = { buf + got, n - got };
+		struct msghdr m = { .msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = cbuf,
+				    .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *cm;
+		ssize_t k = recvmsg(fd, &m, 0);
+
+		if (k < 0)
+			return -errno;
+		if (!k)
+			return -ECONNRESET;
+		cm = CMSG_FIRSTHDR(&m);
+		if (cm && cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE &&
+		    *CMSG_DATA(cm) != 23)
+			continue; /* not application data */
+		got += k;
+	}
+	return 0;
+}
+
+/* Plaintext both ways over a kTLS pair: 0, or -errno. */
+static int swap_bytes(int a, int b)
+{
+	char buf[64];
+	int ret;
+
+	if (write(a, "from the client side", 20) != 20)
+		return -errno;
+	ret = ktls_read(b, buf, 20);
+	if (ret)
+		return ret;
+	if (memcmp(buf, "from the client side", 20))
+		return -EBADMSG;
+	if (write(b, "and from the server!", 20) != 20)
+		return -errno;
+	ret = ktls_read(a, buf, 20);
+	if (ret)
+		return ret;
+	return memcmp(buf, "and from the server!", 20) ? -EBADMSG : 0;
+}
+
+/* The description of the key the agent named the peer by ("" if none, or unreadable). */
+static const char *peer_key(int32_t serial, char *out, size_t max)
+{
+	char *d = NULL;
+
+	out[0] = '\0';
+	if (serial > 0 && keyctl_describe_alloc(serial, &d) >= 0)
+		snprintf(out, max, "%s", d);
+	free(d);
+	return out;
+}
+
+/*
+ * Both roles through the kernel, X.509 both ways: each end names its verified peer by a
+ * key, kTLS carries bytes both ways, and the kernel took exactly one DONE per request.
+ */
+TEST_F(agent, x509_both_roles_through_the_kernel)
+{
+	struct waiter cw = { 0 }, sw = { 0 };
+	char lines[4096], k[256];
+	int c, s;
+
+	snprintf(lines, sizeof(lines), "client_auth = required\nca = %s\n", self->e.cli_ca);
+	{
+		char cl[4096];
+
+		snprintf(cl, sizeof(cl), "certificate = %s\nkey = %s\n", self->e.cli_cert,
+			 self->e.cli_key);
+		ASSERT_EQ(0, agent_up(self, lines, cl, NULL));
+	}
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	cw.r = kreq(c, C, DANCE_HS_X509);
+	sw.r = kreq(s, S, DANCE_HS_X509);
+	both(self->dev, &cw, &sw);
+	ASSERT_EQ(0, cw.ret);
+	ASSERT_EQ(0, sw.ret);
+	EXPECT_EQ(0, cw.r.status) TH_LOG("log: %s", self->e.log);
+	EXPECT_EQ(0, sw.r.status);
+	EXPECT_NE(NULL, strstr(peer_key(sw.r.peerid, k, sizeof(k)), "danced:x509:"));
+	EXPECT_NE(NULL, strstr(k, "client.example.test")) TH_LOG("server's peer key: %s", k);
+	EXPECT_NE(NULL, strstr(peer_key(cw.r.peerid, k, sizeof(k)), "danced:x509:"));
+	EXPECT_NE(NULL, strstr(k, "localhost")) TH_LOG("client's peer key: %s", k);
+	EXPECT_TRUE(ktls_both(c));
+	EXPECT_TRUE(ktls_both(s));
+	EXPECT_EQ(0, swap_bytes(c, s));
+	EXPECT_EQ(2, trace_count("handshake_cmd_done:"));
+	EXPECT_EQ(0, trace_count("handshake_cmd_done_err:"));
+	EXPECT_TRUE(log_contains(&self->e, "kernel handshake ok"));
+	close(c);
+	close(s);
+
+	/* A client without a certificate is refused by the server, and told so. */
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	cw.r = kreq(c, C, DANCE_HS_ANON);
+	sw.r = kreq(s, S, DANCE_HS_X509);
+	both(self->dev, &cw, &sw);
+	ASSERT_EQ(0, sw.ret);
+	EXPECT_EQ(-EACCES, sw.r.status);
+	EXPECT_EQ(0, sw.r.peerid);
+	EXPECT_FALSE(ktls_both(s));
+	close(c);
+	close(s);
+}
+
+/* A real TLS server nobody here wrote: openssl s_server, the agent as an anonymous client. */
+TEST_F(agent, anonymous_client_against_openssl_s_server)
+{
+	char port[16], k[256], buf[16];
+	char *argv[] = { "/usr/bin/openssl", "s_server", "-accept",	  port,	     "-cert",
+			 self->e.srv_cert,   "-key",	 self->e.srv_key, "-tls1_3", "-rev",
+			 "-quiet",	     NULL };
+	struct dance_hs_request r;
+	int p = free_port(), fd;
+	pid_t srv;
+
+	ASSERT_EQ(0, agent_up(self, NULL, "verify = required\n", NULL));
+	snprintf(port, sizeof(port), "%d", p);
+	srv = spawn(argv, NULL);
+	ASSERT_LT(0, srv);
+	ASSERT_EQ(0, wait_connectable(NULL, p, 20000));
+
+	fd = tcp_connect(p);
+	ASSERT_LE(0, fd);
+	r = kreq(fd, C, DANCE_HS_ANON);
+	ASSERT_EQ(0, upcall_retry(self->dev, &r));
+	EXPECT_EQ(0, r.status) TH_LOG("log: %s", self->e.log);
+	EXPECT_NE(NULL, strstr(peer_key(r.peerid, k, sizeof(k)), "danced:x509:"));
+	EXPECT_TRUE(ktls_both(fd));
+	/* s_server -rev answers each line reversed: through the kernel's TLS both ways. */
+	ASSERT_EQ(7, write(fd, "kernel\n", 7));
+	EXPECT_EQ(0, ktls_read(fd, buf, 7));
+	EXPECT_EQ(0, memcmp(buf, "lenrek\n", 7)) TH_LOG("got %.7s", buf);
+	close(fd);
+
+	/* The wrong name: the agent refuses the server's certificate. */
+	fd = tcp_connect(p);
+	ASSERT_LE(0, fd);
+	r = kreq(fd, C, DANCE_HS_ANON);
+	strcpy(r.peername, "wrong.example");
+	ASSERT_EQ(0, upcall_retry(self->dev, &r));
+	EXPECT_EQ(-EACCES, r.status);
+	EXPECT_EQ(0, r.peerid);
+	EXPECT_FALSE(ktls_both(fd));
+	close(fd);
+	kill(srv, SIGTERM);
+	waitpid(srv, NULL, 0);
+	EXPECT_EQ(2, trace_count("handshake_cmd_done:"));
+}
+
+/*
+ * DANE client authentication on a kernel socket: the client (danced, through the kernel
+ * too) names itself in dane_clientid, the server checks its TLSA record and reports the
+ * verified name in the key it sends back. Each refusal comes from a client that danced
+ * runs by handoff, with another name, against the same kernel server.
+ */
+TEST_F(agent, dane_client_authentication_through_the_kernel)
+{
+	static const struct {
+		const char *identity, *why;
+	} bad[] = {
+		{ "mismatch." DEVICES, "tlsa-mismatch" },
+		{ "nobody." DEVICES, "tlsa-none" },
+		{ "sensor1._device.bogus.fixture.example", "tlsa-bogus" },
+		{ "sensor1.elsewhere.example", "name-not-allowed" },
+	};
+	struct waiter cw = { 0 }, sw = { 0 };
+	char cl[512], more[4096], k[256];
+	struct dance *d;
+	size_t i, n = 0;
+	int c, s;
+
+	snprintf(cl, sizeof(cl), "certificate = %s\nkey = %s\nidentity = " SENSOR "\n",
+		 self->id_cert, self->id_key);
+	for (i = 0; i < 4; i++)
+		n += snprintf(more + n, sizeof(more) - n,
+			      "[service bad%zu]\nrole = client\nca = %s\ncertificate = %s\n"
+			      "key = %s\nidentity = %s\n",
+			      i, self->e.ca, self->id_cert, self->id_key, bad[i].identity);
+	ASSERT_EQ(0,
+		  agent_up(self, "tls_min = 1.3\ndane = required\ndane_names = fixture.example\n",
+			   cl, more));
+
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	cw.r = kreq(c, C, DANCE_HS_X509);
+	sw.r = kreq(s, S, DANCE_HS_X509);
+	both(self->dev, &cw, &sw);
+	ASSERT_EQ(0, sw.ret);
+	EXPECT_EQ(0, cw.r.status) TH_LOG("log: %s", self->e.log);
+	EXPECT_EQ(0, sw.r.status);
+	EXPECT_STREQ("danced:dane:" SENSOR,
+		     strrchr(peer_key(sw.r.peerid, k, sizeof(k)), ';') ? strrchr(k, ';') + 1 : k);
+	EXPECT_EQ(0, swap_bytes(c, s));
+	close(c);
+	close(s);
+
+	ASSERT_EQ(0, dance_open(self->e.sock, &d));
+	for (i = 0; i < 4; i++) {
+		struct dance_params p = { .service = NULL, .peer_name = "localhost", .client = 1 };
+		struct dance_result res;
+		char svc[16];
+
+		snprintf(svc, sizeof(svc), "bad%zu", i);
+		p.service = svc;
+		ASSERT_EQ(0, tcp_pair(self, &c, &s));
+		sw.r = kreq(s, S, DANCE_HS_X509);
+		sw.dev = self->dev;
+		{
+			pthread_t t;
+
+			ASSERT_EQ(0, pthread_create(&t, NULL, retry_main, &sw));
+			dance_handshake(d, c, &p, &res);
+			pthread_join(t, NULL);
+		}
+		EXPECT_EQ(0, sw.ret);
+		EXPECT_EQ(-EACCES, sw.r.status) TH_LOG("%s", bad[i].identity);
+		EXPECT_EQ(0, sw.r.peerid);
+		EXPECT_TRUE(log_contains(&self->e, bad[i].why))
+		TH_LOG("no %s in the log", bad[i].why);
+		close(s);
+		if (!res.status)
+			close(c);
+	}
+	dance_close(d);
+	/* Two for the pair, one for each refusal's server end. */
+	EXPECT_EQ(6, trace_count("handshake_cmd_done:"));
+	EXPECT_EQ(0, trace_count("handshake_cmd_done_err:"));
+}
+
+/* The request's timeout, or else the service's, ends a handshake whose peer is silent. */
+TEST_F(agent, timeouts_follow_the_request)
+{
+	struct dance_hs_request r;
+	int c, s;
+	long t0, ms;
+
+	ASSERT_EQ(0, agent_up(self, "handshake_timeout = 2s\n", NULL, NULL));
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	r = kreq(s, S, DANCE_HS_X509);
+	r.timeout_ms = 300;
+	t0 = ms_now();
+	ASSERT_EQ(0, upcall_retry(self->dev, &r));
+	ms = ms_now() - t0;
+	EXPECT_EQ(-ETIMEDOUT, r.status);
+	EXPECT_LE(290, ms);
+	EXPECT_GT(1900, ms);
+	EXPECT_TRUE(log_contains(&self->e, "handshake timed out after 300 ms"));
+	close(c);
+	close(s);
+
+	/* No timeout in the request (NFS sends none): the service's handshake_timeout. */
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	r = kreq(s, S, DANCE_HS_X509);
+	r.timeout_ms = 0;
+	t0 = ms_now();
+	ASSERT_EQ(0, upcall_retry(self->dev, &r));
+	ms = ms_now() - t0;
+	EXPECT_EQ(-ETIMEDOUT, r.status);
+	EXPECT_LE(1990, ms);
+	EXPECT_TRUE(log_contains(&self->e, "handshake timed out after 2000 ms"));
+	close(c);
+	close(s);
+	EXPECT_EQ(2, trace_count("handshake_cmd_done:"));
+}
+
+/*
+ * The consumer gives up first (its own deadline, or a signal): danced's DONE for it later
+ * changes nothing, and danced goes on serving.
+ */
+TEST_F(agent, a_consumer_that_gives_up_leaves_danced_serving)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct waiter cw = { 0 }, sw = { 0 };
+	struct dance_hs_request r;
+	pthread_t t;
+	int c, s, c2, s2;
+
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	ASSERT_EQ(0, agent_up(self, "handshake_timeout = 1500ms\n", "verify = required\n", NULL));
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	r = kreq(s, S, DANCE_HS_X509);
+	r.wait_ms = 300;
+	ASSERT_EQ(0, upcall_retry(self->dev, &r));
+	EXPECT_EQ(-ETIME, r.status);
+
+	ASSERT_EQ(0, tcp_pair(self, &c2, &s2));
+	sw.dev = self->dev;
+	sw.r = kreq(s2, S, DANCE_HS_X509);
+	ASSERT_EQ(0, pthread_create(&t, NULL, retry_main, &sw));
+	usleep(300000);
+	pthread_kill(t, SIGUSR1);
+	pthread_join(t, NULL);
+	EXPECT_EQ(-EINTR, sw.ret);
+	close(s);
+	close(s2);
+	/* danced's own deadline passes for both, and its DONEs find nothing to complete. */
+	usleep(2000000);
+	close(c);
+	close(c2);
+	EXPECT_TRUE(log_contains(&self->e, "handshake timed out after 1500 ms"));
+	EXPECT_FALSE(log_contains(&self->e, "DONE not taken"));
+
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	cw.r = kreq(c, C, DANCE_HS_ANON);
+	sw.r = kreq(s, S, DANCE_HS_X509);
+	both(self->dev, &cw, &sw);
+	EXPECT_EQ(0, cw.r.status) TH_LOG("log: %s", self->e.log);
+	EXPECT_EQ(0, sw.r.status);
+	EXPECT_EQ(0, swap_bytes(c, s));
+	close(c);
+	close(s);
+	EXPECT_EQ(4, trace_count("handshake_cmd_done:"));
+}
+
+#define PAIRS 50
+
+/* 100 kernel requests at once (50 pairs): every one ends well, with exactly one DONE. */
+TEST_F(agent, hundred_concurrent_kernel_requests)
+{
+	static struct waiter w[2 * PAIRS];
+	pthread_t t[2 * PAIRS];
+	int fd[2 * PAIRS], i, ok = 0;
+
+	ASSERT_EQ(0, agent_up(self, "", "verify = required\n", NULL));
+	for (i = 0; i < PAIRS; i++)
+		ASSERT_EQ(0, tcp_pair(self, &fd[2 * i], &fd[2 * i + 1]));
+	for (i = 0; i < 2 * PAIRS; i++) {
+		w[i].dev = self->dev;
+		w[i].r = kreq(fd[i], i % 2 ? S : C, i % 2 ? DANCE_HS_X509 : DANCE_HS_ANON);
+		w[i].ret = -EINPROGRESS;
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, retry_main, &w[i]));
+	}
+	for (i = 0; i < 2 * PAIRS; i++)
+		pthread_join(t[i], NULL);
+	for (i = 0; i < 2 * PAIRS; i++) {
+		EXPECT_EQ(0, w[i].ret) TH_LOG("request %d", i);
+		EXPECT_EQ(0, w[i].r.status) TH_LOG("request %d", i);
+		ok += !w[i].ret && !w[i].r.status;
+	}
+	for (i = 0; i < PAIRS; i++)
+		EXPECT_EQ(0, swap_bytes(fd[2 * i], fd[2 * i + 1])) TH_LOG("pair %d", i);
+	for (i = 0; i < 2 * PAIRS; i++)
+		close(fd[i]);
+	EXPECT_EQ(2 * PAIRS, ok);
+	EXPECT_EQ(2 * PAIRS, trace_count("handshake_cmd_done:"));
+	EXPECT_EQ(0, trace_count("handshake_cmd_done_err:"));
+}
+
+/* A DER file's bytes as a `user` key in @keyring: its serial, or -errno. */
+static int32_t der_key(const char *pem, bool priv, const char *desc, int32_t keyring)
+{
+	unsigned char *der = NULL;
+	FILE *f = fopen(pem, "re");
+	int n = -1;
+	int32_t k;
+
+	if (!f)
+		return -errno;
+	if (priv) {
+		EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+
+		if (pk)
+			n = i2d_PrivateKey(pk, &der);
+		EVP_PKEY_free(pk);
+	} else {
+		X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+
+		if (x)
+			n = i2d_X509(x, &der);
+		X509_free(x);
+	}
+	fclose(f);
+	if (n <= 0)
+		return -EINVAL;
+	k = add_key("user", desc, der, n, keyring);
+	OPENSSL_free(der);
+	return k < 0 ? -errno : k;
+}
+
+/*
+ * x509 with the consumer's own keys: a keyring the request names (the kernel links it
+ * into the agent's keyrings) holds the client's certificate and key as DER `user` keys.
+ * Keys the agent cannot reach, or that hold something else, fail the request.
+ */
+TEST_F(agent, certificates_from_the_consumers_keyring)
+{
+	struct waiter cw = { 0 }, sw = { 0 };
+	char lines[4096], k[256];
+	int32_t ring, cert, key;
+	int c, s;
+
+	snprintf(lines, sizeof(lines), "client_auth = required\nca = %s\n", self->e.cli_ca);
+	ASSERT_EQ(0, agent_up(self, lines, "verify = required\n", NULL));
+	ring = add_key("keyring", "dance-test", NULL, 0, KEY_SPEC_PROCESS_KEYRING);
+	ASSERT_LT(0, ring);
+	ASSERT_EQ(0, keyctl_setperm(ring, KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ |
+						  KEY_USR_SEARCH | KEY_USR_LINK));
+	cert = der_key(self->e.cli_cert, false, "client cert", ring);
+	key = der_key(self->e.cli_key, true, "client key", ring);
+	ASSERT_LT(0, cert);
+	ASSERT_LT(0, key);
+
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	cw.r = kreq(c, C, DANCE_HS_X509);
+	cw.r.keyring = ring;
+	cw.r.cert = cert;
+	cw.r.privkey = key;
+	sw.r = kreq(s, S, DANCE_HS_X509);
+	both(self->dev, &cw, &sw);
+	EXPECT_EQ(0, cw.r.status) TH_LOG("log: %s", self->e.log);
+	EXPECT_EQ(0, sw.r.status);
+	EXPECT_NE(NULL, strstr(peer_key(sw.r.peerid, k, sizeof(k)), "client.example.test"));
+	EXPECT_EQ(0, swap_bytes(c, s));
+	close(c);
+	close(s);
+
+	/* The certificate's key where the private key should be. */
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	cw.r = kreq(c, C, DANCE_HS_X509);
+	cw.r.keyring = ring;
+	cw.r.cert = cert;
+	cw.r.privkey = cert;
+	ASSERT_EQ(0, upcall_retry(self->dev, &cw.r));
+	EXPECT_EQ(-EKEYREJECTED, cw.r.status);
+	EXPECT_TRUE(log_contains(&self->e, "does not hold a DER private key"));
+	close(c);
+	close(s);
+
+	/* Keys in no keyring the request names: the agent may not read them. */
+	cert = der_key(self->e.cli_cert, false, "unreachable cert", KEY_SPEC_PROCESS_KEYRING);
+	key = der_key(self->e.cli_key, true, "unreachable key", KEY_SPEC_PROCESS_KEYRING);
+	ASSERT_LT(0, cert);
+	ASSERT_LT(0, key);
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	cw.r = kreq(c, C, DANCE_HS_X509);
+	cw.r.cert = cert;
+	cw.r.privkey = key;
+	ASSERT_EQ(0, upcall_retry(self->dev, &cw.r));
+	EXPECT_EQ(-ENOKEY, cw.r.status);
+	close(c);
+	close(s);
+	EXPECT_EQ(4, trace_count("handshake_cmd_done:"));
+}
+
+/* What danced does not serve is refused at once, saying what and why. */
+TEST_F(agent, psk_and_unserved_roles_are_refused_clearly)
+{
+	struct dance_hs_request r;
+	int32_t psk;
+	int c, s;
+
+	ASSERT_EQ(0, agent_up(self, "", NULL, NULL));
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	r = kreq(c, C, DANCE_HS_ANON);
+	ASSERT_EQ(0, upcall_retry(self->dev, &r));
+	EXPECT_EQ(-EOPNOTSUPP, r.status);
+	EXPECT_TRUE(log_contains(&self->e, "no service has kernel = yes with role = client"));
+	close(c);
+	close(s);
+
+	psk = add_key("user", "dance-test psk", "0123456789abcdef0123456789abcdef", 32,
+		      KEY_SPEC_PROCESS_KEYRING);
+	ASSERT_LT(0, psk);
+	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	r = kreq(s, S, DANCE_HS_PSK);
+	r.num_peerids = 1;
+	r.peerids[0] = psk;
+	ASSERT_EQ(0, upcall_retry(self->dev, &r));
+	EXPECT_EQ(-EOPNOTSUPP, r.status);
+	EXPECT_TRUE(log_contains(&self->e, "PSK handshake"));
+	close(c);
+	close(s);
+	EXPECT_EQ(2, trace_count("handshake_cmd_done:"));
+}
+
+/* A copy of @from at @to, executable: 0, or -errno. */
+static int copy_exec(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out, ret = 0;
+	ssize_t n;
+
+	if (in < 0)
+		return -errno;
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (out < 0) {
+		ret = -errno;
+		close(in);
+		return ret;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n) {
+			ret = -EIO;
+			break;
+		}
+	if (n < 0)
+		ret = -errno;
+	close(in);
+	if (close(out) && !ret)
+		ret = -errno;
+	return ret;
+}
+
+/* tlshd takes the same requests: danced will not start beside it unless told to share. */
+TEST_F(agent, a_running_tlshd_stops_the_start_unless_shared)
+{
+	char *sleeper[] = { NULL, "60", NULL }, path[160], out[8192];
+	char *argv[] = { (char *)bin("danced"), "-c", self->e.conf, NULL };
+	char *check[] = { (char *)bin("danced"), "-n", "-c", self->e.conf, NULL };
+	pid_t pid;
+	int ret;
+
+	/* A process whose name is tlshd, as /proc/PID/comm shows it. */
+	snprintf(path, sizeof(path), "%.100s/tlshd", self->e.dir);
+	ASSERT_EQ(0, copy_exec("/bin/sleep", path));
+	sleeper[0] = path;
+	pid = spawn(sleeper, NULL);
+	ASSERT_LT(0, pid);
+	usleep(200000);
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "[service kserver]\nkernel = yes\ncertificate = %s\n"
+			      "key = %s\n",
+			      self->e.srv_cert, self->e.srv_key));
+	ret = run(argv, NULL, 0, out, sizeof(out), 30);
+	EXPECT_EQ(1, ret);
+	EXPECT_NE(NULL, strstr(out, "tlshd (pid")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "kernel_share_with_tlshd")) TH_LOG("%s", out);
+	ret = run(check, NULL, 0, out, sizeof(out), 30);
+	EXPECT_EQ(1, ret);
+	EXPECT_NE(NULL, strstr(out, "kernel handshake requests (net/handshake): yes"));
+	EXPECT_NE(NULL, strstr(out, "tlshd is running"));
+
+	ASSERT_EQ(0, env_conf(&self->e,
+			      "kernel_share_with_tlshd = yes\n[service kserver]\n"
+			      "kernel = yes\ncertificate = %s\nkey = %s\n",
+			      self->e.srv_cert, self->e.srv_key));
+	ASSERT_EQ(0, danced_start(&self->e));
+	EXPECT_TRUE(log_contains(&self->e, "each goes to whichever accepts first"));
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	ret = run(check, NULL, 0, out, sizeof(out), 30);
+	EXPECT_EQ(0, ret) TH_LOG("%s", out);
+	EXPECT_EQ(NULL, strstr(out, "tlshd is running"));
 }
 
 DANCED_HARNESS_MAIN
