@@ -665,7 +665,8 @@ TEST(print_writes_every_key_with_its_resolved_value)
 				  "request_client_auth_flag = 80\n"
 				  "bpf_policy = yes\n"
 				  "bpf_pin_path = /sys/fs/bpf/danced\n"
-				  "exported_authenticators = 16384\n\n[service www]\n"));
+				  "exported_authenticators = 16384\n"
+				  "kernel_share_with_tlshd = no\n\n[service www]\n"));
 	EXPECT_NE(NULL, strstr(printed, "\nbacklog = 1024\n"
 					"dane = off\n"
 					"# dane_names is not set: no client name is allowed DANE"
@@ -2112,6 +2113,50 @@ TEST(limits_default_to_shares_of_the_pool)
 	EXPECT_EQ(-EINVAL,
 		  load(_metadata, "[danced]\nsource_rate = -1\n" WWW, &cfg, err, sizeof(err)));
 	EXPECT_NE(NULL, strstr(err, "source_rate: -1 is negative")) TH_LOG("%s", err);
+}
+
+/*
+ * kernel = yes: one service per role answers the kernel; TLS 1.3 only; and never with
+ * user =, which would drop the CAP_NET_ADMIN the kernel's commands need.
+ */
+TEST(kernel_services_are_checked)
+{
+	static const struct bad cases[] = {
+		{ WWW "kernel = yes\n" "[service two]\ncertificate = /c\nkey = /k\nkernel = yes\n", 8,
+		  "[service two]: kernel = yes: [service www] already serves the kernel's"
+		  " server-role requests; one service per role" },
+		{ OUT "verify = none\nkernel = yes\n[service in]\nrole = client\nverify = none\n"
+		      "kernel = yes\n",
+		  10,
+		  "[service in]: kernel = yes: [service out] already serves the kernel's"
+		  " client-role requests" },
+		{ WWW "tls_max = 1.2\nkernel = yes\n", 5,
+		  "[service www]: kernel = yes needs TLS 1.3 (tls_max = 1.3)" },
+		{ "[danced]\nuser = daemon\n" WWW "kernel = yes\n", 6,
+		  "[service www]: kernel = yes needs CAP_NET_ADMIN for the kernel's handshake"
+		  " commands, and user = daemon drops it" },
+		{ WWW "kernel = maybe\n", 4, "kernel" },
+		{ "[danced]\nkernel = yes\n", 2, "unknown key 'kernel' in [danced]: kernel belongs in"
+		  " [service NAME]" },
+	};
+	char err[512];
+	struct config *cfg;
+
+	expect_rejected(_metadata, cases, ARRAY_SIZE(cases));
+	/* One per role is fine, and both keys print back. */
+	ASSERT_EQ(0, load(_metadata,
+			  "[danced]\nkernel_share_with_tlshd = yes\n" WWW "kernel = yes\n"
+			  "[service out]\nrole = client\nkernel = yes\nverify = none\n",
+			  &cfg, err, sizeof(err)))
+	TH_LOG("%s", err);
+	EXPECT_TRUE(cfg->kernel_share_with_tlshd);
+	EXPECT_TRUE(cfg->svcs[0].kernel);
+	EXPECT_TRUE(cfg->svcs[1].kernel);
+	config_free(cfg);
+	ASSERT_EQ(0, load(_metadata, WWW, &cfg, err, sizeof(err)));
+	EXPECT_FALSE(cfg->kernel_share_with_tlshd);
+	EXPECT_FALSE(cfg->svcs[0].kernel);
+	config_free(cfg);
 }
 
 DANCED_HARNESS_MAIN
