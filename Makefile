@@ -60,7 +60,8 @@ EXAMPLE := $(B)/dance-echo
 DANCECTL := $(B)/dancectl
 DANCE_BENCH := $(B)/dance-bench
 POLICYCOST := $(B)/policycost
-COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so $(B)/floor $(B)/nowdt.so $(B)/bulk
+COST_BINS := $(B)/inflight $(B)/connmem $(B)/malloc_count.so $(B)/floor $(B)/nowdt.so $(B)/bulk \
+	$(B)/upcall
 COST_KERNEL ?= 6.12
 TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o dnsfix.o ea.o)
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
@@ -177,6 +178,10 @@ $(B)/connmem: $(B)/obj/bench/connmem.o $(B)/obj/tests/lib/pki.o $(AGENT_LIB) $(L
 
 # After the handshake: server CPU per byte, kTLS (danced's install) against SSL_write.
 $(B)/bulk: $(B)/obj/bench/bulk.o $(AGENT_LIB) $(LIBDANCE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The kernel's handshake upcall beside the handoff, the same danced (bench/upcall.c).
+$(B)/upcall: $(B)/obj/bench/upcall.o $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The library floor: OpenSSL's own handshake cost, for bench/insns to compare against.
