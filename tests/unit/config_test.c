@@ -2122,7 +2122,9 @@ TEST(limits_default_to_shares_of_the_pool)
 TEST(kernel_services_are_checked)
 {
 	static const struct bad cases[] = {
-		{ WWW "kernel = yes\n" "[service two]\ncertificate = /c\nkey = /k\nkernel = yes\n", 8,
+		{ WWW "kernel = yes\n"
+		      "[service two]\ncertificate = /c\nkey = /k\nkernel = yes\n",
+		  8,
 		  "[service two]: kernel = yes: [service www] already serves the kernel's"
 		  " server-role requests; one service per role" },
 		{ OUT "verify = none\nkernel = yes\n[service in]\nrole = client\nverify = none\n"
@@ -2136,7 +2138,8 @@ TEST(kernel_services_are_checked)
 		  "[service www]: kernel = yes needs CAP_NET_ADMIN for the kernel's handshake"
 		  " commands, and user = daemon drops it" },
 		{ WWW "kernel = maybe\n", 4, "kernel" },
-		{ "[danced]\nkernel = yes\n", 2, "unknown key 'kernel' in [danced]: kernel belongs in"
+		{ "[danced]\nkernel = yes\n", 2,
+		  "unknown key 'kernel' in [danced]: kernel belongs in"
 		  " [service NAME]" },
 	};
 	char err[512];
