@@ -1049,6 +1049,146 @@ TEST_F(agent, psk_and_unserved_roles_are_refused_clearly)
 	EXPECT_EQ(2, trace_count("handshake_cmd_done:"));
 }
 
+/* ---- a real in-kernel consumer: NFS over TLS, server and client in the guest ------- */
+
+/*
+ * An NFSv4 server exporting a tmpfs (overlayfs cannot be exported) with @xprtsec, its
+ * grace period cut to 10 s so that a fresh mount can open files soon. rpcbind and
+ * mountd run because nfs-utils wants them even for NFSv4 only. Returns run()'s status.
+ */
+static int nfs_up(const char *xprtsec, char *out, size_t max)
+{
+	char script[1024];
+	char *argv[] = { "/bin/sh", "-c", script, NULL };
+
+	snprintf(script, sizeof(script),
+		 "set -e; modprobe nfsd; modprobe nfsv4; mkdir -p /proc/fs/nfsd /srv/export"
+		 " /mnt/nfs /run/rpcbind /var/lib/nfs/rpc_pipefs;"
+		 " mountpoint -q /proc/fs/nfsd || mount -t nfsd nfsd /proc/fs/nfsd;"
+		 " mountpoint -q /srv/export || mount -t tmpfs tmpfs /srv/export;"
+		 " echo 'hello over tls' > /srv/export/file;"
+		 " echo '/srv/export *(rw,no_root_squash,fsid=0,insecure,no_subtree_check,"
+		 "xprtsec=%s)' > /etc/exports;"
+		 " pidof rpcbind > /dev/null || rpcbind -w; exportfs -ra;"
+		 " pidof rpc.mountd > /dev/null || rpc.mountd -N 2 -N 3;"
+		 " echo 10 > /proc/fs/nfsd/nfsv4gracetime; echo 10 > /proc/fs/nfsd/nfsv4leasetime;"
+		 " rpc.nfsd -N 3 -V 4 2",
+		 xprtsec);
+	return run(argv, NULL, 0, out, max, 60);
+}
+
+static void nfs_down(void)
+{
+	char *argv[] = { "/bin/sh", "-c",
+			 "umount -f /mnt/nfs 2>/dev/null; rpc.nfsd 0; exportfs -ua;"
+			 " killall rpc.mountd rpcbind 2>/dev/null; umount /srv/export;"
+			 " umount /proc/fs/nfsd; true",
+			 NULL };
+	char out[1024];
+
+	run(argv, NULL, 0, out, sizeof(out), 60);
+}
+
+/* mount -t nfs4 -o xprtsec=@xprtsec localhost:/ /mnt/nfs: run()'s status. */
+static int nfs_mount(const char *xprtsec, char *out, size_t max)
+{
+	char opts[128];
+	char *argv[] = { "/usr/bin/timeout", "90",	 "/bin/mount", "-t", "nfs4", "-o", opts,
+			 "localhost:/",	     "/mnt/nfs", NULL };
+
+	snprintf(opts, sizeof(opts), "xprtsec=%s,vers=4.2,soft,retrans=1,timeo=100", xprtsec);
+	return run(argv, NULL, 0, out, max, 120);
+}
+
+/* The kernel's count of its kTLS sockets now open, TX software (/proc/net/tls_stat). */
+static int ktls_open(void)
+{
+	FILE *f = fopen("/proc/net/tls_stat", "re");
+	char name[64];
+	int v, n = -1;
+
+	if (!f)
+		return -errno;
+	while (fscanf(f, "%63s %d", name, &v) == 2)
+		if (!strcmp(name, "TlsCurrTxSw"))
+			n = v;
+	fclose(f);
+	return n;
+}
+
+/*
+ * NFS over TLS (xprtsec=tls) with danced as the agent of both ends: the NFS client's
+ * handshake (client role, anonymous) and nfsd's (server role), files both ways, and the
+ * connection on kTLS.
+ */
+TEST_F(agent, nfs_over_tls_with_danced_on_both_ends)
+{
+	char out[8192], buf[64] = "";
+	FILE *f;
+
+	ASSERT_EQ(0, agent_up(self, "", "verify = required\n", NULL));
+	ASSERT_EQ(0, nfs_up("tls", out, sizeof(out))) TH_LOG("%s", out);
+	EXPECT_EQ(0, nfs_mount("tls", out, sizeof(out))) TH_LOG("%s", out);
+	f = fopen("/mnt/nfs/file", "re");
+	EXPECT_NE(NULL, f);
+	if (f) {
+		EXPECT_NE(NULL, fgets(buf, sizeof(buf), f));
+		fclose(f);
+	}
+	EXPECT_STREQ("hello over tls\n", buf);
+	f = fopen("/mnt/nfs/new", "we");
+	ASSERT_NE(NULL, f);
+	fputs("written by the client\n", f);
+	EXPECT_EQ(0, fclose(f));
+	f = fopen("/srv/export/new", "re");
+	ASSERT_NE(NULL, f);
+	EXPECT_NE(NULL, fgets(buf, sizeof(buf), f));
+	fclose(f);
+	EXPECT_STREQ("written by the client\n", buf);
+	/* Both ends of the NFS connection carry kTLS that danced installed. */
+	EXPECT_LE(2, ktls_open());
+	EXPECT_TRUE(log_contains(&self->e, "kernel handshake ok id=")) TH_LOG("%s", self->e.log);
+	EXPECT_TRUE(log_contains(&self->e, "service=kclient peer="));
+	EXPECT_TRUE(log_contains(&self->e, "service=kserver peer="));
+	EXPECT_EQ(0, trace_count("handshake_cmd_done_err:"));
+	nfs_down();
+}
+
+/*
+ * xprtsec=mtls, the client authenticated by DANE: nfsd lets in only a peer the agent
+ * names, and danced names the client by its TLSA record. A client whose record holds
+ * another key is refused, and the mount fails.
+ */
+TEST_F(agent, nfs_mtls_client_authenticated_by_dane)
+{
+	char cl[2048], out[8192];
+	int ret;
+
+	snprintf(cl, sizeof(cl), "certificate = %s\nkey = %s\nidentity = " SENSOR "\n",
+		 self->id_cert, self->id_key);
+	ASSERT_EQ(0,
+		  agent_up(self, "tls_min = 1.3\ndane = required\ndane_names = fixture.example\n",
+			   cl, NULL));
+	ASSERT_EQ(0, nfs_up("mtls", out, sizeof(out))) TH_LOG("%s", out);
+	EXPECT_EQ(0, nfs_mount("mtls", out, sizeof(out))) TH_LOG("%s", out);
+	EXPECT_TRUE(log_contains(&self->e, "auth=dane name=" SENSOR)) TH_LOG("%s", self->e.log);
+	EXPECT_EQ(0, access("/mnt/nfs/file", R_OK));
+	nfs_down();
+	danced_stop(&self->e, SIGTERM);
+
+	/* The same client claims a name whose TLSA record holds another key. */
+	snprintf(cl, sizeof(cl), "certificate = %s\nkey = %s\nidentity = mismatch." DEVICES "\n",
+		 self->id_cert, self->id_key);
+	ASSERT_EQ(0,
+		  agent_up(self, "tls_min = 1.3\ndane = required\ndane_names = fixture.example\n",
+			   cl, NULL));
+	ASSERT_EQ(0, nfs_up("mtls", out, sizeof(out))) TH_LOG("%s", out);
+	ret = nfs_mount("mtls", out, sizeof(out));
+	EXPECT_NE(0, ret) TH_LOG("%s", out);
+	EXPECT_TRUE(log_contains(&self->e, "tlsa-mismatch")) TH_LOG("%s", self->e.log);
+	nfs_down();
+}
+
 /* A copy of @from at @to, executable: 0, or -errno. */
 static int copy_exec(const char *from, const char *to)
 {
