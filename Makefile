@@ -67,7 +67,7 @@ TESTLIB_OBJS := $(addprefix $(B)/obj/tests/lib/,pair.o record.o pki.o daemon.o d
 UNIT_TESTS := $(addprefix $(B)/tests/unit/,ktls_test config_test proto_test libdance_test \
 	admit_test dane_test exported_test)
 VM_TESTS := $(addprefix $(B)/tests/vm/,ktls_test agent_test dane_test bpf_test dns_test \
-	conn_test handoff_test ea_test bench_test kernel_test)
+	conn_test handoff_test ea_test bench_test kernel_test kpatch_test)
 VMROOT := $(B)/vm-root
 # The test module (Kbuild, tests/kmod), for every guest kernel whose headers the Debian 13
 # root holds: the kernels' own gcc 14 builds it, so only inside the root.
@@ -91,9 +91,21 @@ bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) 
 	$(UNIT_TESTS) $(VM_TESTS) $(KMODS) $(VMROOT)/.stamp
 
 # Kbuild writes its objects beside the sources: one copy of them per kernel, in build/.
-$(B)/kmod/%/dance_hs.ko: $(KMOD_SRCS)
+# For the kernel that kernel-patches/ is against (KPATCH_BASE), the copy also gets
+# Debian's own net/tls of that kernel (from linux-source, tests/vm/fetch) with the
+# series applied, and Kbuild builds it as tls.ko beside dance_hs.ko.
+KPATCH_BASE := 6.12.117+deb13-cloud-amd64
+KPATCHES := $(sort $(filter-out %/0000-cover-letter.patch,$(wildcard kernel-patches/*.patch)))
+$(B)/kmod/%/dance_hs.ko: $(KMOD_SRCS) $(KPATCHES)
 	@rm -rf $(@D) && mkdir -p $(@D)/tests/kmod
 	@cp Kbuild $(@D)/ && cp tests/kmod/dance_hs.c tests/kmod/dance_hs.h $(@D)/tests/kmod/
+	@if [ "$*" = "$(KPATCH_BASE)" ]; then \
+		mkdir -p $(@D)/net && cp -a $(KSFT_DIR)/linux/net/tls $(@D)/net/ && \
+		cp -a $(KSFT_DIR)/linux/Documentation $(@D)/ && \
+		for p in $(KPATCHES); do \
+			patch -d $(@D) -p1 -s --no-backup-if-mismatch < $$p || exit 1; \
+		done; \
+	fi
 	$(MAKE) -s -C /usr/src/linux-headers-$* M=$(CURDIR)/$(@D) W=1 KCFLAGS=-Werror modules
 
 # Against this machine's own libraries: what a Debian 12 machine still builds and tests.
@@ -152,6 +164,17 @@ $(B)/bpf/danced.bpf.o: bpf/danced.bpf.c bpf/danced.h $(B)/bpf/vmlinux.h
 
 $(BPF_SKEL): $(B)/bpf/danced.bpf.o
 	bpftool gen skeleton $< name danced_bpf > $@.tmp && mv $@.tmp $@
+
+# kpatch_test's program calls the kfunc of kernel-patches/ (tests/vm/kpatch.bpf.c).
+$(B)/bpf/kpatch.bpf.o: tests/vm/kpatch.bpf.c tests/vm/kpatch.h $(B)/bpf/vmlinux.h
+	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Wextra -Werror \
+		-Wno-unused-parameter -I$(B)/bpf -Itests/vm -c -o $@ $<
+
+$(B)/bpf/kpatch.skel.h: $(B)/bpf/kpatch.bpf.o
+	bpftool gen skeleton $< name kpatch_bpf > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/tests/vm/kpatch_test.o: CFLAGS += -I$(B)/bpf
+$(B)/obj/tests/vm/kpatch_test.o: $(B)/bpf/kpatch.skel.h
 
 BPF_USERS := $(B)/obj/tests/vm/bpf_test.o $(B)/obj/tests/vm/dane_test.o $(B)/obj/tests/vm/ea_test.o \
 	$(B)/obj/agent/policy.o \
@@ -228,7 +251,10 @@ $(VMROOT)/.stamp: $(VM_TESTS) $(DANCED) $(DANCECTL) $(EXAMPLE) $(DANCE_BENCH) $(
 	cp $(COST_BINS) $(VMROOT)/bin/
 	cp bench/cost-guest $(VMROOT)/bin/cost
 	@for k in $(KMODS); do r=$$(basename $$(dirname $$k)); mkdir -p $(VMROOT)/kmod/$$r && \
-		cp $$k $(VMROOT)/kmod/$$r/ || exit 1; done
+		cp $$k $(VMROOT)/kmod/$$r/ || exit 1; \
+		if [ -f $$(dirname $$k)/net/tls/tls.ko ]; then \
+			cp $$(dirname $$k)/net/tls/tls.ko $(VMROOT)/kmod/$$r/tls-patched.ko || exit 1; \
+		fi; done
 	@touch $@
 
 deps:
