@@ -468,6 +468,7 @@ void frontdoor_pump(struct worker *w, bool stop);
 int kernel_probe(void);
 int kernel_tlshd(void);
 int kernel_init(const struct config *cfg, char *err, size_t errlen);
+bool kernel_reload_check(const struct config *cfg);
 int kernel_worker_init(struct worker *w);
 void kernel_worker_fini(struct worker *w);
 void kernel_arm(struct worker *w);

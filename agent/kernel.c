@@ -255,6 +255,12 @@ int kernel_init(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* A reload asks for kernel requests that danced, started without, does not take. */
+bool kernel_reload_check(const struct config *cfg)
+{
+	return kernel_wanted(cfg) && !kern.on;
+}
+
 /**
  * kernel_worker_init - @w's two sockets: one that hears READY, one for ACCEPT and DONE
  *

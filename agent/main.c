@@ -284,6 +284,9 @@ static void reload(const char *path)
 		log_warn("reload: bpf_policy and bpf_pin_path keep their values until a restart");
 	if (old->exported_authenticators != cfg->exported_authenticators)
 		log_warn("reload: exported_authenticators keeps its value until a restart");
+	if (kernel_reload_check(cfg))
+		log_warn("reload: kernel = yes takes effect at a restart: danced joins the"
+			 " kernel's handshake group only at start");
 	state_put(cur);
 	state_swap(&agent, st);
 	log_set_level(cfg->log_level);
