@@ -179,6 +179,11 @@ struct tls {
 	bool no_own_cert; /* the kernel asked for an anonymous client */
 	X509 *own_cert; /* the kernel's request named these keys; NULL: the service's */
 	EVP_PKEY *own_key;
+	/* a kernel PSK request (TLS 1.3 external PSK): both ends prove the key, no
+	   certificates; wiped when the conn goes */
+	char *psk_identity;
+	uint8_t *psk;
+	uint16_t psk_len;
 	uint8_t dane_name_len;
 	char dane_name[DANCE_HOST_MAX]; /* what the client sent, checked later */
 };
@@ -242,6 +247,7 @@ struct __attribute__((aligned(16))) conn {
 	bool held; /* the BPF policy exempts this socket's I/O (policy_hold()) */
 	bool dns_cached; /* client role: the server's TLSA came from the cache */
 	bool kernel; /* a kernel request (kernel.c): answered by DONE, the socket is not ours */
+	int32_t kernel_psk; /* its PSK's key serial, for DONE once the peer proved it */
 	uint32_t rx, tx; /* TLS bytes received and sent: a timeout says how far it got */
 	uint64_t start_ns, deadline_ns, wait_until_ns;
 	/*

@@ -165,6 +165,11 @@ static void conn_free(struct conn *c)
 		close(c->fd);
 	X509_free(c->tls.own_cert);
 	EVP_PKEY_free(c->tls.own_key);
+	if (c->tls.psk) {
+		OPENSSL_cleanse(c->tls.psk, c->tls.psk_len);
+		free(c->tls.psk);
+	}
+	free(c->tls.psk_identity);
 	if (c->tls.pending) {
 		OPENSSL_cleanse(c->tls.pending, c->tls.pending_len);
 		free(c->tls.pending);
@@ -307,7 +312,7 @@ static void conn_log(struct conn *c, const char *verb)
 			log_addr(&c->peer, addr, sizeof(addr)),
 			r->tls_version == 0x0304 ? "TLSv1.3" : "TLSv1.2", r->cipher_name,
 			r->group[0] ? r->group : "-", log_printable(r->sni, sni, sizeof(sni)),
-			r->alpn[0] ? r->alpn : "-", auth_word(r),
+			r->alpn[0] ? r->alpn : "-", c->kernel_psk ? "psk" : auth_word(r),
 			r->auth == DANCE_AUTH_DANE ?
 				log_printable(r->verified_name, name, sizeof(name)) :
 				"",
@@ -782,6 +787,14 @@ static enum verdict conn_offload(struct conn *c)
 	len = sizeof(c->cookie);
 	if (!getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &c->cookie, &len) && !c->kernel)
 		exported_keep(t->ssl, &t->kc, c->cookie, t->svc->cfg->name, !t->client);
+	/* A PSK request is authenticated by the key alone: a certificate handshake instead
+	   (the peer did not offer it, or did not know it) proves nothing the kernel asked. */
+	if (t->psk && !SSL_session_reused(t->ssl)) {
+		fail_set(&c->fail, -EACCES,
+			 "psk-unused: the peer did not use the pre-shared key (identity %s)",
+			 t->psk_identity);
+		return V_FAIL;
+	}
 	ret = ktls_install(&t->kc, t->ssl, c->fd, &why);
 	if (ret) {
 		fail_set(&c->fail, ret, "%s", why);
@@ -796,7 +809,7 @@ static enum verdict conn_offload(struct conn *c)
 	tls_describe(t, c->res);
 	if (t->client)
 		c->res->dns_cached = c->dns_cached;
-	if (!t->client && t->svc->cfg->dane != DANE_OFF)
+	if (!t->client && t->svc->cfg->dane != DANE_OFF && !t->psk)
 		v = verify_dane_begin(t, &c->dane, &c->fail);
 	/* The SSL and the buffers go now; a DNS wait keeps the conn small. */
 	tls_release(c);
@@ -1021,7 +1034,8 @@ void conn_start(struct conn *c, struct svc *svc, bool svc_fixed, unsigned int ti
 		conn_finish(c);
 		return;
 	}
-	if (t->client &&
+	/* A PSK handshake has no certificate for DANE to judge. */
+	if (t->client && !t->psk &&
 	    (svc->cfg->verify == VERIFY_DANE || svc->cfg->verify == VERIFY_DANE_OR_PKIX))
 		c->phase = PHASE_LOOKUP;
 	conn_run(c);

@@ -664,13 +664,84 @@ const char *tls_client_tlsa_name(const struct tls *t, const struct sockaddr_stor
  * already carries an upper-layer protocol, or the ULP's own errno.
  */
 /*
+ * A kernel PSK request's key as a session (RFC 8446 section 4.2.11): its hash follows its
+ * length, SHA-384 for 48 bytes (as NVMe's retained PSKs), SHA-256 otherwise.
+ */
+static SSL_SESSION *psk_session(SSL *ssl, const struct tls *t)
+{
+	static const unsigned char s256[2] = { 0x13, 0x01 }, s384[2] = { 0x13, 0x02 };
+	const SSL_CIPHER *c = SSL_CIPHER_find(ssl, t->psk_len == 48 ? s384 : s256);
+	SSL_SESSION *s = c ? SSL_SESSION_new() : NULL;
+
+	if (s &&
+	    (!SSL_SESSION_set1_master_key(s, t->psk, t->psk_len) || !SSL_SESSION_set_cipher(s, c) ||
+	     !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION))) {
+		SSL_SESSION_free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+/* Client: offer the request's PSK (again after a HelloRetryRequest, if its hash fits). */
+static int psk_use(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
+		   SSL_SESSION **sess)
+{
+	struct tls *t = SSL_get_app_data(ssl);
+	SSL_SESSION *s = psk_session(ssl, t);
+
+	if (!s)
+		return 0;
+	if (md && EVP_MD_get_type(md) != EVP_MD_get_type(SSL_CIPHER_get_handshake_digest(
+						 SSL_SESSION_get0_cipher(s)))) {
+		SSL_SESSION_free(s);
+		*sess = NULL;
+		return 1;
+	}
+	*sess = s;
+	*id = (const unsigned char *)t->psk_identity;
+	*idlen = strlen(t->psk_identity);
+	return 1;
+}
+
+/* Server: the request's PSK, for the client that names its identity; nobody else's. */
+static int psk_find(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess)
+{
+	struct tls *t = SSL_get_app_data(ssl);
+
+	*sess = NULL;
+	if (idlen != strlen(t->psk_identity) || memcmp(id, t->psk_identity, idlen))
+		return 1;
+	*sess = psk_session(ssl, t);
+	return *sess ? 1 : 0;
+}
+
+/*
  * A kernel request's own terms: TLS 1.3, as the kernel's consumers and tlshd expect, and
- * the certificate and key the request named, or none for an anonymous client.
+ * the certificate and key the request named, or none for an anonymous client, or a
+ * pre-shared key and no certificate at all.
  */
 static int tls_begin_kernel(struct tls *t, struct fail *f)
 {
 	if (!SSL_set_min_proto_version(t->ssl, TLS1_3_VERSION))
 		return fail_set(f, -ENOMEM, "out of memory for the TLS session");
+	if (t->psk) {
+		/*
+		 * The key authenticates both ends; certificates are not asked for. Only
+		 * suites of the key's hash can use it: a server that picked another would
+		 * ignore the key and fall back to its certificate.
+		 */
+		SSL_set_verify(t->ssl, SSL_VERIFY_NONE, NULL);
+		if (!SSL_set_ciphersuites(t->ssl, t->psk_len == 48 ?
+							  "TLS_AES_256_GCM_SHA384" :
+							  "TLS_AES_128_GCM_SHA256:"
+							  "TLS_CHACHA20_POLY1305_SHA256"))
+			return fail_set(f, -ENOMEM, "out of memory for the TLS session");
+		if (t->client)
+			SSL_set_psk_use_session_callback(t->ssl, psk_use);
+		else
+			SSL_set_psk_find_session_callback(t->ssl, psk_find);
+		return 0;
+	}
 	if (t->no_own_cert) {
 		SSL_certs_clear(t->ssl);
 		return 0;

@@ -82,7 +82,7 @@ static struct {
 struct kreq {
 	int fd; /* danced's descriptor for the consumer's socket, or -1 */
 	uint32_t type, auth, timeout_ms, keyring;
-	int32_t cert, privkey;
+	int32_t cert, privkey, peerid; /* peerid: the first PSK identity's key */
 	unsigned int n_certs, n_peerids;
 	const char *bad; /* why the reply cannot be served, or NULL */
 	char peername[DANCE_HOST_MAX];
@@ -352,7 +352,8 @@ static int accept_attr(struct kreq *r, struct nlattr *a)
 		r->keyring = nla_len(a) == 4 ? nla_get_u32(a) : 0;
 		break;
 	case HS_A_ACCEPT_PEER_IDENTITY:
-		r->n_peerids++;
+		if (!r->n_peerids++ && nla_len(a) == 4)
+			r->peerid = nla_get_s32(a);
 		break;
 	case HS_A_ACCEPT_CERTIFICATE:
 		if (++r->n_certs > 1) {
@@ -502,6 +503,51 @@ static int kernel_own_cert(struct tls *t, int32_t cert, int32_t privkey, struct 
 }
 
 /*
+ * PSK: the key @serial, a `user` (or NVMe `psk`) key whose description is the identity
+ * and whose payload is the secret, as tlshd reads them. With several identities the
+ * kernel offers, the first is used.
+ */
+static int kernel_psk(struct tls *t, int32_t serial, struct fail *f)
+{
+	char *desc = NULL, *id;
+	uint8_t *key = NULL;
+	int n, i;
+
+	if (keyctl_describe_alloc(serial, &desc) < 0)
+		return fail_set(f, -ENOKEY, "the kernel's request names key %d for its PSK: %s",
+				serial, strerror(errno));
+	/* "type;uid;gid;perm;description" */
+	for (id = desc, i = 0; i < 4 && id; i++) {
+		id = strchr(id, ';');
+		if (id)
+			id++;
+	}
+	if (!id || !*id) {
+		free(desc);
+		return fail_set(f, -EKEYREJECTED, "key %d has no description to be a PSK identity",
+				serial);
+	}
+	t->psk_identity = strdup(id);
+	free(desc);
+	if (!t->psk_identity)
+		return fail_set(f, -ENOMEM, "out of memory for a PSK identity");
+	n = key_der(serial, "PSK", &key, f);
+	if (n < 0)
+		return n;
+	if (n < 16 || n > 64) {
+		OPENSSL_cleanse(key, n);
+		free(key);
+		return fail_set(f, -EKEYREJECTED,
+				"key %d holds %d bytes: a TLS 1.3 PSK here is 16 to 64 (32 for"
+				" SHA-256, 48 for SHA-384)",
+				serial, n);
+	}
+	t->psk = key;
+	t->psk_len = n;
+	return 0;
+}
+
+/*
  * The verified peer as a key the consumer can read through the serial DONE carries:
  * a `user` key in danced's process keyring, described "danced:dane:NAME" or
  * "danced:x509:SUBJECT", whose payload is the name. Its serial says "authenticated" to
@@ -546,6 +592,9 @@ int32_t kernel_peer(struct conn *c)
 
 	if (!r || r->status)
 		return 0;
+	/* A PSK request's peer proved the key the request named: that key names it. */
+	if (c->kernel_psk)
+		return c->kernel_psk;
 	peer = kernel_peer_key(r);
 	if (peer >= 0)
 		return peer;
@@ -626,14 +675,14 @@ static void kernel_start(struct worker *w, struct kreq *r)
 		goto refuse;
 	}
 	c->tls.svc = s; /* names the service in the result and the log */
-	if (r->auth == HS_AUTH_PSK) {
+	if (r->auth == HS_AUTH_PSK && !r->peerid) {
 		fail_set(&c->fail, -EOPNOTSUPP,
-			 "the kernel asked for a PSK handshake (%u identities); danced serves"
-			 " x509 and anonymous requests only",
-			 r->n_peerids);
+			 "the kernel asked for a PSK handshake without naming the key; danced does"
+			 " not search keyrings for one");
 		goto refuse;
 	}
-	if (r->auth != HS_AUTH_X509 && !(r->auth == HS_AUTH_UNAUTH && role == ROLE_CLIENT)) {
+	if (r->auth != HS_AUTH_X509 && r->auth != HS_AUTH_PSK &&
+	    !(r->auth == HS_AUTH_UNAUTH && role == ROLE_CLIENT)) {
 		fail_set(&c->fail, -EINVAL, "the kernel's request has auth mode %u for the %s role",
 			 r->auth, role == ROLE_SERVER ? "server" : "client");
 		goto refuse;
@@ -651,7 +700,11 @@ static void kernel_start(struct worker *w, struct kreq *r)
 	}
 	if (admit(&c->ticket, st, s->cfg, &c->peer, &c->fail))
 		goto refuse;
-	if (r->auth == HS_AUTH_UNAUTH) {
+	if (r->auth == HS_AUTH_PSK) {
+		if (kernel_psk(&c->tls, r->peerid, &c->fail) < 0)
+			goto refuse;
+		c->kernel_psk = r->peerid;
+	} else if (r->auth == HS_AUTH_UNAUTH) {
 		c->tls.no_own_cert = true;
 	} else if (r->cert || r->privkey) {
 		if (!r->cert || !r->privkey) {

@@ -1019,10 +1019,9 @@ TEST_F(agent, certificates_from_the_consumers_keyring)
 }
 
 /* What danced does not serve is refused at once, saying what and why. */
-TEST_F(agent, psk_and_unserved_roles_are_refused_clearly)
+TEST_F(agent, unserved_requests_are_refused_clearly)
 {
 	struct dance_hs_request r;
-	int32_t psk;
 	int c, s;
 
 	ASSERT_EQ(0, agent_up(self, "", NULL, NULL));
@@ -1034,19 +1033,119 @@ TEST_F(agent, psk_and_unserved_roles_are_refused_clearly)
 	close(c);
 	close(s);
 
-	psk = add_key("user", "dance-test psk", "0123456789abcdef0123456789abcdef", 32,
-		      KEY_SPEC_PROCESS_KEYRING);
-	ASSERT_LT(0, psk);
+	/* A PSK server request that names no key (nvmet's way: the agent searches). */
 	ASSERT_EQ(0, tcp_pair(self, &c, &s));
 	r = kreq(s, S, DANCE_HS_PSK);
-	r.num_peerids = 1;
-	r.peerids[0] = psk;
 	ASSERT_EQ(0, upcall_retry(self->dev, &r));
 	EXPECT_EQ(-EOPNOTSUPP, r.status);
-	EXPECT_TRUE(log_contains(&self->e, "PSK handshake"));
+	EXPECT_TRUE(log_contains(&self->e, "PSK handshake without naming the key"));
 	close(c);
 	close(s);
 	EXPECT_EQ(2, trace_count("handshake_cmd_done:"));
+}
+
+/* A PSK as a `user` key in a keyring of its own: its serial, or -errno. */
+static int32_t psk_key(const char *identity, const void *key, size_t len, int32_t *ring)
+{
+	static int n;
+	char name[32];
+	int32_t k;
+
+	/* A keyring of the same name would displace this one, and its keys would go. */
+	snprintf(name, sizeof(name), "dance-test-psk-%d", n++);
+	*ring = add_key("keyring", name, NULL, 0, KEY_SPEC_PROCESS_KEYRING);
+	if (*ring < 0)
+		return -errno;
+	k = add_key("user", identity, key, len, *ring);
+	if (k < 0)
+		return -errno;
+	/* danced runs as this test's user, but does not possess the test's keyrings. */
+	if (keyctl_setperm(k, KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ))
+		return -errno;
+	return k;
+}
+
+/* One PSK handshake through the kernel: the client's key @ck, the server's @sk. */
+static void psk_pair(FIXTURE_DATA(agent) * self, int32_t ck, int32_t sk, struct waiter *cw,
+		     struct waiter *sw, int *c, int *s)
+{
+	*c = *s = -1;
+	if (tcp_pair(self, c, s))
+		return;
+	cw->r = kreq(*c, C, DANCE_HS_PSK);
+	cw->r.num_peerids = 1;
+	cw->r.peerids[0] = ck;
+	sw->r = kreq(*s, S, DANCE_HS_PSK);
+	sw->r.num_peerids = 1;
+	sw->r.peerids[0] = sk;
+	both(self->dev, cw, sw);
+}
+
+/*
+ * PSK mode (NVMe/TCP's), TLS 1.3 external PSKs: both ends through the kernel prove the
+ * key; each DONE names the key as the peer; kTLS carries bytes. A 48-byte key means
+ * SHA-384. The wrong secret, or an identity the server does not have, fails both ends.
+ */
+TEST_F(agent, psk_both_roles_through_the_kernel)
+{
+	static const char k32[32] = "0123456789abcdef0123456789abcdef";
+	static const char k48[48] = "0123456789abcdef0123456789abcdef0123456789abcdef";
+	static const char other[32] = "fedcba9876543210fedcba9876543210";
+	struct waiter cw = { 0 }, sw = { 0 };
+	int32_t r1, r2, r3, r4, a, b, d, e;
+	int c, s;
+
+	ASSERT_EQ(0, agent_up(self, "", "verify = required\n", NULL));
+	a = psk_key("NVMe0R01 nqn.client nqn.subsys", k32, sizeof(k32), &r1);
+	ASSERT_LT(0, a);
+	psk_pair(self, a, a, &cw, &sw, &c, &s);
+	ASSERT_EQ(0, cw.ret);
+	ASSERT_EQ(0, sw.ret);
+	EXPECT_EQ(0, cw.r.status) TH_LOG("log: %s", self->e.log);
+	EXPECT_EQ(0, sw.r.status);
+	EXPECT_EQ(a, cw.r.peerid);
+	EXPECT_EQ(a, sw.r.peerid);
+	EXPECT_TRUE(ktls_both(c));
+	EXPECT_EQ(0, swap_bytes(c, s));
+	EXPECT_TRUE(log_contains(&self->e, "TLS_AES_128_GCM_SHA256 group=X25519MLKEM768 "
+					   "sni=\"localhost\" alpn=- auth=psk"))
+	TH_LOG("%s", self->e.log);
+	close(c);
+	close(s);
+
+	b = psk_key("NVMe0R02 nqn.client nqn.subsys", k48, sizeof(k48), &r2);
+	ASSERT_LT(0, b);
+	psk_pair(self, b, b, &cw, &sw, &c, &s);
+	EXPECT_EQ(0, cw.r.status);
+	EXPECT_EQ(0, sw.r.status);
+	EXPECT_TRUE(log_contains(&self->e, "TLS_AES_256_GCM_SHA384"));
+	EXPECT_EQ(0, swap_bytes(c, s));
+	close(c);
+	close(s);
+
+	/* The same identity, another secret: the binder does not verify. */
+	d = psk_key("NVMe0R01 nqn.client nqn.subsys", other, sizeof(other), &r3);
+	ASSERT_LT(0, d);
+	psk_pair(self, a, d, &cw, &sw, &c, &s);
+	EXPECT_NE(0, cw.r.status);
+	EXPECT_NE(0, sw.r.status);
+	EXPECT_EQ(0, cw.r.peerid);
+	EXPECT_EQ(0, sw.r.peerid);
+	close(c);
+	close(s);
+
+	/* An identity the server was not given: it falls back to its certificate, and
+	   neither end accepts a handshake that proved no key. */
+	e = psk_key("NVMe0R01 nqn.someone-else nqn.subsys", k32, sizeof(k32), &r4);
+	ASSERT_LT(0, e);
+	psk_pair(self, e, a, &cw, &sw, &c, &s);
+	EXPECT_EQ(-EACCES, cw.r.status);
+	EXPECT_EQ(-EACCES, sw.r.status);
+	EXPECT_TRUE(log_contains(&self->e, "psk-unused"));
+	close(c);
+	close(s);
+	EXPECT_EQ(8, trace_count("handshake_cmd_done:"));
+	EXPECT_EQ(0, trace_count("handshake_cmd_done_err:"));
 }
 
 /* ---- a real in-kernel consumer: NFS over TLS, server and client in the guest ------- */
