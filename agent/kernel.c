@@ -417,6 +417,8 @@ static int kernel_accept(struct worker *w, struct kreq *r)
 		return nl_errno(ret);
 	nl_socket_modify_cb(w->kcmd, NL_CB_VALID, NL_CB_CUSTOM, accept_parse, r);
 	ret = nl_recvmsgs_default(w->kcmd);
+	/* @r lives on the caller's stack: no later message may reach it. */
+	nl_socket_modify_cb(w->kcmd, NL_CB_VALID, NL_CB_DEFAULT, NULL, NULL);
 	if (ret < 0)
 		return nl_errno(ret);
 	return r->fd >= 0 ? 0 : -EPROTO;
