@@ -32,6 +32,7 @@
 #include <openssl/x509.h>
 
 #include "dnsfix.h"
+#include "pki.h"
 
 /* Debian's paths; the VM rig copies the same files into the guest (.host-bins). */
 #define KNOTD "/usr/sbin/knotd"
@@ -1390,5 +1391,32 @@ int dnsfix_tlsa(X509 *cert, int usage, int selector, int mtype, char *out, size_
 	ret = 0;
 out_free:
 	OPENSSL_free(der);
+	return ret;
+}
+
+/**
+ * dnsfix_dane_ee - a self-signed identity for DANE-EE tests: @cn's certificate (its
+ * only DNS name @name) and key in @dir as CN.pem and CN.key, and the "3 1 1" TLSA
+ * RDATA of its key, for the zone
+ * @cert, @key, @tlsa: where the paths and the RDATA go, 160, 160 and 256 bytes at least
+ *
+ * Return: 0, or a negative errno.
+ */
+int dnsfix_dane_ee(const char *dir, const char *cn, const char *name, char cert[160], char key[160],
+		   char tlsa[256])
+{
+	const char *const names[] = { name, NULL };
+	X509 *x;
+	int ret;
+
+	snprintf(cert, 160, "%.100s/%.40s.pem", dir, cn);
+	snprintf(key, 160, "%.100s/%.40s.key", dir, cn);
+	if (pki_leaf(NULL, cn, names, 0, cert, key))
+		return -EIO;
+	x = pki_read_cert(cert);
+	if (!x)
+		return -EIO;
+	ret = dnsfix_tlsa(x, 3, 1, 1, tlsa, 256);
+	X509_free(x);
 	return ret;
 }

@@ -77,5 +77,7 @@ void dnsfix_fini(struct dnsfix *f);
 int dnsfix_queries(struct dnsfix *f, const char *qname);
 void dnsfix_reset_counts(struct dnsfix *f);
 int dnsfix_tlsa(X509 *cert, int usage, int selector, int mtype, char *out, size_t max);
+int dnsfix_dane_ee(const char *dir, const char *cn, const char *name, char cert[160], char key[160],
+		   char tlsa[256]);
 
 #endif

@@ -425,26 +425,14 @@ FIXTURE(bench_dane)
 
 FIXTURE_SETUP(bench_dane)
 {
-	static const char *const names[] = { "sensor1._device." DNSFIX_ZONE, NULL };
 	char zone[1024], tlsa[2][256], dir[160];
-	X509 *x[2];
-	int i;
 
 	signal(SIGPIPE, SIG_IGN);
 	ASSERT_EQ(0, env_init(&self->e));
-	snprintf(self->id_cert, sizeof(self->id_cert), "%.100s/sensor1.pem", self->e.dir);
-	snprintf(self->id_key, sizeof(self->id_key), "%.100s/sensor1.key", self->e.dir);
-	snprintf(self->other_cert, sizeof(self->other_cert), "%.100s/other.pem", self->e.dir);
-	snprintf(self->other_key, sizeof(self->other_key), "%.100s/other.key", self->e.dir);
-	ASSERT_EQ(0, pki_leaf(NULL, "sensor1", names, 0, self->id_cert, self->id_key));
-	ASSERT_EQ(0, pki_leaf(NULL, "other", names, 0, self->other_cert, self->other_key));
-	x[0] = pki_read_cert(self->id_cert);
-	x[1] = pki_read_cert(self->other_cert);
-	ASSERT_TRUE(x[0] && x[1]);
-	for (i = 0; i < 2; i++) {
-		ASSERT_EQ(0, dnsfix_tlsa(x[i], 3, 1, 1, tlsa[i], sizeof(tlsa[i])));
-		X509_free(x[i]);
-	}
+	ASSERT_EQ(0, dnsfix_dane_ee(self->e.dir, "sensor1", "sensor1._device." DNSFIX_ZONE,
+				    self->id_cert, self->id_key, tlsa[0]));
+	ASSERT_EQ(0, dnsfix_dane_ee(self->e.dir, "other", "sensor1._device." DNSFIX_ZONE,
+				    self->other_cert, self->other_key, tlsa[1]));
 	/* sensor1's key, and a name whose record holds another key. */
 	snprintf(zone, sizeof(zone), "sensor1._device IN TLSA %s\nmismatch._device IN TLSA %s\n",
 		 tlsa[0], tlsa[1]);
