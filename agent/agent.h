@@ -248,6 +248,8 @@ struct __attribute__((aligned(16))) conn {
 	bool dns_cached; /* client role: the server's TLSA came from the cache */
 	bool kernel; /* a kernel request (kernel.c): answered by DONE, the socket is not ours */
 	int32_t kernel_psk; /* its PSK's key serial, for DONE once the peer proved it */
+	int32_t kernel_peer; /* a DONE held back (kernel_done_later()): its peer, and */
+	bool kernel_held; /* ... that it is still owed */
 	uint32_t rx, tx; /* TLS bytes received and sent: a timeout says how far it got */
 	uint64_t start_ns, deadline_ns, wait_until_ns;
 	/*
@@ -332,6 +334,7 @@ enum op {
 	OP_TICK, /* a second passed while front-door sockets wait */
 	OP_IGNORE, /* completions nobody needs (timeout removals, cancellations) */
 	OP_KERNEL, /* the kernel announced handshake requests (kernel.c) */
+	OP_KERNEL_DONE, /* a kernel request's refusal may be answered now (kernel.c) */
 	OP_MAX,
 };
 
@@ -481,6 +484,9 @@ void kernel_arm(struct worker *w);
 void kernel_ready(struct worker *w, int res);
 int32_t kernel_peer(struct conn *c);
 void kernel_done(struct conn *c, int32_t peer);
+void kernel_done_later(struct conn *c, int32_t peer);
+void kernel_done_now(struct conn *c);
+void kernel_held_done(struct conn *c);
 
 /* admit.c: limits before any work */
 int admit_init(const struct config *cfg);

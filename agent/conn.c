@@ -161,6 +161,8 @@ static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
 
+	if (c->kernel_held)
+		kernel_done_now(c); /* the worker is going: the DONE it still owes */
 	if (c->fd >= 0)
 		close(c->fd);
 	X509_free(c->tls.own_cert);
@@ -714,7 +716,11 @@ static void conn_finish(struct conn *c)
 
 		c->phase = PHASE_DONE;
 		conn_log(c, "kernel handshake failed");
-		kernel_done(c, peer);
+		/* Refused before any byte moved: see kernel_done_later(). */
+		if (!c->touched && !c->w->ring_dead)
+			kernel_done_later(c, peer);
+		else
+			kernel_done(c, peer);
 		return;
 	}
 	if (c->ch) {

@@ -626,6 +626,48 @@ void kernel_done(struct conn *c, int32_t peer)
 			  (unsigned long long)c->id, status, peer);
 }
 
+/*
+ * How long a DONE for a request refused at once waits. Debian's 6.12.117 publishes a
+ * request before it takes the socket reference that completion drops
+ * (handshake_req_submit(): sock_hold() after the READY notification), so a DONE that
+ * lands inside that window frees the consumer's socket under it: a use-after-free, seen
+ * here as "refcount_t: addition on 0" when danced refused a request within
+ * microseconds (kernel-patches/handshake-sock-ref fixes the kernel). A handshake
+ * cannot finish that fast, since it waits for its peer; a refusal before any byte
+ * can, so its DONE waits this long. A refusal is an error either way.
+ */
+#define KERNEL_REFUSAL_DELAY_NS (100 * 1000000ULL)
+
+void kernel_done_later(struct conn *c, int32_t peer)
+{
+	struct io_uring_sqe *sqe = loop_sqe(c->w);
+
+	c->kernel_peer = peer;
+	c->kernel_held = true;
+	c->ts.tv_sec = 0;
+	c->ts.tv_nsec = KERNEL_REFUSAL_DELAY_NS;
+	io_uring_prep_timeout(sqe, &c->ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, op_data(c, OP_KERNEL_DONE));
+	c->ops++;
+}
+
+/* The held-back DONE, once: when its timer comes, or when the conn goes first. */
+void kernel_done_now(struct conn *c)
+{
+	if (!c->kernel_held)
+		return;
+	c->kernel_held = false;
+	kernel_done(c, c->kernel_peer);
+}
+
+/* The timer of kernel_done_later() came. */
+void kernel_held_done(struct conn *c)
+{
+	c->ops--;
+	kernel_done_now(c);
+	conn_put(c);
+}
+
 /* Which service answers requests of this type in the current state. */
 static struct svc *kernel_service(struct state *st, enum svc_role role)
 {

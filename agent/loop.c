@@ -208,6 +208,9 @@ static void handle_cqe(struct worker *w, uint64_t data, int res, unsigned int fl
 	case OP_KERNEL:
 		kernel_ready(w, res);
 		break;
+	case OP_KERNEL_DONE:
+		kernel_held_done(obj);
+		break;
 	case OP_IGNORE:
 		break;
 	default:
