@@ -95,16 +95,28 @@ bins: $(DANCED) $(DANCECTL) $(LIBDANCE) $(EXAMPLE) $(DANCE_BENCH) $(POLICYCOST) 
 # Debian's own net/tls of that kernel (from linux-source, tests/vm/fetch) with the
 # series applied, and Kbuild builds it as tls.ko beside dance_hs.ko.
 KPATCH_BASE := 6.12.117+deb13-cloud-amd64
-KPATCHES := $(sort $(filter-out %/0000-cover-letter.patch,$(wildcard kernel-patches/*.patch)))
-$(B)/kmod/%/dance_hs.ko: $(KMOD_SRCS) $(KPATCHES)
+# The other series patches net/handshake, which is built in: its files are compiled
+# with the kernel's flags (W=1, -Werror) as a check, never linked or loaded.
+KPATCH_TLS := $(sort $(filter-out %/0000-cover-letter.patch,$(wildcard kernel-patches/tls-kfunc/*.patch)))
+KPATCH_HS := $(sort $(filter-out %/0000-cover-letter.patch,\
+	$(wildcard kernel-patches/handshake-sock-ref/*.patch)))
+HS_OBJS := genl.o netlink.o request.o tlshd.o trace.o
+$(B)/kmod/%/dance_hs.ko: $(KMOD_SRCS) $(KPATCH_TLS) $(KPATCH_HS)
 	@rm -rf $(@D) && mkdir -p $(@D)/tests/kmod
 	@cp Kbuild $(@D)/ && cp tests/kmod/dance_hs.c tests/kmod/dance_hs.h $(@D)/tests/kmod/
 	@if [ "$*" = "$(KPATCH_BASE)" ]; then \
-		mkdir -p $(@D)/net && cp -a $(KSFT_DIR)/linux/net/tls $(@D)/net/ && \
+		mkdir -p $(@D)/net $(@D)/hs/net && cp -a $(KSFT_DIR)/linux/net/tls $(@D)/net/ && \
 		cp -a $(KSFT_DIR)/linux/Documentation $(@D)/ && \
-		for p in $(KPATCHES); do \
+		cp -a $(KSFT_DIR)/linux/net/handshake $(@D)/hs/net/ && \
+		for p in $(KPATCH_TLS); do \
 			patch -d $(@D) -p1 -s --no-backup-if-mismatch < $$p || exit 1; \
 		done; \
+		for p in $(KPATCH_HS); do \
+			patch -d $(@D)/hs -p1 -s --no-backup-if-mismatch < $$p || exit 1; \
+		done; \
+		printf 'obj-m := hs-check.o\nhs-check-y := $(HS_OBJS)\n' > $(@D)/hs/net/handshake/Kbuild; \
+		$(MAKE) -s -C /usr/src/linux-headers-$* M=$(CURDIR)/$(@D)/hs/net/handshake \
+			W=1 KCFLAGS=-Werror $(HS_OBJS) || exit 1; \
 	fi
 	$(MAKE) -s -C /usr/src/linux-headers-$* M=$(CURDIR)/$(@D) W=1 KCFLAGS=-Werror modules
 
