@@ -39,7 +39,7 @@ LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 # second make into build/asan with SANITIZE=1 (`make asan`). `make check` runs the host
 # unit tests and ASAN_VM_TESTS (those that exist) under it, in the VM on ASAN_KERNEL.
 ASAN_B := build/asan
-ASAN_VM_TESTS := dns_test conn_test handoff_test dane_test ea_test
+ASAN_VM_TESTS := dns_test conn_test handoff_test dane_test ea_test kernel_test
 ASAN_KERNEL ?= 6.12
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ifeq ($(SANITIZE),1)

@@ -54,6 +54,11 @@ static int module_load(void)
 		return -errno;
 	snprintf(path, sizeof(path), "%s/../kmod/%s/dance_hs.ko", dir, u.release);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		/* The sanitizer build's binaries live elsewhere; the module does not. */
+		snprintf(path, sizeof(path), "/danced/kmod/%s/dance_hs.ko", u.release);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return -errno;
 	if (syscall(SYS_finit_module, fd, "", 0) && errno != EEXIST)
