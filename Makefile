@@ -216,7 +216,7 @@ $(B)/bulk: $(B)/obj/bench/bulk.o $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The kernel's handshake upcall beside the handoff, the same danced (bench/upcall.c).
-$(B)/upcall: $(B)/obj/bench/upcall.o $(LIBDANCE)
+$(B)/upcall: $(B)/obj/bench/upcall.o $(B)/obj/tests/lib/pair.o $(AGENT_LIB) $(LIBDANCE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The library floor: OpenSSL's own handshake cost, for bench/insns to compare against.

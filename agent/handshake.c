@@ -882,10 +882,12 @@ enum verdict tls_handshake(struct tls *t)
 		return V_DONE;
 	err = SSL_get_error(t->ssl, ret);
 	if (err == SSL_ERROR_WANT_READ && t->out_len == t->out_off) {
+		size_t rec = rec_missing(&t->rt) ?: 5;
+
 		t->want = TLS_BUF_SIZE - t->in_len;
 		/* Never a byte past the record in progress (a header, at a boundary). */
-		if (t->kernel && (rec_missing(&t->rt) ?: 5) < t->want)
-			t->want = rec_missing(&t->rt) ?: 5;
+		if (t->kernel && rec < t->want)
+			t->want = rec;
 		return V_READ;
 	}
 	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)

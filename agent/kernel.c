@@ -329,7 +329,13 @@ void kernel_arm(struct worker *w)
 	w->kernel_armed = true;
 }
 
-static int accept_attr(struct kreq *r, struct nlattr *a)
+/* A 32-bit attribute's value; 0 (none, in every field here) for one of another size. */
+static uint32_t attr_u32(const struct nlattr *a)
+{
+	return nla_len(a) == 4 ? nla_get_u32((struct nlattr *)a) : 0;
+}
+
+static void accept_attr(struct kreq *r, struct nlattr *a)
 {
 	struct nlattr *x;
 	int rem;
@@ -337,23 +343,23 @@ static int accept_attr(struct kreq *r, struct nlattr *a)
 	switch (nla_type(a)) {
 	case HS_A_ACCEPT_SOCKFD:
 		if (nla_len(a) == 4)
-			r->fd = nla_get_s32(a);
+			r->fd = (int32_t)attr_u32(a);
 		break;
 	case HS_A_ACCEPT_MESSAGE_TYPE:
-		r->type = nla_len(a) == 4 ? nla_get_u32(a) : 0;
+		r->type = attr_u32(a);
 		break;
 	case HS_A_ACCEPT_TIMEOUT:
-		r->timeout_ms = nla_len(a) == 4 ? nla_get_u32(a) : 0;
+		r->timeout_ms = attr_u32(a);
 		break;
 	case HS_A_ACCEPT_AUTH_MODE:
-		r->auth = nla_len(a) == 4 ? nla_get_u32(a) : 0;
+		r->auth = attr_u32(a);
 		break;
 	case HS_A_ACCEPT_KEYRING:
-		r->keyring = nla_len(a) == 4 ? nla_get_u32(a) : 0;
+		r->keyring = attr_u32(a);
 		break;
 	case HS_A_ACCEPT_PEER_IDENTITY:
-		if (!r->n_peerids++ && nla_len(a) == 4)
-			r->peerid = nla_get_s32(a);
+		if (!r->n_peerids++)
+			r->peerid = (int32_t)attr_u32(a);
 		break;
 	case HS_A_ACCEPT_CERTIFICATE:
 		if (++r->n_certs > 1) {
@@ -362,12 +368,10 @@ static int accept_attr(struct kreq *r, struct nlattr *a)
 		}
 		nla_for_each_nested(x, a, rem)
 		{
-			if (nla_len(x) != 4)
-				continue;
 			if (nla_type(x) == HS_A_X509_CERT)
-				r->cert = nla_get_s32(x);
+				r->cert = (int32_t)attr_u32(x);
 			else if (nla_type(x) == HS_A_X509_PRIVKEY)
-				r->privkey = nla_get_s32(x);
+				r->privkey = (int32_t)attr_u32(x);
 		}
 		break;
 	case HS_A_ACCEPT_PEERNAME:
@@ -378,7 +382,6 @@ static int accept_attr(struct kreq *r, struct nlattr *a)
 			memcpy(r->peername, nla_data(a), nla_len(a));
 		break;
 	}
-	return 0;
 }
 
 static int accept_parse(struct nl_msg *msg, void *arg)
@@ -452,8 +455,8 @@ static int kernel_send_done(struct worker *w, int fd, int status, int32_t peer)
 	return ret < 0 ? nl_errno(ret) : 0;
 }
 
-/* The DER that a `user` key holds; wiped and freed by the caller. */
-static int key_der(int32_t serial, const char *what, uint8_t **out, struct fail *f)
+/* What a key holds (DER, or a PSK's secret): its length; wiped and freed by the caller. */
+static int key_payload(int32_t serial, const char *what, uint8_t **out, struct fail *f)
 {
 	void *buf = NULL;
 	long n = keyctl_read_alloc(serial, &buf);
@@ -473,7 +476,7 @@ static int kernel_own_cert(struct tls *t, int32_t cert, int32_t privkey, struct 
 	bool whole;
 	int n;
 
-	n = key_der(cert, "certificate", &der, f);
+	n = key_payload(cert, "certificate", &der, f);
 	if (n < 0)
 		return n;
 	p = der;
@@ -488,7 +491,7 @@ static int kernel_own_cert(struct tls *t, int32_t cert, int32_t privkey, struct 
 				cert);
 	}
 	der = NULL;
-	n = key_der(privkey, "private key", &der, f);
+	n = key_payload(privkey, "private key", &der, f);
 	if (n < 0)
 		return n;
 	p = der;
@@ -533,7 +536,7 @@ static int kernel_psk(struct tls *t, int32_t serial, struct fail *f)
 	free(desc);
 	if (!t->psk_identity)
 		return fail_set(f, -ENOMEM, "out of memory for a PSK identity");
-	n = key_der(serial, "PSK", &key, f);
+	n = key_payload(serial, "PSK", &key, f);
 	if (n < 0)
 		return n;
 	if (n < 16 || n > 64) {
@@ -738,10 +741,8 @@ static void kernel_start(struct worker *w, struct kreq *r)
 			 s->cfg->name);
 		goto refuse;
 	}
-	if (atomic_load(&agent.stopping)) {
-		fail_set(&c->fail, -ESHUTDOWN, "danced is shutting down");
-		goto refuse;
-	}
+	/* No stop check: kernel_ready() accepts nothing once stopping, and a request
+	   accepted just before runs within the stop's grace, as any in flight. */
 	if (admit(&c->ticket, st, s->cfg, &c->peer, &c->fail))
 		goto refuse;
 	if (r->auth == HS_AUTH_PSK) {

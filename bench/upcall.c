@@ -31,13 +31,13 @@
 
 #include "../agent/lib/dance.h"
 #include "../tests/kmod/dance_hs.h"
+#include "../tests/lib/pair.h"
 
 static const char *mode = "kernel", *sock_path, *server_svc = "kserver", *client_svc = "kclient",
 		  *peername = "localhost";
 static unsigned int pairs = 200, conc = 4;
 static atomic_uint next_pair, failures;
-static int lfd, port, dev = -1;
-static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dev = -1;
 
 static double now_s(void)
 {
@@ -45,27 +45,6 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* A connected pair through the listener (one accept at a time, so ends match). */
-static int tcp_pair(int *c, int *s)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-
-	int ret = 0;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	pthread_mutex_lock(&accept_lock);
-	*s = -1;
-	*c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (*c < 0 || connect(*c, (struct sockaddr *)&a, sizeof(a)))
-		ret = -errno;
-	else if ((*s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
-		ret = -errno;
-	pthread_mutex_unlock(&accept_lock);
-	if (ret && *c >= 0)
-		close(*c);
-	return ret;
 }
 
 /* One end's handshake: 0, or a negative errno. */
@@ -128,7 +107,7 @@ static void *slot_main(void *arg)
 				return NULL;
 			}
 	while (atomic_fetch_add(&next_pair, 1) < pairs) {
-		if (tcp_pair(&c, &s)) {
+		if (pair_tcp(&c, &s)) {
 			atomic_fetch_add(&failures, 1);
 			continue;
 		}
@@ -176,8 +155,6 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
 	pthread_t *t;
 	double t0, secs;
 	unsigned int i;
@@ -226,14 +203,6 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 1024) ||
-	    getsockname(lfd, (struct sockaddr *)&a, &len)) {
-		perror("upcall: listener");
-		return 1;
-	}
-	port = ntohs(a.sin_port);
 	t = calloc(conc, sizeof(*t));
 	if (!t)
 		return 1;
@@ -250,7 +219,6 @@ int main(int argc, char **argv)
 	       pairs, conc, secs, 2 * pairs, atomic_load(&failures),
 	       2 * (pairs - atomic_load(&failures)) / secs);
 	free(t);
-	close(lfd);
 	if (dev >= 0)
 		close(dev);
 	return atomic_load(&failures) ? 1 : 0;

@@ -39,6 +39,7 @@
 #include "../kmod/dance_hs.h"
 #include "../lib/daemon.h"
 #include "../lib/dnsfix.h"
+#include "../lib/pair.h"
 #include "../lib/pki.h"
 #include "../../agent/lib/dance.h"
 
@@ -366,7 +367,7 @@ FIXTURE(agent)
 {
 	struct env e;
 	struct dnsfix f;
-	int dev, lfd, port;
+	int dev;
 	char id_cert[160], id_key[160], other_cert[160], other_key[160];
 };
 
@@ -418,7 +419,7 @@ FIXTURE_SETUP(agent)
 	char zone[1024], bogus[512], tlsa[2][256], dir[160];
 
 	signal(SIGPIPE, SIG_IGN);
-	self->dev = self->lfd = -1;
+	self->dev = -1;
 	ASSERT_EQ(0, module_load());
 	self->dev = open("/dev/dance_hs", O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, self->dev) TH_LOG("/dev/dance_hs: %s", strerror(errno));
@@ -438,8 +439,6 @@ FIXTURE_SETUP(agent)
 		ASSERT_EQ(0, mkdir(dir, 0700));
 		ASSERT_EQ(0, dnsfix_start(&self->f, dir, 53, &z));
 	}
-	self->lfd = tcp_listen_any(&self->port);
-	ASSERT_LE(0, self->lfd);
 	ASSERT_EQ(0, trace_done(true)) TH_LOG("tracefs: %s", strerror(errno));
 }
 
@@ -448,7 +447,6 @@ FIXTURE_TEARDOWN(agent)
 	if (self->e.pid > 0)
 		danced_stop(&self->e, SIGTERM);
 	trace_done(false);
-	close(self->lfd);
 	close(self->dev);
 	dnsfix_fini(&self->f);
 	env_fini(&self->e);
@@ -477,20 +475,6 @@ static int agent_up(FIXTURE_DATA(agent) * self, const char *server, const char *
 		       "dns_stub = " DNSFIX_ZONE " %s\n%s%s%s",
 		       self->f.trust_anchor, self->f.stubs[0].addr, srv, cli, more ?: "");
 	return ret ?: danced_start(&self->e);
-}
-
-/* A connected TCP pair through the fixture's listener: 0, or -errno. */
-static int tcp_pair(FIXTURE_DATA(agent) * self, int *c, int *s)
-{
-	*c = tcp_connect(self->port);
-	if (*c < 0)
-		return *c;
-	*s = accept4(self->lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (*s < 0) {
-		close(*c);
-		return -errno;
-	}
-	return 0;
 }
 
 /*
@@ -638,7 +622,7 @@ TEST_F(agent, x509_both_roles_through_the_kernel)
 			 self->e.cli_key);
 		ASSERT_EQ(0, agent_up(self, lines, cl, NULL));
 	}
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	cw.r = kreq(c, C, DANCE_HS_X509);
 	sw.r = kreq(s, S, DANCE_HS_X509);
 	both(self->dev, &cw, &sw);
@@ -660,7 +644,7 @@ TEST_F(agent, x509_both_roles_through_the_kernel)
 	close(s);
 
 	/* A client without a certificate is refused by the server, and told so. */
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	cw.r = kreq(c, C, DANCE_HS_ANON);
 	sw.r = kreq(s, S, DANCE_HS_X509);
 	both(self->dev, &cw, &sw);
@@ -750,7 +734,7 @@ TEST_F(agent, dane_client_authentication_through_the_kernel)
 		  agent_up(self, "tls_min = 1.3\ndane = required\ndane_names = fixture.example\n",
 			   cl, more));
 
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	cw.r = kreq(c, C, DANCE_HS_X509);
 	sw.r = kreq(s, S, DANCE_HS_X509);
 	both(self->dev, &cw, &sw);
@@ -771,7 +755,7 @@ TEST_F(agent, dane_client_authentication_through_the_kernel)
 
 		snprintf(svc, sizeof(svc), "bad%zu", i);
 		p.service = svc;
-		ASSERT_EQ(0, tcp_pair(self, &c, &s));
+		ASSERT_EQ(0, pair_tcp(&c, &s));
 		sw.r = kreq(s, S, DANCE_HS_X509);
 		sw.dev = self->dev;
 		{
@@ -804,7 +788,7 @@ TEST_F(agent, timeouts_follow_the_request)
 	long t0, ms;
 
 	ASSERT_EQ(0, agent_up(self, "handshake_timeout = 2s\n", NULL, NULL));
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	r = kreq(s, S, DANCE_HS_X509);
 	r.timeout_ms = 300;
 	t0 = ms_now();
@@ -818,7 +802,7 @@ TEST_F(agent, timeouts_follow_the_request)
 	close(s);
 
 	/* No timeout in the request (NFS sends none): the service's handshake_timeout. */
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	r = kreq(s, S, DANCE_HS_X509);
 	r.timeout_ms = 0;
 	t0 = ms_now();
@@ -846,13 +830,13 @@ TEST_F(agent, a_consumer_that_gives_up_leaves_danced_serving)
 
 	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
 	ASSERT_EQ(0, agent_up(self, "handshake_timeout = 1500ms\n", "verify = required\n", NULL));
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	r = kreq(s, S, DANCE_HS_X509);
 	r.wait_ms = 300;
 	ASSERT_EQ(0, upcall_retry(self->dev, &r));
 	EXPECT_EQ(-ETIME, r.status);
 
-	ASSERT_EQ(0, tcp_pair(self, &c2, &s2));
+	ASSERT_EQ(0, pair_tcp(&c2, &s2));
 	sw.dev = self->dev;
 	sw.r = kreq(s2, S, DANCE_HS_X509);
 	ASSERT_EQ(0, pthread_create(&t, NULL, retry_main, &sw));
@@ -869,7 +853,7 @@ TEST_F(agent, a_consumer_that_gives_up_leaves_danced_serving)
 	EXPECT_TRUE(log_contains(&self->e, "handshake timed out after 1500 ms"));
 	EXPECT_FALSE(log_contains(&self->e, "DONE not taken"));
 
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	cw.r = kreq(c, C, DANCE_HS_ANON);
 	sw.r = kreq(s, S, DANCE_HS_X509);
 	both(self->dev, &cw, &sw);
@@ -892,7 +876,7 @@ TEST_F(agent, hundred_concurrent_kernel_requests)
 
 	ASSERT_EQ(0, agent_up(self, "", "verify = required\n", NULL));
 	for (i = 0; i < PAIRS; i++)
-		ASSERT_EQ(0, tcp_pair(self, &fd[2 * i], &fd[2 * i + 1]));
+		ASSERT_EQ(0, pair_tcp(&fd[2 * i], &fd[2 * i + 1]));
 	for (i = 0; i < 2 * PAIRS; i++) {
 		w[i].dev = self->dev;
 		w[i].r = kreq(fd[i], i % 2 ? S : C, i % 2 ? DANCE_HS_X509 : DANCE_HS_ANON);
@@ -969,7 +953,7 @@ TEST_F(agent, certificates_from_the_consumers_keyring)
 	ASSERT_LT(0, cert);
 	ASSERT_LT(0, key);
 
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	cw.r = kreq(c, C, DANCE_HS_X509);
 	cw.r.keyring = ring;
 	cw.r.cert = cert;
@@ -984,7 +968,7 @@ TEST_F(agent, certificates_from_the_consumers_keyring)
 	close(s);
 
 	/* The certificate's key where the private key should be. */
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	cw.r = kreq(c, C, DANCE_HS_X509);
 	cw.r.keyring = ring;
 	cw.r.cert = cert;
@@ -1000,7 +984,7 @@ TEST_F(agent, certificates_from_the_consumers_keyring)
 	key = der_key(self->e.cli_key, true, "unreachable key", KEY_SPEC_PROCESS_KEYRING);
 	ASSERT_LT(0, cert);
 	ASSERT_LT(0, key);
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	cw.r = kreq(c, C, DANCE_HS_X509);
 	cw.r.cert = cert;
 	cw.r.privkey = key;
@@ -1018,7 +1002,7 @@ TEST_F(agent, unserved_requests_are_refused_clearly)
 	int c, s;
 
 	ASSERT_EQ(0, agent_up(self, "", NULL, NULL));
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	r = kreq(c, C, DANCE_HS_ANON);
 	ASSERT_EQ(0, upcall_retry(self->dev, &r));
 	EXPECT_EQ(-EOPNOTSUPP, r.status);
@@ -1027,7 +1011,7 @@ TEST_F(agent, unserved_requests_are_refused_clearly)
 	close(s);
 
 	/* A PSK server request that names no key (nvmet's way: the agent searches). */
-	ASSERT_EQ(0, tcp_pair(self, &c, &s));
+	ASSERT_EQ(0, pair_tcp(&c, &s));
 	r = kreq(s, S, DANCE_HS_PSK);
 	ASSERT_EQ(0, upcall_retry(self->dev, &r));
 	EXPECT_EQ(-EOPNOTSUPP, r.status);
@@ -1051,7 +1035,7 @@ static void *refuser_main(void *arg)
 	char b;
 
 	for (i = 0; i < f->n; i++) {
-		if (tcp_pair(f->self, &c, &s))
+		if (pair_tcp(&c, &s))
 			continue;
 		r = kreq(c, C, DANCE_HS_ANON);
 		/* The socket must still work as a plain TCP socket afterwards, both ways. */
@@ -1117,7 +1101,7 @@ static void psk_pair(FIXTURE_DATA(agent) * self, int32_t ck, int32_t sk, struct 
 		     struct waiter *sw, int *c, int *s)
 {
 	*c = *s = -1;
-	if (tcp_pair(self, c, s))
+	if (pair_tcp(c, s))
 		return;
 	cw->r = kreq(*c, C, DANCE_HS_PSK);
 	cw->r.num_peerids = 1;
