@@ -756,15 +756,24 @@ static int ring_sizes(pid_t pid, unsigned int *sq, unsigned int *cq, int max)
 		if (!strstr(target, "io_uring"))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", pid, d->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
+		/*
+		 * The kernel prints the ring's masks only when it can take the ring's lock
+		 * at once, so a read while the worker is inside io_uring_enter() may lack
+		 * them: read again for a while.
+		 */
 		sq[n] = cq[n] = 0;
-		while (fgets(line, sizeof(line), f)) {
-			sscanf(line, "SqMask: %x", &sq[n]);
-			sscanf(line, "CqMask: %x", &cq[n]);
+		for (int tries = 0; tries < 200 && (!sq[n] || !cq[n]); tries++) {
+			f = fopen(path, "r");
+			if (!f)
+				break;
+			while (fgets(line, sizeof(line), f)) {
+				sscanf(line, "SqMask: %x", &sq[n]);
+				sscanf(line, "CqMask: %x", &cq[n]);
+			}
+			fclose(f);
+			if (!sq[n] || !cq[n])
+				usleep(10000);
 		}
-		fclose(f);
 		sq[n]++;
 		cq[n]++;
 		n++;
